@@ -1,0 +1,71 @@
+using System.Buffers.Binary;
+
+namespace OverlaySwitch.Wire;
+
+/// <summary>
+/// A UDP datagram (RFC 768).
+/// <code>
+/// | source port (2) | destination port (2) | length (2) | checksum (2) | payload |
+/// </code>
+/// Contract: once <see cref="TryCreate"/> returns true, no accessor throws and the length field is
+/// between 8 and the buffer length (<see cref="Bytes"/> is cut to it).
+/// </summary>
+public readonly ref struct UdpDatagram
+{
+    public const int HeaderLength = 8;
+
+    private readonly Span<byte> _bytes;
+
+    private UdpDatagram(Span<byte> bytes) => _bytes = bytes;
+
+    public static bool TryCreate(Span<byte> bytes, out UdpDatagram datagram)
+    {
+        datagram = default;
+        if (bytes.Length < HeaderLength)
+            return false;
+        int length = BinaryPrimitives.ReadUInt16BigEndian(bytes[4..]);
+        if (length < HeaderLength || length > bytes.Length)
+            return false;
+        datagram = new UdpDatagram(bytes[..length]);
+        return true;
+    }
+
+    public Span<byte> Bytes => _bytes;
+    public ushort SourcePort => BinaryPrimitives.ReadUInt16BigEndian(_bytes);
+    public ushort DestinationPort => BinaryPrimitives.ReadUInt16BigEndian(_bytes[2..]);
+    public int Length => _bytes.Length;
+    public ushort Checksum => BinaryPrimitives.ReadUInt16BigEndian(_bytes[6..]);
+    public Span<byte> Payload => _bytes[HeaderLength..];
+
+    /// <summary>
+    /// Verifies the checksum given the pseudo-header partial sum. Over IPv4 a zero checksum means
+    /// "not computed" (RFC 768); over IPv6 it is invalid (RFC 8200 §8.1) except where RFC 6935 allows
+    /// it for tunnels, which the caller decides by passing <paramref name="zeroAllowed"/>.
+    /// </summary>
+    public bool IsChecksumValid(uint pseudoHeaderSum, bool zeroAllowed) =>
+        Checksum == 0 ? zeroAllowed : Wire.Checksum.Finish(Wire.Checksum.Add(pseudoHeaderSum, _bytes)) == 0;
+}
+
+/// <summary>A UDP header; <see cref="Emit"/> writes it in front of a payload already in place.</summary>
+public readonly record struct UdpRepr(ushort SourcePort, ushort DestinationPort)
+{
+    public static int HeaderLength => UdpDatagram.HeaderLength;
+
+    /// <summary>
+    /// Writes the header at the start of <paramref name="datagram"/> (header and payload) and, unless
+    /// <paramref name="pseudoHeaderSum"/> is null, the checksum; a null sum leaves it 0 (IPv4 "no checksum").
+    /// </summary>
+    public void Emit(Span<byte> datagram, uint? pseudoHeaderSum)
+    {
+        BinaryPrimitives.WriteUInt16BigEndian(datagram, SourcePort);
+        BinaryPrimitives.WriteUInt16BigEndian(datagram[2..], DestinationPort);
+        BinaryPrimitives.WriteUInt16BigEndian(datagram[4..], (ushort)datagram.Length);
+        BinaryPrimitives.WriteUInt16BigEndian(datagram[6..], 0);
+        if (pseudoHeaderSum is uint sum)
+        {
+            ushort checksum = Checksum.Finish(Checksum.Add(sum, datagram));
+            // A computed 0 is sent as 0xFFFF: 0 means "no checksum" (RFC 768).
+            BinaryPrimitives.WriteUInt16BigEndian(datagram[6..], checksum == 0 ? (ushort)0xFFFF : checksum);
+        }
+    }
+}
