@@ -1,0 +1,198 @@
+using OverlaySwitch.Wire;
+
+namespace OverlaySwitch.Overlay;
+
+// Guest → overlay: port security, ARP/ND responder, then L2 forwarding inside the port's VNI.
+public sealed partial class OverlayProcessor
+{
+    /// <summary>
+    /// Processes one frame a guest sent on local port <paramref name="portNumber"/>. The frame may be
+    /// modified in place only by this call; the caller reuses it afterwards.
+    /// </summary>
+    public void FromPort(int portNumber, Span<byte> frame, IOverlayOutput output)
+    {
+        ForwardingTables tables = _tables.Current;
+        LocalPort? port = tables.GetPort(portNumber);
+        if (port is null)
+        {
+            Drop(DropReason.PortNotBound);
+            return;
+        }
+        NetworkTable network = port.Network;
+        if (!EthernetFrame.TryCreate(frame, out EthernetFrame eth))
+        {
+            Drop(DropReason.MalformedFrame, port, network);
+            return;
+        }
+        if (eth.VlanTagCount != 0)
+        {
+            Drop(DropReason.VlanTagged, port, network);
+            return;
+        }
+        if (eth.Source != port.Mac)
+        {
+            Drop(DropReason.SourceMacSpoofed, port, network);
+            return;
+        }
+
+        DropReason? drop = eth.EtherType switch
+        {
+            EtherType.Arp => FromPortArp(port, eth, output),
+            EtherType.Ipv4 => FromPortIpv4(port, eth, output),
+            EtherType.Ipv6 => FromPortIpv6(port, eth, output),
+            _ => Forward(port, eth.Bytes, output),
+        };
+        if (drop is DropReason reason)
+            Drop(reason, port, network);
+    }
+
+    private DropReason? FromPortArp(LocalPort port, EthernetFrame eth, IOverlayOutput output)
+    {
+        if (!ArpPacket.TryCreate(eth.Payload, out ArpPacket arp))
+            return DropReason.MalformedPacket;
+        if (arp.SenderMac != port.Mac)
+            return DropReason.SourceMacSpoofed;
+        // 0.0.0.0 is an RFC 5227 probe: the guest checking an address before using it.
+        if (!arp.SenderIp.IsZero && !port.OwnsIpv4(arp.SenderIp))
+            return DropReason.SourceIpSpoofed;
+        Ipv4Address target = arp.TargetIp;
+        if (port.OwnsIpv4(target))
+            return DropReason.OwnAddressAnnouncement; // gratuitous ARP or a probe for its own address
+        if (arp.Operation != ArpOperation.Request)
+            return Forward(port, eth.Bytes, output); // e.g. a reply to a request flooded to this guest
+
+        NetworkTable network = port.Network;
+        if (!network.Ipv4Neighbors.TryGetValue(target, out MacAddress targetMac))
+            return network.Config.UnknownTarget == UnknownTargetPolicy.Flood ? Flood(port, eth.Bytes, output) : DropReason.UnknownTarget;
+
+        Span<byte> reply = _scratch.AsSpan(0, EthernetFrame.HeaderLength + ArpPacket.Length);
+        new EthernetRepr(arp.SenderMac, targetMac, EtherType.Arp).Emit(reply);
+        new ArpRepr(ArpOperation.Reply, targetMac, target, arp.SenderMac, arp.SenderIp).Emit(reply[EthernetFrame.HeaderLength..]);
+        output.ToPort(port.Number, reply);
+        Stats.ArpReplies++;
+        return null;
+    }
+
+    private DropReason? FromPortIpv4(LocalPort port, EthernetFrame eth, IOverlayOutput output)
+    {
+        if (!Ipv4Packet.TryCreate(eth.Payload, out Ipv4Packet ip))
+            return DropReason.MalformedPacket;
+        if (!port.OwnsIpv4(ip.Source))
+            return DropReason.SourceIpSpoofed;
+        return Forward(port, eth.Bytes, output);
+    }
+
+    private DropReason? FromPortIpv6(LocalPort port, EthernetFrame eth, IOverlayOutput output)
+    {
+        if (!Ipv6Packet.TryCreate(eth.Payload, out Ipv6Packet ip))
+            return DropReason.MalformedPacket;
+        bool unspecifiedSource = ip.Source.IsUnspecified;
+        if (!unspecifiedSource && !port.OwnsIpv6(ip.Source))
+            return DropReason.SourceIpSpoofed;
+        if (ip.NextHeader == IpProtocol.Icmpv6 && Icmpv6Packet.TryCreate(ip.Payload, out Icmpv6Packet icmp) && icmp.IsNeighborMessage)
+            return FromPortNeighborMessage(port, eth, ip, icmp, output);
+        // The unspecified source is for Neighbor Discovery (DAD) and MLD during DAD (RFC 4861 §7.2.2, RFC 3810 §5.2.13).
+        if (unspecifiedSource && ip.NextHeader != IpProtocol.Icmpv6 && ip.NextHeader != IpProtocol.HopByHop)
+            return DropReason.SourceIpSpoofed;
+        return Forward(port, eth.Bytes, output);
+    }
+
+    private DropReason? FromPortNeighborMessage(LocalPort port, EthernetFrame eth, Ipv6Packet ip, Icmpv6Packet icmp, IOverlayOutput output)
+    {
+        // RFC 4861 §7.1.1/§7.1.2 validity: hop limit 255, code 0, checksum, well-formed options.
+        if (ip.HopLimit != 255 || icmp.Code != 0 || !icmp.IsChecksumValid(ip.PseudoHeaderSum(IpProtocol.Icmpv6, ip.PayloadLength))
+            || icmp.Target.IsMulticast)
+            return DropReason.MalformedPacket;
+        NdOptionType ownOption = icmp.Type == Icmpv6Type.NeighborSolicitation ? NdOptionType.SourceLinkLayerAddress : NdOptionType.TargetLinkLayerAddress;
+        bool hasLinkLayer = icmp.TryGetLinkLayerOption(ownOption, out MacAddress linkLayer, out bool optionsValid);
+        if (!optionsValid)
+            return DropReason.MalformedPacket;
+        if (hasLinkLayer && linkLayer != port.Mac)
+            return DropReason.SourceMacSpoofed;
+        Ipv6Address target = icmp.Target;
+
+        if (icmp.Type == Icmpv6Type.NeighborAdvertisement)
+        {
+            // A guest may only advertise its own addresses; unsolicited ones to multicast are
+            // announcements nobody needs, as the switch answers for everyone.
+            if (!port.OwnsIpv6(target))
+                return DropReason.SourceIpSpoofed;
+            return eth.Destination.IsMulticast ? DropReason.OwnAddressAnnouncement : Forward(port, eth.Bytes, output);
+        }
+
+        if (ip.Source.IsUnspecified && hasLinkLayer)
+            return DropReason.MalformedPacket; // RFC 4861 §7.1.1: DAD solicitations carry no SLLA
+        if (port.OwnsIpv6(target))
+            return DropReason.OwnAddressAnnouncement; // DAD for its own address: nobody else has it
+        NetworkTable network = port.Network;
+        if (!network.Ipv6Neighbors.TryGetValue(target, out MacAddress targetMac))
+            return network.Config.UnknownTarget == UnknownTargetPolicy.Flood ? Flood(port, eth.Bytes, output) : DropReason.UnknownTarget;
+
+        // DAD for an address another endpoint has: defend it to all-nodes, unsolicited (§7.2.4).
+        bool dad = ip.Source.IsUnspecified;
+        Ipv6Address destination = dad ? AllNodes : ip.Source;
+        byte flags = (byte)(Icmpv6Packet.OverrideFlag | (dad ? 0 : Icmpv6Packet.SolicitedFlag)
+            | (network.Config.GatewayV6 == target ? Icmpv6Packet.RouterFlag : 0));
+        const int icmpLength = Icmpv6Packet.NeighborMessageLength + 8;
+        Span<byte> reply = _scratch.AsSpan(0, EthernetFrame.HeaderLength + Ipv6Packet.HeaderLength + icmpLength);
+        new EthernetRepr(dad ? destination.MulticastMac : port.Mac, targetMac, EtherType.Ipv6).Emit(reply);
+        new Ipv6Repr(target, destination, IpProtocol.Icmpv6, icmpLength, HopLimit: 255).Emit(reply[EthernetFrame.HeaderLength..]);
+        Span<byte> message = reply[(EthernetFrame.HeaderLength + Ipv6Packet.HeaderLength)..];
+        target.WriteTo(message[8..]);
+        Icmpv6Repr.EmitLinkLayerOption(message[Icmpv6Packet.NeighborMessageLength..], NdOptionType.TargetLinkLayerAddress, targetMac);
+        Icmpv6Repr.NeighborAdvertisement(flags).Emit(message, target, destination);
+        output.ToPort(port.Number, reply);
+        Stats.NeighborAdvertisements++;
+        return null;
+    }
+
+    private static readonly Ipv6Address AllNodes = new(new UInt128(0xFF02_0000_0000_0000, 1));
+
+    /// <summary>L2 forwarding inside the port's network: local port, remote VTEP, or flood.</summary>
+    private DropReason? Forward(LocalPort port, Span<byte> frame, IOverlayOutput output)
+    {
+        NetworkTable network = port.Network;
+        MacAddress destination = MacAddress.Read(frame);
+        if (destination.IsMulticast)
+            return Flood(port, frame, output);
+        if (!network.Macs.TryGetValue(destination, out MacTarget target))
+            return network.Config.UnknownTarget == UnknownTargetPolicy.Flood ? Flood(port, frame, output) : DropReason.UnknownDestination;
+        if (target.IsLocal)
+        {
+            if (target.LocalPort == port.Number)
+                return DropReason.DestinationIsSource;
+            output.ToPort(target.LocalPort, frame);
+            Stats.DeliveredToPort++;
+            return null;
+        }
+        bool icmpSent = false;
+        return SendToTunnel(port, target.Tunnel!, frame, FlowHash.Compute(frame), ref icmpSent, output);
+    }
+
+    /// <summary>
+    /// Head-end replication: every other local port of the network and every member VTEP. A frame
+    /// too big for some tunnels still reaches the rest; the drop is counted once.
+    /// </summary>
+    private DropReason? Flood(LocalPort port, Span<byte> frame, IOverlayOutput output)
+    {
+        NetworkTable network = port.Network;
+        foreach (int local in network.LocalPorts)
+            if (local != port.Number)
+                output.ToPort(local, frame);
+        DropReason? result = null;
+        bool icmpSent = false;
+        uint hash = FlowHash.Compute(frame);
+        foreach (Tunnel tunnel in network.FloodTunnels)
+            result = SendToTunnel(port, tunnel, frame, hash, ref icmpSent, output) ?? result;
+        Stats.Flooded++;
+        return result;
+    }
+
+    /// <summary>Encapsulates and hands to the output. Runs on: dataplane; allocates nothing.</summary>
+    private void Encapsulate(Tunnel tunnel, uint vni, ReadOnlySpan<byte> frame, uint flowHash, IOverlayOutput output)
+    {
+        int length = tunnel.WriteOuterHeaders(_outer, vni, flowHash, frame);
+        output.ToTunnel(tunnel, _outer.AsSpan(0, length), frame);
+        Stats.Encapsulated++;
+    }
+}

@@ -1,0 +1,180 @@
+using System.Buffers.Binary;
+using OverlaySwitch.Wire;
+
+namespace OverlaySwitch.Overlay;
+
+// The path MTU guard: frames that will not fit the tunnel once encapsulated. VTEPs must not
+// fragment the outer packet (RFC 7348 §4.3), so the guest is told the overlay MTU with ICMP and,
+// for DF-clear IPv4, the inner packet is fragmented instead.
+public sealed partial class OverlayProcessor
+{
+    /// <summary>RFC 1812 §4.3.2.3: an ICMPv4 error quotes as much as fits in 576 bytes.</summary>
+    private const int MaxIcmpv4ErrorLength = 576;
+    /// <summary>RFC 4443 §2.4(c): an ICMPv6 error quotes as much as fits in the minimum MTU.</summary>
+    private const int MaxIcmpv6ErrorLength = 1280;
+
+    private DropReason? SendToTunnel(LocalPort port, Tunnel tunnel, Span<byte> frame, uint flowHash, ref bool icmpSent, IOverlayOutput output)
+    {
+        NetworkTable network = port.Network;
+        int maxInner = tunnel.MaxInnerIpLength;
+        if (frame.Length - EthernetFrame.HeaderLength <= maxInner)
+        {
+            Encapsulate(tunnel, network.Vni, frame, flowHash, output);
+            return null;
+        }
+        int mtu = Math.Min(network.Config.Mtu, maxInner);
+        EtherType type = (EtherType)BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
+        Span<byte> l3 = frame[EthernetFrame.HeaderLength..];
+        if (type == EtherType.Ipv4 && Ipv4Packet.TryCreate(l3, out Ipv4Packet ip))
+        {
+            if (!icmpSent && (ip.DontFragment || network.Config.Pmtu == PmtuPolicy.NotifyAll))
+                icmpSent = SendFragmentationNeeded(port, frame, ip, mtu, output);
+            if (ip.DontFragment)
+                return DropReason.TooBigForTunnel;
+            return SendFragments(tunnel, network.Vni, frame, ip, maxInner, flowHash, output);
+        }
+        if (type == EtherType.Ipv6 && Ipv6Packet.TryCreate(l3, out Ipv6Packet ip6) && !icmpSent)
+            icmpSent = SendPacketTooBig(port, frame, ip6, Math.Max(mtu, Ipv6MinimumMtu), output);
+        return DropReason.TooBigForTunnel;
+    }
+
+    private const int Ipv6MinimumMtu = 1280;
+
+    /// <summary>
+    /// ICMPv4 destination unreachable, fragmentation needed (type 3 code 4, RFC 1191) back to the
+    /// guest, unless RFC 1122 §3.2.2 forbids an error for this packet. Returns whether one was sent.
+    /// </summary>
+    private bool SendFragmentationNeeded(LocalPort port, ReadOnlySpan<byte> frame, Ipv4Packet ip, int mtu, IOverlayOutput output)
+    {
+        if (!ip.IsFirstFragment || ip.Destination.IsMulticastOrBroadcast || MacAddress.Read(frame).IsMulticast
+            || IsIcmpv4Error(ip) || !TakeIcmpToken())
+            return false;
+        Ipv4Address source = port.Network.Config.GatewayV4 ?? ip.Destination;
+        int quoteLength = Math.Min(ip.TotalLength, MaxIcmpv4ErrorLength - Ipv4Packet.MinHeaderLength - Icmpv4Packet.HeaderLength);
+        int icmpLength = Icmpv4Packet.HeaderLength + quoteLength;
+        Span<byte> reply = _scratch.AsSpan(0, EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength + icmpLength);
+        new EthernetRepr(port.Mac, MacAddress.Read(frame), EtherType.Ipv4).Emit(reply);
+        new Ipv4Repr(source, ip.Source, IpProtocol.Icmp, icmpLength).Emit(reply[EthernetFrame.HeaderLength..]);
+        Span<byte> icmp = reply[(EthernetFrame.HeaderLength + Ipv4Packet.MinHeaderLength)..];
+        ip.Bytes[..quoteLength].CopyTo(icmp[Icmpv4Packet.HeaderLength..]);
+        Icmpv4Repr.FragmentationNeeded((ushort)mtu).Emit(icmp);
+        output.ToPort(port.Number, reply);
+        Stats.IcmpErrors++;
+        return true;
+    }
+
+    /// <summary>ICMPv6 Packet Too Big (RFC 4443 §3.2) back to the guest. Returns whether one was sent.</summary>
+    private bool SendPacketTooBig(LocalPort port, ReadOnlySpan<byte> frame, Ipv6Packet ip, int mtu, IOverlayOutput output)
+    {
+        // PTB may answer multicast (RFC 4443 §2.4(e.2)), but its source must then be a unicast address we own.
+        Ipv6Address? source = port.Network.Config.GatewayV6 ?? (ip.Destination.IsMulticast ? null : ip.Destination);
+        if (source is not Ipv6Address from || ip.Source.IsUnspecified || IsIcmpv6Error(ip) || !TakeIcmpToken())
+            return false;
+        int quoteLength = Math.Min(ip.Bytes.Length, MaxIcmpv6ErrorLength - Ipv6Packet.HeaderLength - Icmpv6Packet.HeaderLength);
+        int icmpLength = Icmpv6Packet.HeaderLength + quoteLength;
+        Span<byte> reply = _scratch.AsSpan(0, EthernetFrame.HeaderLength + Ipv6Packet.HeaderLength + icmpLength);
+        new EthernetRepr(port.Mac, MacAddress.Read(frame), EtherType.Ipv6).Emit(reply);
+        new Ipv6Repr(from, ip.Source, IpProtocol.Icmpv6, icmpLength).Emit(reply[EthernetFrame.HeaderLength..]);
+        Span<byte> icmp = reply[(EthernetFrame.HeaderLength + Ipv6Packet.HeaderLength)..];
+        ip.Bytes[..quoteLength].CopyTo(icmp[Icmpv6Packet.HeaderLength..]);
+        Icmpv6Repr.PacketTooBig((uint)mtu).Emit(icmp, from, ip.Source);
+        output.ToPort(port.Number, reply);
+        Stats.IcmpErrors++;
+        return true;
+    }
+
+    private bool TakeIcmpToken()
+    {
+        if (_icmpLimiter.TryTake())
+            return true;
+        Stats.IcmpErrorsRateLimited++;
+        return false;
+    }
+
+    private static bool IsIcmpv4Error(Ipv4Packet ip) =>
+        ip.Protocol == IpProtocol.Icmp && Icmpv4Packet.TryCreate(ip.Payload, out Icmpv4Packet icmp)
+        && icmp.Type is not (Icmpv4Type.EchoRequest or Icmpv4Type.EchoReply) && (byte)icmp.Type is not (13 or 14 or 15 or 16 or 17 or 18);
+
+    private static bool IsIcmpv6Error(Ipv6Packet ip) =>
+        !ip.TryGetUpperLayer(out IpProtocol protocol, out int offset, out _)
+        || (protocol == IpProtocol.Icmpv6 && (offset >= ip.Bytes.Length || ip.Bytes[offset] < 128));
+
+    /// <summary>
+    /// Splits a DF-clear IPv4 packet into fragments that fit the tunnel (RFC 791 §3.2) and
+    /// encapsulates each. Options without the copy flag go only in the first fragment.
+    /// </summary>
+    private DropReason? SendFragments(Tunnel tunnel, uint vni, ReadOnlySpan<byte> frame, Ipv4Packet ip, int maxIpLength, uint flowHash, IOverlayOutput output)
+    {
+        ReadOnlySpan<byte> payload = ip.Payload;
+        int firstHeaderLength = ip.HeaderLength;
+        Span<byte> laterOptions = stackalloc byte[40];
+        int laterHeaderLength = Ipv4Packet.MinHeaderLength + CopiedOptions(ip.Options, laterOptions);
+        if (Math.Max(firstHeaderLength, laterHeaderLength) + 8 > maxIpLength)
+            return DropReason.TooBigForTunnel;
+
+        int baseOffset = ip.FragmentOffset;
+        bool lastHasMore = ip.MoreFragments;
+        for (int offset = 0; offset < payload.Length;)
+        {
+            int headerLength = offset == 0 ? firstHeaderLength : laterHeaderLength;
+            int chunk = Math.Min(payload.Length - offset, (maxIpLength - headerLength) & ~7);
+            bool more = offset + chunk < payload.Length || lastHasMore;
+            int frameLength = EthernetFrame.HeaderLength + headerLength + chunk;
+            Span<byte> fragment = _scratch.AsSpan(0, frameLength);
+            frame[..EthernetFrame.HeaderLength].CopyTo(fragment);
+            Span<byte> header = fragment.Slice(EthernetFrame.HeaderLength, headerLength);
+            if (offset == 0)
+            {
+                ip.Header.CopyTo(header);
+            }
+            else
+            {
+                ip.Header[..Ipv4Packet.MinHeaderLength].CopyTo(header);
+                laterOptions[..(headerLength - Ipv4Packet.MinHeaderLength)].CopyTo(header[Ipv4Packet.MinHeaderLength..]);
+                header[0] = (byte)(0x40 | (headerLength / 4));
+            }
+            BinaryPrimitives.WriteUInt16BigEndian(header[2..], (ushort)(headerLength + chunk));
+            ushort flagsAndOffset = (ushort)(((baseOffset + offset) / 8) | (more ? Ipv4Packet.MoreFragmentsFlag : 0));
+            BinaryPrimitives.WriteUInt16BigEndian(header[6..], flagsAndOffset);
+            BinaryPrimitives.WriteUInt16BigEndian(header[10..], 0);
+            BinaryPrimitives.WriteUInt16BigEndian(header[10..], Checksum.Compute(header));
+            payload.Slice(offset, chunk).CopyTo(fragment[(EthernetFrame.HeaderLength + headerLength)..]);
+            Encapsulate(tunnel, vni, fragment, flowHash, output);
+            Stats.InnerFragments++;
+            offset += chunk;
+        }
+        return null;
+    }
+
+    /// <summary>
+    /// The options a non-first fragment carries: those with the copied flag (RFC 791 §3.1), padded
+    /// to 32 bits. Malformed options copy nothing.
+    /// </summary>
+    private static int CopiedOptions(ReadOnlySpan<byte> options, Span<byte> destination)
+    {
+        int written = 0;
+        for (int i = 0; i < options.Length;)
+        {
+            byte type = options[i];
+            if (type == 0)
+                break; // end of option list
+            if (type == 1)
+            {
+                i++; // no-operation
+                continue;
+            }
+            if (i + 1 >= options.Length || options[i + 1] < 2 || i + options[i + 1] > options.Length)
+                return 0;
+            int length = options[i + 1];
+            if ((type & 0x80) != 0)
+            {
+                options.Slice(i, length).CopyTo(destination[written..]);
+                written += length;
+            }
+            i += length;
+        }
+        int padded = (written + 3) & ~3;
+        destination[written..padded].Clear();
+        return padded;
+    }
+}

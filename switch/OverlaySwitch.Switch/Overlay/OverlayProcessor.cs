@@ -1,0 +1,80 @@
+using System.Diagnostics;
+using OverlaySwitch.Wire;
+
+namespace OverlaySwitch.Overlay;
+
+/// <summary>What a processor did besides dropping, for tests and operators. Single writer: the processor's thread.</summary>
+public sealed class OverlayStats
+{
+    public long DeliveredToPort;
+    public long Encapsulated;
+    public long Decapsulated;
+    public long Flooded;
+    public long ArpReplies;
+    public long NeighborAdvertisements;
+    public long IcmpErrors;
+    public long IcmpErrorsRateLimited;
+    public long InnerFragments;
+    public long Redirected;
+}
+
+/// <summary>
+/// The overlay forwarding core: the packet paths of DESIGN.md with no I/O of its own. One instance
+/// per dataplane worker (it owns scratch buffers and that worker's counter slots). Nothing on
+/// these paths throws or allocates; every drop is counted by <see cref="DropReason"/> per port,
+/// per network and per processor.
+/// Runs on: one dataplane worker thread.
+/// </summary>
+public sealed partial class OverlayProcessor
+{
+    /// <summary>Large enough for any inner fragment or reply: a 9000-byte MTU frame plus headers.</summary>
+    private const int ScratchLength = 9216 + 64;
+
+    private readonly TablePublisher _tables;
+    private readonly int _worker;
+    private readonly byte[] _scratch = new byte[ScratchLength];
+    private readonly byte[] _outer = new byte[Tunnel.OuterLengthV6];
+    private readonly IcmpRateLimiter _icmpLimiter;
+
+    /// <param name="worker">This processor's index among the dataplane workers, 0-based; selects its counter slots.</param>
+    /// <param name="icmpErrorsPerSecond">Generated ICMP errors allowed per second (burst of a tenth of a second), so a guest cannot make the switch an amplifier.</param>
+    public OverlayProcessor(TablePublisher tables, int worker = 0, int workerCount = 1, int icmpErrorsPerSecond = 1000)
+    {
+        _tables = tables;
+        _worker = worker;
+        Drops = new DropCounters(workerCount);
+        _icmpLimiter = new IcmpRateLimiter(icmpErrorsPerSecond);
+    }
+
+    /// <summary>Every drop of this processor, including those with no port or network to charge.</summary>
+    public DropCounters Drops { get; }
+
+    public OverlayStats Stats { get; } = new();
+
+    private void Drop(DropReason reason, LocalPort? port = null, NetworkTable? network = null)
+    {
+        Drops.Increment(_worker, reason);
+        port?.Drops.Increment(_worker, reason);
+        network?.Drops.Increment(_worker, reason);
+    }
+
+    /// <summary>Token bucket over <see cref="Stopwatch"/> ticks; one per processor, so no sharing.</summary>
+    private sealed class IcmpRateLimiter(int perSecond)
+    {
+        private readonly double _tokensPerTick = (double)perSecond / Stopwatch.Frequency;
+        private readonly double _burst = Math.Max(1, perSecond / 10.0);
+        private double _tokens = Math.Max(1, perSecond / 10.0);
+        private long _last = Stopwatch.GetTimestamp();
+
+        public bool TryTake()
+        {
+            long now = Stopwatch.GetTimestamp();
+            _tokens = Math.Min(_burst, _tokens + (now - _last) * _tokensPerTick);
+            _last = now;
+            if (_tokens < 1)
+                return false;
+            _tokens--;
+            return true;
+        }
+    }
+}
