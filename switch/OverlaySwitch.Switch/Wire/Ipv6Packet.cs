@@ -55,7 +55,8 @@ public readonly ref struct Ipv6Packet
     /// <summary>
     /// Walks the extension headers (hop-by-hop, routing, fragment, destination options, AH) to the
     /// upper-layer header. Fails on a truncated or over-long chain. For a non-first fragment the
-    /// upper-layer header is not here: <paramref name="isFirstFragment"/> tells the caller.
+    /// upper-layer header is not here: the walk stops after the fragment header, with the fragment
+    /// header's next header and the offset of the fragment data, and <paramref name="isFirstFragment"/> false.
     /// ESP and No Next Header end the walk with that protocol.
     /// </summary>
     public bool TryGetUpperLayer(out IpProtocol protocol, out int offset, out bool isFirstFragment)
@@ -78,7 +79,14 @@ public readonly ref struct Ipv6Packet
                         return false;
                     length = 8;
                     if ((BinaryPrimitives.ReadUInt16BigEndian(_bytes[(offset + 2)..]) & 0xFFF8) != 0)
+                    {
+                        // A non-first fragment carries the middle of the fragmentable part: what
+                        // follows is data, not the header the next-header field names. Stop here.
                         isFirstFragment = false;
+                        protocol = (IpProtocol)_bytes[offset];
+                        offset += length;
+                        return true;
+                    }
                     break;
                 case IpProtocol.Ah:
                     if (offset + 2 > _bytes.Length)
