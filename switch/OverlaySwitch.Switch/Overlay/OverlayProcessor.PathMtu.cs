@@ -113,6 +113,9 @@ public sealed partial class OverlayProcessor
             return DropReason.TooBigForTunnel;
 
         int baseOffset = ip.FragmentOffset;
+        // A fragment reaching past 65535 bytes (RFC 791) would wrap the 13-bit offset into the flags.
+        if (ip.HeaderLength + baseOffset + payload.Length > ushort.MaxValue)
+            return DropReason.MalformedPacket;
         bool lastHasMore = ip.MoreFragments;
         for (int offset = 0; offset < payload.Length;)
         {

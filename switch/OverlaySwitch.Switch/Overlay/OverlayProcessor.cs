@@ -27,8 +27,11 @@ public sealed class OverlayStats
 /// </summary>
 public sealed partial class OverlayProcessor
 {
-    /// <summary>Large enough for any inner fragment or reply: a 9000-byte MTU frame plus headers.</summary>
-    private const int ScratchLength = 9216 + 64;
+    /// <summary>
+    /// Large enough for any inner fragment or reply: a fragment is as large as the tunnel allows, and
+    /// underlay MTUs go up to 65535, so an Ethernet header plus the largest IP packet.
+    /// </summary>
+    private const int ScratchLength = EthernetFrame.HeaderLength + ushort.MaxValue;
 
     private readonly TablePublisher _tables;
     private readonly int _worker;
