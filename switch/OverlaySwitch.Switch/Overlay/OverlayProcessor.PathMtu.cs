@@ -95,9 +95,13 @@ public sealed partial class OverlayProcessor
         ip.Protocol == IpProtocol.Icmp && Icmpv4Packet.TryCreate(ip.Payload, out Icmpv4Packet icmp)
         && icmp.Type is not (Icmpv4Type.EchoRequest or Icmpv4Type.EchoReply) && (byte)icmp.Type is not (13 or 14 or 15 or 16 or 17 or 18);
 
+    /// <summary>
+    /// RFC 4443 §2.4(e.1): no error answers an ICMPv6 error. A non-first fragment's data is not an
+    /// ICMPv6 header, so it is not treated as one; an unparsable chain is, to stay silent.
+    /// </summary>
     private static bool IsIcmpv6Error(Ipv6Packet ip) =>
-        !ip.TryGetUpperLayer(out IpProtocol protocol, out int offset, out _)
-        || (protocol == IpProtocol.Icmpv6 && (offset >= ip.Bytes.Length || ip.Bytes[offset] < 128));
+        !ip.TryGetUpperLayer(out IpProtocol protocol, out int offset, out bool isFirstFragment)
+        || (protocol == IpProtocol.Icmpv6 && isFirstFragment && (offset >= ip.Bytes.Length || ip.Bytes[offset] < 128));
 
     /// <summary>
     /// Splits a DF-clear IPv4 packet into fragments that fit the tunnel (RFC 791 §3.2) and
