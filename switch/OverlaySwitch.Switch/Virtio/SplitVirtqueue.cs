@@ -1,0 +1,321 @@
+using System.Runtime.CompilerServices;
+using OverlaySwitch.Memory;
+
+namespace OverlaySwitch.Virtio;
+
+/// <summary>Why a virtqueue stopped: the guest broke the ring's rules. The queue stays broken until reset.</summary>
+public enum VirtqueueFault
+{
+    None,
+    /// <summary>The available index moved by more than the queue size.</summary>
+    AvailableIndexOutOfRange,
+    /// <summary>A head or next index at or beyond the queue (or indirect table) size.</summary>
+    DescriptorIndexOutOfRange,
+    /// <summary>A chain longer than the queue or indirect table: a loop.</summary>
+    ChainTooLong,
+    /// <summary>A buffer that is not inside guest memory.</summary>
+    BufferOutsideMemory,
+    /// <summary>Indirect table misaligned, empty, outside memory, nested, or combined with NEXT.</summary>
+    BadIndirectTable,
+    /// <summary>A device-writable buffer in a transmit chain, or a readable one in a receive chain.</summary>
+    WrongBufferDirection,
+}
+
+/// <summary>
+/// A split virtqueue (virtio 1.x §2.7) in guest memory mapped into this process. Everything the
+/// guest wrote is treated as hostile: indices are bounded, chains are bounded, every buffer
+/// address goes through <see cref="GuestMemoryMap"/>. A fault marks the queue broken (nothing
+/// more is processed) instead of throwing.
+/// The available index is read with acquire semantics and the used index published with release,
+/// so ring entries are seen and written in order on any CPU.
+/// Runs on: one dataplane worker (the one that owns the port); the control thread only
+/// configures a stopped queue.
+/// </summary>
+public sealed unsafe class SplitVirtqueue
+{
+    public const int MaxSize = 32768;
+    private const int MaxIndirectDescriptors = 65536 / 16;
+
+    private readonly VringDescriptor* _descriptors;
+    private readonly ushort* _availFlags;
+    private readonly ushort* _availIndex;
+    private readonly ushort* _availRing;
+    private readonly ushort* _usedEvent;
+    private readonly ushort* _usedFlags;
+    private readonly ushort* _usedIndex;
+    private readonly VringUsedElement* _usedRing;
+    private readonly ushort* _availEvent;
+    private readonly ushort _mask;
+    private ushort _publishedUsed;
+
+    /// <param name="size">Queue size: a power of two up to 32768 (validated by the caller).</param>
+    /// <param name="descriptors">Host pointers of the three parts, already checked to lie in guest memory for their full sizes.</param>
+    /// <param name="usedGuestAddress">The used ring's guest-physical address, for the dirty log.</param>
+    public SplitVirtqueue(int size, nint descriptors, nint avail, nint used, ulong usedGuestAddress, ushort nextAvail, GuestMemoryMap memory, bool eventIndex)
+    {
+        Size = size;
+        _mask = (ushort)(size - 1);
+        _descriptors = (VringDescriptor*)descriptors;
+        _availFlags = (ushort*)avail;
+        _availIndex = (ushort*)avail + 1;
+        _availRing = (ushort*)avail + 2;
+        _usedEvent = (ushort*)avail + 2 + size;
+        _usedFlags = (ushort*)used;
+        _usedIndex = (ushort*)used + 1;
+        _usedRing = (VringUsedElement*)((ushort*)used + 2);
+        _availEvent = (ushort*)((byte*)used + 4 + 8 * size);
+        UsedGuestAddress = usedGuestAddress;
+        LastAvailIndex = nextAvail;
+        UsedIndex = nextAvail; // a (re)started queue resumes where the frontend says: used == avail consumed
+        _publishedUsed = nextAvail;
+        Memory = memory;
+        EventIndex = eventIndex;
+    }
+
+    public static int DescriptorTableLength(int size) => 16 * size;
+    public static int AvailRingLength(int size) => 6 + 2 * size;
+    public static int UsedRingLength(int size) => 6 + 8 * size;
+
+    public int Size { get; }
+    public GuestMemoryMap Memory { get; }
+    public bool EventIndex { get; }
+    public ulong UsedGuestAddress { get; }
+    /// <summary>The next available-ring slot to consume (what GET_VRING_BASE returns).</summary>
+    public ushort LastAvailIndex { get; private set; }
+    /// <summary>The used index as this side has written it (published or not).</summary>
+    public ushort UsedIndex { get; private set; }
+    public VirtqueueFault Fault { get; private set; }
+    public bool IsBroken => Fault != VirtqueueFault.None;
+    /// <summary>While set, every guest-memory write is logged (VHOST_F_LOG_ALL with a log base).</summary>
+    public DirtyLog? Log { get; set; }
+
+    /// <summary>How many chains the guest has made available that we have not consumed; 0 when broken.</summary>
+    public int Pending
+    {
+        get
+        {
+            if (IsBroken)
+                return 0;
+            ushort available = Volatile.Read(ref *_availIndex); // acquire: ring entries before idx are visible
+            int pending = (ushort)(available - LastAvailIndex);
+            if (pending > Size)
+            {
+                Break(VirtqueueFault.AvailableIndexOutOfRange);
+                return 0;
+            }
+            return pending;
+        }
+    }
+
+    /// <summary>
+    /// Takes the next available chain's head. The caller must have seen <see cref="Pending"/> &gt; 0.
+    /// </summary>
+    public bool TryTakeHead(out ushort head)
+    {
+        head = *(_availRing + (LastAvailIndex & _mask));
+        if (head >= Size)
+        {
+            Break(VirtqueueFault.DescriptorIndexOutOfRange);
+            return false;
+        }
+        LastAvailIndex++;
+        return true;
+    }
+
+    /// <summary>
+    /// Gives back the last <paramref name="count"/> heads taken with <see cref="TryTakeHead"/> but
+    /// not used: a receive frame that did not fit the buffers the guest has posted so far.
+    /// </summary>
+    public void ReturnHeads(int count) => LastAvailIndex -= (ushort)count;
+
+    /// <summary>
+    /// Copies the device-readable bytes of the chain at <paramref name="head"/>, skipping the first
+    /// <paramref name="skip"/> bytes (the virtio-net header), into <paramref name="destination"/>.
+    /// Returns the bytes copied, or -1 when the chain holds more than fits (the chain is still
+    /// consumed; the caller drops the frame), or -2 after a fault broke the queue.
+    /// </summary>
+    public int CopyReadableChain(ushort head, int skip, Span<byte> destination)
+    {
+        var walker = new ChainWalker(this, head);
+        int copied = 0;
+        bool overflow = false;
+        while (walker.TryNext(out VringDescriptor d))
+        {
+            if ((d.Flags & VringDescriptor.FlagWrite) != 0)
+                return Break(VirtqueueFault.WrongBufferDirection);
+            ulong address = d.Address;
+            uint remaining = d.Length;
+            while (remaining > 0)
+            {
+                if (!Memory.TryGetContiguous(address, remaining, out Span<byte> piece))
+                    return Break(VirtqueueFault.BufferOutsideMemory);
+                int take = piece.Length;
+                if (skip > 0)
+                {
+                    int skipped = Math.Min(skip, take);
+                    piece = piece[skipped..];
+                    skip -= skipped;
+                }
+                if (!overflow && piece.Length <= destination.Length - copied)
+                {
+                    piece.CopyTo(destination[copied..]);
+                    copied += piece.Length;
+                }
+                else
+                {
+                    overflow = true;
+                }
+                address += (uint)take;
+                remaining -= (uint)take;
+            }
+        }
+        if (walker.Fault != VirtqueueFault.None)
+            return Break(walker.Fault);
+        return overflow ? -1 : copied;
+    }
+
+    /// <summary>
+    /// Collects the device-writable buffers of the chain at <paramref name="head"/> into
+    /// <paramref name="buffers"/> (guest address and length pairs). Returns the total writable
+    /// length, or -2 after a fault broke the queue.
+    /// </summary>
+    public long CollectWritableChain(ushort head, List<(ulong Address, uint Length)> buffers)
+    {
+        buffers.Clear();
+        var walker = new ChainWalker(this, head);
+        long total = 0;
+        while (walker.TryNext(out VringDescriptor d))
+        {
+            if ((d.Flags & VringDescriptor.FlagWrite) == 0)
+                return Break(VirtqueueFault.WrongBufferDirection);
+            buffers.Add((d.Address, d.Length));
+            total += d.Length;
+        }
+        if (walker.Fault != VirtqueueFault.None)
+            return Break(walker.Fault);
+        return total;
+    }
+
+    /// <summary>Writes a used element; it becomes visible to the guest at <see cref="PublishUsed"/>.</summary>
+    public void AddUsed(ushort head, uint writtenLength)
+    {
+        int slot = UsedIndex & _mask;
+        _usedRing[slot] = new VringUsedElement { Id = head, Length = writtenLength };
+        Log?.MarkDirty(UsedGuestAddress + 4 + 8 * (ulong)slot, 8);
+        UsedIndex++;
+    }
+
+    /// <summary>
+    /// Publishes the used index with release semantics (used elements first, then the index) and
+    /// returns whether the guest asked to be notified (EVENT_IDX or NO_INTERRUPT rules, §2.7.7).
+    /// </summary>
+    public bool PublishUsed()
+    {
+        ushort previous = _publishedUsed; // our own copy: the guest could scribble on the ring's
+        if (previous == UsedIndex)
+            return false;
+        _publishedUsed = UsedIndex;
+        Volatile.Write(ref *_usedIndex, UsedIndex);
+        Log?.MarkDirty(UsedGuestAddress + 2, 2);
+        // The guest's used_event/flags must be read after the index store is visible (the
+        // driver does the mirror-image check), or a notification can be lost.
+        Interlocked.MemoryBarrier();
+        if (!EventIndex)
+            return (Volatile.Read(ref *_availFlags) & 1) == 0; // VRING_AVAIL_F_NO_INTERRUPT
+        // vring_need_event: notify when used_event lies in [previous, UsedIndex).
+        ushort usedEvent = Volatile.Read(ref *_usedEvent);
+        return (ushort)(UsedIndex - usedEvent - 1) < (ushort)(UsedIndex - previous);
+    }
+
+    /// <summary>
+    /// Asks the guest to kick (or not) when it adds buffers. Polling workers turn kicks off while
+    /// busy and back on before sleeping, then look once more to close the race (§2.7.10).
+    /// </summary>
+    public void SetKicksEnabled(bool enabled)
+    {
+        if (EventIndex)
+        {
+            // With EVENT_IDX the flag is ignored; a stale avail_event means "do not kick".
+            if (enabled)
+                Volatile.Write(ref *_availEvent, LastAvailIndex);
+        }
+        else
+        {
+            Volatile.Write(ref *_usedFlags, enabled ? (ushort)0 : (ushort)1); // VRING_USED_F_NO_NOTIFY
+        }
+        Log?.MarkDirty(UsedGuestAddress, (ulong)UsedRingLength(Size));
+        Interlocked.MemoryBarrier();
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private int Break(VirtqueueFault fault)
+    {
+        if (Fault == VirtqueueFault.None)
+            Fault = fault;
+        return -2;
+    }
+
+    /// <summary>
+    /// Walks one chain, following NEXT and at most one level of indirection, with every index and
+    /// the chain length bounded so a hostile guest cannot make it loop or read outside memory.
+    /// </summary>
+    private ref struct ChainWalker
+    {
+        private readonly SplitVirtqueue _queue;
+        private VringDescriptor* _table;
+        private int _tableSize;
+        private int _next;
+        private int _steps;
+        private bool _inIndirect;
+        private bool _done;
+
+        public ChainWalker(SplitVirtqueue queue, ushort head)
+        {
+            _queue = queue;
+            _table = queue._descriptors;
+            _tableSize = queue.Size;
+            _next = head;
+        }
+
+        public VirtqueueFault Fault { get; private set; }
+
+        public bool TryNext(out VringDescriptor descriptor)
+        {
+            descriptor = default;
+            if (_done)
+                return false;
+            if (_next >= _tableSize)
+                return Fail(VirtqueueFault.DescriptorIndexOutOfRange);
+            if (++_steps > _tableSize)
+                return Fail(VirtqueueFault.ChainTooLong);
+            // SAFETY: _next < _tableSize, and the table (ring or indirect) was checked to lie in guest memory for _tableSize entries.
+            VringDescriptor d = _table[_next];
+            if ((d.Flags & VringDescriptor.FlagIndirect) != 0)
+            {
+                if (_inIndirect || (d.Flags & VringDescriptor.FlagNext) != 0 || d.Length == 0 || d.Length % 16 != 0
+                    || d.Length / 16 > MaxIndirectDescriptors
+                    || !_queue.Memory.TryTranslateGuestAddress(d.Address, d.Length, out nint table))
+                    return Fail(VirtqueueFault.BadIndirectTable);
+                _inIndirect = true;
+                _table = (VringDescriptor*)table;
+                _tableSize = (int)(d.Length / 16);
+                _next = 0;
+                _steps = 0;
+                return TryNext(out descriptor);
+            }
+            if ((d.Flags & VringDescriptor.FlagNext) != 0)
+                _next = d.Next;
+            else
+                _done = true;
+            descriptor = d;
+            return true;
+        }
+
+        private bool Fail(VirtqueueFault fault)
+        {
+            Fault = fault;
+            _done = true;
+            return false;
+        }
+    }
+}
