@@ -1,0 +1,38 @@
+using OverlaySwitch.Overlay;
+
+namespace OverlaySwitch.Dataplane;
+
+/// <summary>
+/// What a port needs from the worker calling it: the worker's overlay processor and output,
+/// and scratch space. One per worker; never shared between threads.
+/// </summary>
+public sealed class DataplaneContext
+{
+    /// <summary>A guest frame is copied here before the overlay looks at it, so the guest cannot change it mid-decision.</summary>
+    public const int FrameBufferLength = 65536 + 64;
+
+    internal DataplaneContext(int worker, OverlayProcessor processor, IOverlayOutput output)
+    {
+        Worker = worker;
+        Processor = processor;
+        Output = output;
+    }
+
+    public int Worker { get; }
+    public OverlayProcessor Processor { get; }
+    public IOverlayOutput Output { get; }
+    public byte[] FrameBuffer { get; } = new byte[FrameBufferLength];
+    /// <summary>Receive-side ports that got frames in this batch and need a flush.</summary>
+    internal List<IDataplanePort> TouchedReceivers { get; } = new(64);
+    /// <summary>Reused for collecting a receive chain's writable buffers.</summary>
+    public List<(ulong Address, uint Length)> ChainBuffers { get; } = new(64);
+
+    /// <summary>Runs on: this worker. Remembers a port whose receive side needs <see cref="IDataplanePort.FlushReceive"/>.</summary>
+    public void MarkTouched(IDataplanePort port)
+    {
+        foreach (IDataplanePort p in TouchedReceivers)
+            if (ReferenceEquals(p, port))
+                return;
+        TouchedReceivers.Add(port);
+    }
+}

@@ -1,0 +1,244 @@
+using Microsoft.Extensions.Logging;
+using OverlaySwitch.Interop;
+using OverlaySwitch.Overlay;
+
+namespace OverlaySwitch.Dataplane;
+
+/// <summary>
+/// One dataplane thread: polls its ports' transmit rings in batches while traffic flows and sleeps
+/// in epoll on their kick eventfds when idle, with guest kicks suppressed while it polls (so a busy
+/// guest costs no syscalls and an idle switch no CPU). It is also the <see cref="IOverlayOutput"/>
+/// of its overlay processor: local deliveries go straight into the destination port's receive ring.
+/// Runs on: its own thread, optionally pinned to one CPU.
+/// </summary>
+public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
+{
+    private const int BatchSize = 32;
+    /// <summary>Empty polls before sleeping: long enough to ride out gaps inside a burst.</summary>
+    private const int IdlePollsBeforeSleep = 2000;
+    private const int SleepTimeoutMs = 500;
+
+    private readonly PortTable _ports;
+    private readonly FileDescriptor _epoll;
+    private readonly FileDescriptor _wakeup;
+    private readonly int? _cpu;
+    private readonly ILogger _logger;
+    private readonly Thread _thread;
+    private readonly DataplaneContext _context;
+    private readonly List<FileDescriptor> _wantedFds = [];
+    private readonly HashSet<FileDescriptor> _registeredFds = [];
+    private volatile bool _stopping;
+    /// <summary>Odd while the worker holds snapshots (ports, rings, tables); see <see cref="Quiesce"/>.</summary>
+    private long _epoch;
+
+    public DataplaneWorker(int index, PortTable ports, TablePublisher tables, int workerCount, int? cpu, ILogger logger)
+    {
+        Index = index;
+        _ports = ports;
+        _cpu = cpu;
+        _logger = logger;
+        _epoll = Epoll.Create();
+        _wakeup = EventFd.Create();
+        Epoll.Add(_epoll, _wakeup, EpollEvents.In, ulong.MaxValue);
+        _context = new DataplaneContext(index, new OverlayProcessor(tables, index, workerCount), this);
+        _thread = new Thread(Run) { Name = $"dataplane-{index}", IsBackground = true };
+    }
+
+    public int Index { get; }
+    public OverlayProcessor Processor => _context.Processor;
+    /// <summary>Encapsulated frames with nowhere to go: no underlay is attached yet.</summary>
+    public long TunnelFramesWithoutUnderlay;
+    /// <summary>Times the worker went to sleep in epoll; shows the idle behaviour.</summary>
+    public long Sleeps;
+
+    public void Start() => _thread.Start();
+
+    /// <summary>Runs on: any thread. Wakes the worker (new ports, shutdown, pending announcements).</summary>
+    public void Wake() => EventFd.Signal(_wakeup);
+
+    /// <summary>
+    /// Runs on: a control thread, after it published new snapshots. Returns once this worker has
+    /// let go of anything older: it is either outside its loop body or has started a new pass.
+    /// </summary>
+    public void Quiesce()
+    {
+        if (Environment.CurrentManagedThreadId == _thread.ManagedThreadId)
+            return;
+        long epoch = Interlocked.Read(ref _epoch);
+        if ((epoch & 1) == 0 || !_thread.IsAlive)
+            return;
+        var spin = new SpinWait();
+        while (Interlocked.Read(ref _epoch) == epoch && _thread.IsAlive)
+            spin.SpinOnce();
+    }
+
+    private void Run()
+    {
+        if (_cpu is int cpu)
+            CurrentThread.SetAffinity([cpu]);
+        Log.Started(_logger, Index, CurrentThread.Id, _cpu?.ToString() ?? "any");
+        Span<EpollEvent> events = stackalloc EpollEvent[16];
+        int idlePolls = 0;
+        while (!_stopping)
+        {
+            Interlocked.Increment(ref _epoch); // odd: snapshots in use
+            IDataplanePort[] mine = _ports.Current.ByWorker is { Length: > 0 } byWorker && Index < byWorker.Length ? byWorker[Index] : [];
+            int work = 0;
+            foreach (IDataplanePort port in mine)
+                work += port.PollTransmit(_context, BatchSize);
+            FlushReceivers();
+            Interlocked.Increment(ref _epoch); // even: nothing held
+
+            if (work > 0)
+            {
+                idlePolls = 0;
+                continue;
+            }
+            if (++idlePolls < IdlePollsBeforeSleep)
+            {
+                Thread.SpinWait(20);
+                continue;
+            }
+            idlePolls = 0;
+            if (PrepareToSleep(mine))
+                continue; // something arrived while we were arming the wakeups
+            int n = Epoll.Wait(_epoll, events, SleepTimeoutMs);
+            Sleeps++;
+            for (int i = 0; i < n; i++)
+                DrainEventFd(events[i].Data);
+            foreach (IDataplanePort port in mine)
+                port.SetWakeupsEnabled(false);
+        }
+    }
+
+    /// <summary>
+    /// Arms guest kicks and keeps the epoll set equal to the ports' kick fds. Returns true when a
+    /// port already has work, so the worker polls instead of sleeping (the kick may have been skipped).
+    /// </summary>
+    private bool PrepareToSleep(IDataplanePort[] ports)
+    {
+        Interlocked.Increment(ref _epoch);
+        try
+        {
+            _wantedFds.Clear();
+            foreach (IDataplanePort port in ports)
+            {
+                port.SetWakeupsEnabled(true);
+                port.CollectWakeupFds(_wantedFds);
+            }
+            SyncEpoll();
+            foreach (IDataplanePort port in ports)
+                if (port.HasPendingTransmit)
+                {
+                    foreach (IDataplanePort p in ports)
+                        p.SetWakeupsEnabled(false);
+                    return true;
+                }
+            return false;
+        }
+        finally
+        {
+            Interlocked.Increment(ref _epoch);
+        }
+    }
+
+    private void SyncEpoll()
+    {
+        _registeredFds.RemoveWhere(fd => fd.IsClosed || !_wantedFds.Contains(fd) && Remove(fd));
+        foreach (FileDescriptor fd in _wantedFds)
+        {
+            if (fd.IsClosed || !_registeredFds.Add(fd))
+                continue;
+            try
+            {
+                Epoll.Add(_epoll, fd, EpollEvents.In, 0);
+            }
+            catch (LinuxException e) when (e.Errno == Errno.EEXIST)
+            {
+                // The number was reused after a close the kernel already dropped from the set.
+                Epoll.Modify(_epoll, fd, EpollEvents.In, 0);
+            }
+            catch (LinuxException e)
+            {
+                // Not pollable (a frontend sent a regular file as a kick): that port is only served when others wake us.
+                Log.KickNotPollable(_logger, Index, e.Message);
+            }
+            catch (ObjectDisposedException)
+            {
+                _registeredFds.Remove(fd);
+            }
+        }
+
+        bool Remove(FileDescriptor fd)
+        {
+            try
+            {
+                Epoll.Remove(_epoll, fd);
+            }
+            catch (Exception e) when (e is LinuxException or ObjectDisposedException)
+            {
+                // Closed meanwhile: closing removed it from the set.
+            }
+            return true;
+        }
+    }
+
+    private void DrainEventFd(ulong data)
+    {
+        if (data == ulong.MaxValue)
+        {
+            EventFd.TryConsume(_wakeup, out _);
+            return;
+        }
+        foreach (FileDescriptor fd in _registeredFds)
+        {
+            try
+            {
+                if (!fd.IsClosed)
+                    EventFd.TryConsume(fd, out _);
+            }
+            catch (Exception e) when (e is LinuxException or ObjectDisposedException)
+            {
+                // A kick fd closed by the control thread meanwhile.
+            }
+        }
+    }
+
+    private void FlushReceivers()
+    {
+        foreach (IDataplanePort port in _context.TouchedReceivers)
+            port.FlushReceive();
+        _context.TouchedReceivers.Clear();
+    }
+
+    // ---- IOverlayOutput: what the overlay core decided ------------------------------------------
+
+    void IOverlayOutput.ToPort(int port, ReadOnlySpan<byte> frame)
+    {
+        IDataplanePort?[] byNumber = _ports.Current.ByNumber;
+        if ((uint)port < (uint)byNumber.Length && byNumber[port] is IDataplanePort target)
+            target.Deliver(frame, FlowHash.Compute(frame), _context);
+    }
+
+    void IOverlayOutput.ToTunnel(Tunnel tunnel, ReadOnlySpan<byte> outerHeaders, ReadOnlySpan<byte> innerFrame) =>
+        TunnelFramesWithoutUnderlay++;
+
+    public void Dispose()
+    {
+        _stopping = true;
+        Wake();
+        if (_thread.IsAlive)
+            _thread.Join();
+        _epoll.Dispose();
+        _wakeup.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Dataplane worker {Worker} started (tid {Tid}, cpu {Cpu})")]
+        public static partial void Started(ILogger logger, int worker, int tid, string cpu);
+
+        [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "Dataplane worker {Worker}: a kick descriptor cannot be watched: {Error}")]
+        public static partial void KickNotPollable(ILogger logger, int worker, string error);
+    }
+}

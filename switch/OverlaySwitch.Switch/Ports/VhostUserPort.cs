@@ -1,0 +1,385 @@
+using System.Buffers.Binary;
+using System.Runtime.InteropServices;
+using Microsoft.Extensions.Logging;
+using OverlaySwitch.Dataplane;
+using OverlaySwitch.Interop;
+using OverlaySwitch.Memory;
+using OverlaySwitch.VhostUser;
+using OverlaySwitch.Virtio;
+using OverlaySwitch.Wire;
+
+namespace OverlaySwitch.Ports;
+
+/// <summary>Who listens on a vhost-user socket.</summary>
+public enum VhostUserSocketRole
+{
+    /// <summary>The switch creates the socket (mode 0660) and QEMU connects to it.</summary>
+    Server,
+    /// <summary>QEMU listens (server=on) and the switch connects, reconnecting whenever it goes away, so ports survive a switch restart.</summary>
+    Client,
+}
+
+/// <summary>
+/// A VM port over vhost-user-net: one UNIX socket, one <see cref="VhostUserNetDevice"/>, and the
+/// virtio-net data path between the device's rings and the overlay. The socket is served on a
+/// control thread of its own; the rings are driven by the dataplane.
+/// </summary>
+public sealed partial class VhostUserPort : IDataplanePort, IDisposable
+{
+    private readonly VhostUserSocketRole _role;
+    private readonly UnixFileMode _mode;
+    private readonly uint? _uid;
+    private readonly uint? _gid;
+    private readonly ILogger _logger;
+    private readonly Thread _control;
+    private readonly CancellationTokenSource _stop = new();
+    private FileDescriptor? _listener;
+    private VhostUserConnection? _connection;
+
+    public VhostUserPort(int number, string name, string socketPath, VhostUserSocketRole role, int queuePairs,
+        IDataplaneQuiescer quiescer, ILogger logger, UnixFileMode mode = (UnixFileMode)0b110_110_000, uint? uid = null, uint? gid = null)
+    {
+        Number = number;
+        Name = name;
+        SocketPath = socketPath;
+        _role = role;
+        _mode = mode;
+        _uid = uid;
+        _gid = gid;
+        _logger = logger;
+        Device = new VhostUserNetDevice(name, queuePairs, quiescer, logger);
+        _control = new Thread(ServeSocket) { Name = $"vhost-user {name}", IsBackground = true };
+    }
+
+    public int Number { get; }
+    public string Name { get; }
+    public string SocketPath { get; }
+    public VhostUserNetDevice Device { get; }
+    public PortStats Stats { get; } = new();
+    /// <summary>Connections served so far (a reconnect after a restart counts again).</summary>
+    public int ConnectionCount { get; private set; }
+    public bool IsConnected => Volatile.Read(ref _connection) is not null;
+
+    /// <summary>Starts serving the socket: listening (server) or connecting with retries (client).</summary>
+    public void Start()
+    {
+        if (_role == VhostUserSocketRole.Server)
+            _listener = UnixSocket.Listen(SocketPath, _mode, _uid, _gid); // fails here, clearly, if the path is unusable
+        _control.Start();
+    }
+
+    // ---- Control thread: the socket ----------------------------------------------------------------
+
+    private void ServeSocket()
+    {
+        TimeSpan retry = TimeSpan.FromMilliseconds(100);
+        while (!_stop.IsCancellationRequested)
+        {
+            FileDescriptor? socket = null;
+            try
+            {
+                socket = _role == VhostUserSocketRole.Server ? UnixSocket.Accept(_listener!) : UnixSocket.Connect(SocketPath);
+                retry = TimeSpan.FromMilliseconds(100);
+            }
+            catch (LinuxException e) when (!_stop.IsCancellationRequested)
+            {
+                if (_role == VhostUserSocketRole.Server)
+                    Log.AcceptFailed(_logger, Name, e.Message);
+                // The frontend is not there (yet, or any more): try again, backing off to 2 s.
+                _stop.Token.WaitHandle.WaitOne(retry);
+                retry = TimeSpan.FromMilliseconds(Math.Min(2000, retry.TotalMilliseconds * 2));
+                continue;
+            }
+            catch (Exception) when (_stop.IsCancellationRequested)
+            {
+                return;
+            }
+            ConnectionCount++;
+            Log.Connected(_logger, Name, SocketPath, ConnectionCount);
+            var connection = new VhostUserConnection(Name, socket, Device, _logger);
+            Volatile.Write(ref _connection, connection);
+            connection.Run(); // until the frontend goes away; resets the device
+            Volatile.Write(ref _connection, null);
+            Log.Disconnected(_logger, Name, connection.RequestCount);
+        }
+    }
+
+    // ---- Dataplane: guest → overlay ----------------------------------------------------------------
+
+    public int PollTransmit(DataplaneContext context, int budget)
+    {
+        int done = 0;
+        Span<byte> buffer = context.FrameBuffer;
+        if (Device.TakePendingRarp(out MacAddress mac))
+        {
+            // QEMU's SEND_RARP after live migration: announce the VM as if it had sent the RARP itself (DPDK does the same).
+            int length = BuildRarp(buffer, mac);
+            context.Processor.FromPort(Number, buffer[..length], context.Output);
+        }
+        VirtioNetQueues queues = Device.Queues;
+        foreach (ActiveQueue tx in queues.Transmit)
+        {
+            SplitVirtqueue ring = tx.Ring;
+            int pending = Math.Min(ring.Pending, budget - done);
+            for (int i = 0; i < pending; i++)
+            {
+                if (!ring.TryTakeHead(out ushort head))
+                    break;
+                int length = ring.CopyReadableChain(head, queues.HeaderLength, buffer);
+                if (length == -2)
+                    break;
+                ring.AddUsed(head, 0);
+                done++;
+                if (length < 0)
+                {
+                    Stats.TransmitTooLarge++;
+                    continue;
+                }
+                Stats.TransmitPackets++;
+                Stats.TransmitBytes += length;
+                context.Processor.FromPort(Number, buffer[..length], context.Output);
+            }
+            if (ring.IsBroken)
+                NoteFault(ring);
+            if (ring.PublishUsed())
+                Notify(tx.Call);
+        }
+        return done;
+    }
+
+    public bool HasPendingTransmit
+    {
+        get
+        {
+            foreach (ActiveQueue tx in Device.Queues.Transmit)
+                if (tx.Ring.Pending > 0)
+                    return true;
+            return false;
+        }
+    }
+
+    public void SetWakeupsEnabled(bool enabled)
+    {
+        foreach (ActiveQueue tx in Device.Queues.Transmit)
+            tx.Ring.SetKicksEnabled(enabled);
+    }
+
+    public void CollectWakeupFds(List<FileDescriptor> fds)
+    {
+        foreach (ActiveQueue tx in Device.Queues.Transmit)
+            if (tx.Kick is FileDescriptor kick)
+                fds.Add(kick);
+    }
+
+    // ---- Dataplane: overlay → guest ----------------------------------------------------------------
+
+    public bool Deliver(ReadOnlySpan<byte> frame, uint flowHash, DataplaneContext context)
+    {
+        VirtioNetQueues queues = Device.Queues;
+        if (queues.Receive.Length == 0)
+        {
+            Interlocked.Increment(ref Stats.ReceiveNotReady);
+            return false;
+        }
+        ActiveQueue rx = queues.Receive[flowHash % (uint)queues.Receive.Length];
+        SplitVirtqueue ring = rx.Ring;
+        bool delivered;
+        // Several workers may deliver to one guest: its receive ring takes one writer at a time.
+        lock (ring)
+        {
+            delivered = queues.MergeableRxBuffers
+                ? WriteMergeable(ring, frame, queues.HeaderLength, context.ChainBuffers)
+                : WriteSingle(ring, frame, queues.HeaderLength, context.ChainBuffers);
+            if (delivered)
+            {
+                Stats.ReceivePackets++;
+                Stats.ReceiveBytes += frame.Length;
+            }
+            else if (ring.IsBroken)
+            {
+                NoteFault(ring);
+            }
+            else
+            {
+                Stats.ReceiveNoBuffers++;
+            }
+        }
+        if (delivered)
+            context.MarkTouched(this);
+        return delivered;
+    }
+
+    public void FlushReceive()
+    {
+        foreach (ActiveQueue rx in Device.Queues.Receive)
+        {
+            bool notify;
+            lock (rx.Ring)
+                notify = rx.Ring.PublishUsed();
+            if (notify)
+                Notify(rx.Call);
+        }
+    }
+
+    /// <summary>
+    /// With MRG_RXBUF a frame spans as many posted chains as it needs; the header's num_buffers says
+    /// how many. Heads are only consumed when the whole frame fits.
+    /// </summary>
+    private static bool WriteMergeable(SplitVirtqueue ring, ReadOnlySpan<byte> frame, int headerLength, List<(ulong Address, uint Length)> buffers)
+    {
+        int total = headerLength + frame.Length;
+        int pending = ring.Pending;
+        Span<(ushort Head, uint Capacity)> chains = stackalloc (ushort, uint)[Math.Min(pending, 64)];
+        int chainCount = 0;
+        long capacity = 0;
+        while (capacity < total)
+        {
+            if (chainCount == chains.Length || !ring.TryTakeHead(out ushort head))
+            {
+                ring.ReturnHeads(chainCount);
+                return false;
+            }
+            long size = ring.CollectWritableChain(head, buffers);
+            if (size < 0)
+                return false;
+            chains[chainCount++] = (head, (uint)Math.Min(size, uint.MaxValue));
+            capacity += size;
+        }
+        // Second pass: write. Re-walking each chain keeps one buffers list instead of one per chain.
+        Span<byte> header = stackalloc byte[VirtioNetHeader.Length];
+        new VirtioNetHeader { BufferCount = (ushort)chainCount }.WriteTo(header);
+        int written = 0; // of header + frame
+        for (int c = 0; c < chainCount; c++)
+        {
+            if (ring.CollectWritableChain(chains[c].Head, buffers) < 0)
+                return false;
+            int inChain = 0;
+            foreach ((ulong address, uint length) in buffers)
+            {
+                if (written == total)
+                    break;
+                int take = (int)Math.Min(length, (uint)(total - written));
+                if (!WriteGuest(ring, address, take, header[..headerLength], frame, written))
+                    return false;
+                written += take;
+                inChain += take;
+            }
+            ring.AddUsed(chains[c].Head, (uint)inChain);
+        }
+        return true;
+    }
+
+    private static bool WriteSingle(SplitVirtqueue ring, ReadOnlySpan<byte> frame, int headerLength, List<(ulong Address, uint Length)> buffers)
+    {
+        int total = headerLength + frame.Length;
+        if (ring.Pending == 0 || !ring.TryTakeHead(out ushort head))
+            return false;
+        long size = ring.CollectWritableChain(head, buffers);
+        if (size < total)
+        {
+            if (size >= 0)
+                ring.ReturnHeads(1);
+            return false;
+        }
+        Span<byte> header = stackalloc byte[VirtioNetHeader.Length];
+        new VirtioNetHeader { BufferCount = 1 }.WriteTo(header);
+        int written = 0;
+        foreach ((ulong address, uint length) in buffers)
+        {
+            if (written == total)
+                break;
+            int take = (int)Math.Min(length, (uint)(total - written));
+            if (!WriteGuest(ring, address, take, header[..headerLength], frame, written))
+                return false;
+            written += take;
+        }
+        ring.AddUsed(head, (uint)written);
+        return true;
+    }
+
+    /// <summary>
+    /// Writes bytes [<paramref name="offset"/>, +<paramref name="length"/>) of header-then-frame at a
+    /// guest address, piece by piece across memory regions, logging the pages when migration asks.
+    /// </summary>
+    private static bool WriteGuest(SplitVirtqueue ring, ulong address, int length, ReadOnlySpan<byte> header, ReadOnlySpan<byte> frame, int offset)
+    {
+        GuestMemoryMap memory = ring.Memory;
+        while (length > 0)
+        {
+            if (!memory.TryGetContiguous(address, (uint)length, out Span<byte> target))
+                return false;
+            int n = target.Length;
+            for (int copied = 0; copied < n;)
+            {
+                ReadOnlySpan<byte> source = offset < header.Length ? header[offset..] : frame[(offset - header.Length)..];
+                int take = Math.Min(source.Length, n - copied);
+                source[..take].CopyTo(target[copied..]);
+                copied += take;
+                offset += take;
+            }
+            ring.Log?.MarkDirty(address, (ulong)n);
+            address += (ulong)n;
+            length -= n;
+        }
+        return true;
+    }
+
+    private static void Notify(FileDescriptor? call)
+    {
+        if (call is null)
+            return;
+        try
+        {
+            EventFd.Signal(call);
+        }
+        catch (Exception e) when (e is LinuxException or ObjectDisposedException)
+        {
+            // The frontend replaced or closed the call fd meanwhile; it will see the used ring anyway.
+        }
+    }
+
+    private void NoteFault(SplitVirtqueue ring)
+    {
+        if (Interlocked.Increment(ref Stats.RingFaults) == 1)
+            Log.RingFault(_logger, Name, ring.Fault);
+    }
+
+    private static int BuildRarp(Span<byte> buffer, MacAddress mac)
+    {
+        new EthernetRepr(MacAddress.Broadcast, mac, EtherType.Rarp).Emit(buffer);
+        new ArpRepr(ArpOperation.ReverseRequest, mac, default, mac, default).Emit(buffer[EthernetFrame.HeaderLength..]);
+        return EthernetFrame.HeaderLength + ArpPacket.Length;
+    }
+
+    public void Dispose()
+    {
+        _stop.Cancel();
+        if (_listener is not null)
+        {
+            // shutdown(2) wakes the thread blocked in accept; closing alone would wait for it.
+            UnixSocket.Shutdown(_listener, System.Net.Sockets.SocketShutdown.Both);
+            _listener.Dispose();
+        }
+        Volatile.Read(ref _connection)?.Close();
+        if (_control.IsAlive)
+            _control.Join(TimeSpan.FromSeconds(5));
+        Device.Dispose();
+        if (_role == VhostUserSocketRole.Server)
+            File.Delete(SocketPath);
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Port {Port}: vhost-user frontend connected on {Path} (connection {Count})")]
+        public static partial void Connected(ILogger logger, string port, string path, int count);
+
+        [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "Port {Port}: vhost-user frontend disconnected after {Requests} requests")]
+        public static partial void Disconnected(ILogger logger, string port, long requests);
+
+        [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Port {Port}: accept failed: {Error}")]
+        public static partial void AcceptFailed(ILogger logger, string port, string error);
+
+        [LoggerMessage(EventId = 303, Level = LogLevel.Warning, Message = "Port {Port}: the guest broke a ring ({Fault}); the ring stops until the device is reset")]
+        public static partial void RingFault(ILogger logger, string port, VirtqueueFault fault);
+    }
+}
