@@ -1,0 +1,51 @@
+namespace OverlaySwitch.Host;
+
+/// <summary>The daemon's local configuration (section "Switch"), from file, environment and command line.</summary>
+public sealed class SwitchOptions
+{
+    public string HostName { get; set; } = Environment.MachineName;
+    /// <summary>Where vhost-user sockets are created (server role) or found (client role), and the status socket.</summary>
+    public string SocketDirectory { get; set; } = "/run/overlay-switch";
+    public int DataplaneThreads { get; set; } = 1;
+    /// <summary>CPUs to pin dataplane workers to, in order; empty leaves them to the scheduler.</summary>
+    public List<int> DataplaneCpus { get; set; } = [];
+    /// <summary>Socket file mode for server-role sockets, octal.</summary>
+    public string SocketMode { get; set; } = "0660";
+    public uint? SocketUid { get; set; }
+    public uint? SocketGid { get; set; }
+    public UnderlayOptions Underlay { get; set; } = new();
+    public List<NetworkOptions> Networks { get; set; } = [];
+    public List<PortOptions> Ports { get; set; } = [];
+}
+
+public sealed class UnderlayOptions
+{
+    public string? VtepV4 { get; set; }
+    public string? VtepV6 { get; set; }
+    public int Mtu { get; set; } = 1500;
+    public ushort UdpPort { get; set; } = 4789;
+}
+
+public sealed class NetworkOptions
+{
+    public uint Vni { get; set; }
+    public int Mtu { get; set; } = 1450;
+    public string UnknownTarget { get; set; } = "Drop";
+    public string Pmtu { get; set; } = "NotifyAll";
+    public string? GatewayV4 { get; set; }
+    public string? GatewayV6 { get; set; }
+}
+
+public sealed class PortOptions
+{
+    public string Name { get; set; } = "";
+    public string Kind { get; set; } = "VhostUser";
+    public string Role { get; set; } = "Server";
+    /// <summary>Socket file name, relative to the socket directory unless absolute. Defaults to "&lt;Name&gt;.sock".</summary>
+    public string? Socket { get; set; }
+    public int QueuePairs { get; set; } = 1;
+    public uint Vni { get; set; }
+    public string Mac { get; set; } = "";
+    public List<string> Ipv4 { get; set; } = [];
+    public List<string> Ipv6 { get; set; } = [];
+}

@@ -1,0 +1,185 @@
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using OverlaySwitch.Dataplane;
+using OverlaySwitch.Overlay;
+using OverlaySwitch.Ports;
+
+namespace OverlaySwitch.Host;
+
+/// <summary>
+/// Runs the switch from its configuration: the dataplane, one port per configured port, and the
+/// forwarding tables. A configuration change (file change or SIGHUP) is applied as a diff: ports
+/// that did not change keep their connections. Runs on: the host's control thread and the
+/// options-change callback, serialised by a lock.
+/// </summary>
+public sealed partial class SwitchService : IHostedService, IDisposable
+{
+    private readonly IOptionsMonitor<SwitchOptions> _options;
+    private readonly ILoggerFactory _loggers;
+    private readonly ILogger _logger;
+    private readonly Lock _lock = new();
+    private readonly Dictionary<string, (PortConfig Config, VhostUserPort Port)> _ports = [];
+    private readonly Dictionary<string, int> _portNumbers = [];
+    private SwitchConfig _config;
+    private DataplaneService? _dataplane;
+    private ForwardingTableBuilder? _builder;
+    private IDisposable? _onChange;
+
+    public SwitchService(IOptionsMonitor<SwitchOptions> options, SwitchConfig config, ILoggerFactory loggers)
+    {
+        _options = options;
+        _config = config;
+        _loggers = loggers;
+        _logger = loggers.CreateLogger<SwitchService>();
+    }
+
+    public DataplaneService Dataplane => _dataplane ?? throw new InvalidOperationException("The switch has not started.");
+
+    public IReadOnlyCollection<VhostUserPort> Ports
+    {
+        get
+        {
+            lock (_lock)
+                return _ports.Values.Select(p => p.Port).ToArray();
+        }
+    }
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            Directory.CreateDirectory(_config.SocketDirectory);
+            _dataplane = new DataplaneService(_config.DataplaneThreads, _config.DataplaneCpus, _loggers);
+            _builder = new ForwardingTableBuilder(_config.Local, _config.DataplaneThreads);
+            Apply(_config);
+            _dataplane.Start();
+            _onChange = _options.OnChange(_ => Reload("configuration changed"));
+            Log.Started(_logger, _config.HostName, _config.Ports.Count, _config.Networks.Count, _config.SocketDirectory);
+        }
+        return Task.CompletedTask;
+    }
+
+    /// <summary>Re-reads the options and applies the difference; a bad configuration is refused whole and the old one stays.</summary>
+    public void Reload(string why)
+    {
+        lock (_lock)
+        {
+            if (_builder is null)
+                return;
+            SwitchConfig next = SwitchConfig.Parse(_options.CurrentValue, out List<string> errors);
+            if (errors.Count > 0)
+            {
+                Log.ReloadRefused(_logger, why, string.Join(Environment.NewLine, errors));
+                return;
+            }
+            if (next.DataplaneThreads != _config.DataplaneThreads || !next.Local.Equals(_config.Local))
+                Log.RestartNeeded(_logger);
+            try
+            {
+                Apply(next with { DataplaneThreads = _config.DataplaneThreads, Local = _config.Local });
+                Log.Reloaded(_logger, why, next.Ports.Count, next.Networks.Count);
+            }
+            catch (Exception e) when (e is Interop.LinuxException or OverlayConfigException)
+            {
+                // E.g. a new port's socket path cannot be created; the ports that did start keep running.
+                Log.ReloadFailed(_logger, why, e.Message);
+            }
+        }
+    }
+
+    /// <summary>Brings networks, ports and tables to <paramref name="next"/>. Runs under the lock.</summary>
+    private void Apply(SwitchConfig next)
+    {
+        ForwardingTableBuilder builder = _builder!;
+        DataplaneService dataplane = _dataplane!;
+        var removedPorts = new List<VhostUserPort>();
+
+        foreach ((string name, (PortConfig config, VhostUserPort port)) in _ports.ToArray())
+        {
+            PortConfig? wanted = next.Ports.FirstOrDefault(p => p.Name == name);
+            if (wanted is null || !wanted.SameSocketAs(config))
+            {
+                builder.Apply(new OverlayChange.RemoveEndpoint(config.ToEndpoint(port.Number).Id));
+                _ports.Remove(name);
+                removedPorts.Add(port);
+            }
+        }
+        if (removedPorts.Count > 0)
+        {
+            // Retire removed ports before adding any: a re-created port may reuse the same socket path.
+            dataplane.SetTables(builder.Build());
+            dataplane.SetPorts(_ports.Values.Select(p => (IDataplanePort)p.Port).ToArray());
+            foreach (VhostUserPort port in removedPorts)
+                port.Dispose();
+        }
+        foreach (NetworkConfig network in _config.Networks.Where(n => next.Networks.All(x => x.Vni != n.Vni)))
+            builder.Apply(new OverlayChange.RemoveNetwork(network.Vni));
+        foreach (NetworkConfig network in next.Networks)
+            builder.Apply(new OverlayChange.UpsertNetwork(network));
+        foreach (PortConfig config in next.Ports)
+        {
+            int number = PortNumber(config.Name);
+            builder.Apply(new OverlayChange.UpsertEndpoint(config.ToEndpoint(number)));
+            if (_ports.TryGetValue(config.Name, out var existing))
+            {
+                _ports[config.Name] = (config, existing.Port);
+                continue;
+            }
+            var port = new VhostUserPort(number, config.Name, config.SocketPath, config.Role, config.QueuePairs, dataplane,
+                _loggers.CreateLogger($"OverlaySwitch.Port.{config.Name}"), next.SocketMode, next.SocketUid, next.SocketGid);
+            port.Start();
+            _ports[config.Name] = (config, port);
+        }
+        dataplane.SetTables(builder.Build());
+        dataplane.SetPorts(_ports.Values.Select(p => (IDataplanePort)p.Port).ToArray());
+        _config = next;
+    }
+
+    /// <summary>A port keeps its number for the daemon's lifetime, so counters and tables stay its own across reloads.</summary>
+    private int PortNumber(string name)
+    {
+        if (!_portNumbers.TryGetValue(name, out int number))
+            _portNumbers[name] = number = _portNumbers.Count;
+        return number;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        lock (_lock)
+        {
+            _onChange?.Dispose();
+            _onChange = null;
+            foreach ((_, VhostUserPort port) in _ports.Values)
+                port.Dispose();
+            _ports.Clear();
+            _dataplane?.Dispose();
+            _builder = null;
+            Log.Stopped(_logger);
+        }
+        return Task.CompletedTask;
+    }
+
+    public void Dispose() => _onChange?.Dispose();
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "overlay-switchd {Host} ready: {Ports} ports, {Networks} networks, sockets in {Directory}")]
+        public static partial void Started(ILogger logger, string host, int ports, int networks, string directory);
+
+        [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Reloaded ({Why}): {Ports} ports, {Networks} networks")]
+        public static partial void Reloaded(ILogger logger, string why, int ports, int networks);
+
+        [LoggerMessage(EventId = 3, Level = LogLevel.Error, Message = "Reload ({Why}) refused, keeping the running configuration:\n{Errors}")]
+        public static partial void ReloadRefused(ILogger logger, string why, string errors);
+
+        [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Dataplane threads and underlay settings change only on restart")]
+        public static partial void RestartNeeded(ILogger logger);
+
+        [LoggerMessage(EventId = 6, Level = LogLevel.Error, Message = "Reload ({Why}) failed part way: {Error}")]
+        public static partial void ReloadFailed(ILogger logger, string why, string error);
+
+        [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "overlay-switchd stopped")]
+        public static partial void Stopped(ILogger logger);
+    }
+}
