@@ -54,8 +54,8 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             UnderlayMtu = o.Underlay.Mtu,
             UdpPort = o.Underlay.UdpPort,
         };
-        if (o.Underlay.Mtu is < 1280 or > 65535)
-            e.Add($"Switch:Underlay:Mtu: {o.Underlay.Mtu} is outside 1280..65535.");
+        if (o.Underlay.Mtu is < LocalHostConfig.MinUnderlayMtu or > LocalHostConfig.MaxUnderlayMtu)
+            e.Add($"Switch:Underlay:Mtu: {o.Underlay.Mtu} is outside {LocalHostConfig.MinUnderlayMtu}..{LocalHostConfig.MaxUnderlayMtu}.");
 
         var networks = new List<NetworkConfig>();
         for (int i = 0; i < o.Networks.Count; i++)

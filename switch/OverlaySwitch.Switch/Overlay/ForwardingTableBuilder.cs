@@ -28,8 +28,8 @@ public sealed class ForwardingTableBuilder
 
     public ForwardingTableBuilder(LocalHostConfig local, int workerCount = 1)
     {
-        if (local.UnderlayMtu is < 1280 or > 65535)
-            throw new OverlayConfigException($"Underlay MTU {local.UnderlayMtu} is outside 1280..65535.");
+        if (local.UnderlayMtu is < LocalHostConfig.MinUnderlayMtu or > LocalHostConfig.MaxUnderlayMtu)
+            throw new OverlayConfigException($"Underlay MTU {local.UnderlayMtu} is outside {LocalHostConfig.MinUnderlayMtu}..{LocalHostConfig.MaxUnderlayMtu}.");
         if (local.VtepV4 is { AddressFamily: not AddressFamily.InterNetwork } || local.VtepV6 is { AddressFamily: not AddressFamily.InterNetworkV6 })
             throw new OverlayConfigException("VtepV4 must be an IPv4 address and VtepV6 an IPv6 address.");
         Config = new OverlayConfig(local);
@@ -76,8 +76,9 @@ public sealed class ForwardingTableBuilder
                 RemoveEndpoint(id);
                 break;
             case OverlayChange.UpsertVtep(VtepConfig vtep):
-                if (vtep.UnderlayMtu is < 1280 or > 65535)
-                    throw new OverlayConfigException($"VTEP {vtep.Address}: underlay MTU {vtep.UnderlayMtu} is outside 1280..65535.");
+                if (vtep.UnderlayMtu is < LocalHostConfig.MinUnderlayMtu or > LocalHostConfig.MaxUnderlayMtu)
+                    throw new OverlayConfigException($"VTEP {vtep.Address}: underlay MTU {vtep.UnderlayMtu} is outside {LocalHostConfig.MinUnderlayMtu}..{LocalHostConfig.MaxUnderlayMtu}.");
+                ValidateVtepAddress(vtep.Address, $"VTEP {vtep.Address}");
                 Config = Config with { Vteps = Config.Vteps.SetItem(vtep.Address, vtep) };
                 InvalidateTunnel(vtep.Address);
                 break;
@@ -250,8 +251,16 @@ public sealed class ForwardingTableBuilder
         }
     }
 
+    /// <summary>IPv4-mapped IPv6 would alias the IPv4 VTEP of the same address in the one VTEP key space.</summary>
+    private static void ValidateVtepAddress(IPAddress vtep, string what)
+    {
+        if (vtep.IsIPv4MappedToIPv6)
+            throw new OverlayConfigException($"{what}: {vtep} is an IPv4-mapped IPv6 address; give the IPv4 address itself.");
+    }
+
     private void ValidateRemoteVtep(IPAddress vtep, string what)
     {
+        ValidateVtepAddress(vtep, what);
         IPAddress? local = LocalVtepFor(vtep);
         if (local is null)
             throw new OverlayConfigException($"{what}: VTEP {vtep} is {vtep.AddressFamily} but this host has no local VTEP address of that family.");

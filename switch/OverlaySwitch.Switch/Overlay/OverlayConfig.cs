@@ -84,6 +84,14 @@ public sealed record VtepConfig(IPAddress Address, int UnderlayMtu = 1500);
 /// <summary>This host's underlay identity.</summary>
 public sealed record LocalHostConfig
 {
+    /// <summary>
+    /// The smallest underlay MTU accepted: IPv6 guests need the overlay to carry 1280-byte packets
+    /// (RFC 8200 §5), and over an IPv6 underlay encapsulation adds 70 bytes. Below it, Packet Too Big
+    /// could only advertise an MTU the tunnel still cannot carry, and IPv6 would be black-holed.
+    /// </summary>
+    public const int MinUnderlayMtu = 1280 + Tunnel.OverheadV6;
+    public const int MaxUnderlayMtu = 65535;
+
     public IPAddress? VtepV4 { get; init; }
     public IPAddress? VtepV6 { get; init; }
     public int UnderlayMtu { get; init; } = 1500;

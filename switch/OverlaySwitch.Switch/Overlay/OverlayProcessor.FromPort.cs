@@ -177,8 +177,13 @@ public sealed partial class OverlayProcessor
     {
         NetworkTable network = port.Network;
         foreach (int local in network.LocalPorts)
+        {
             if (local != port.Number)
+            {
                 output.ToPort(local, frame);
+                Stats.DeliveredToPort++;
+            }
+        }
         DropReason? result = null;
         bool icmpSent = false;
         uint hash = FlowHash.Compute(frame);

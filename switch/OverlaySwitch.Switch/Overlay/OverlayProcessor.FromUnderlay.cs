@@ -45,6 +45,7 @@ public sealed partial class OverlayProcessor
         {
             foreach (int port in network.LocalPorts)
                 output.ToPort(port, frame);
+            Stats.DeliveredToPort += network.LocalPorts.Length;
             return;
         }
         if (!network.Macs.TryGetValue(destination, out MacTarget target))

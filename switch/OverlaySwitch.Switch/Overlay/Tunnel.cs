@@ -15,7 +15,10 @@ public sealed class Tunnel
 {
     public const int OuterLengthV4 = Ipv4Packet.MinHeaderLength + UdpDatagram.HeaderLength + VxlanHeader.Length;
     public const int OuterLengthV6 = Ipv6Packet.HeaderLength + UdpDatagram.HeaderLength + VxlanHeader.Length;
-    /// <summary>Outer Ethernet + IPv4 + UDP + VXLAN: what encapsulation adds to an inner IP packet's size on the wire.</summary>
+    /// <summary>
+    /// What encapsulation adds to an inner IP packet measured against the underlay's IP MTU: the
+    /// inner Ethernet header plus the outer IPv4 + UDP + VXLAN headers (the 50 of RFC 7348 folklore).
+    /// </summary>
     public const int OverheadV4 = EthernetFrame.HeaderLength + OuterLengthV4;
     public const int OverheadV6 = EthernetFrame.HeaderLength + OuterLengthV6;
     /// <summary>RFC 7348 §5 recommends the dynamic range for the flow-entropy source port.</summary>

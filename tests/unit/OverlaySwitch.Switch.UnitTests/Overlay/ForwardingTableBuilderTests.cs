@@ -118,6 +118,10 @@ public class ForwardingTableBuilderTests
         { "port 0 is already bound", new OverlayChange.UpsertEndpoint(new EndpointConfig("x", 2, MacAddress.Parse("02:00:00:00:00:07"), EndpointLocation.Local(0))) },
         { "this host's own address", new OverlayChange.UpsertEndpoint(new EndpointConfig("x", 1, MacAddress.Parse("02:00:00:00:00:07"), EndpointLocation.Remote(IPAddress.Parse("10.0.0.1")))) },
         { "underlay MTU 100", new OverlayChange.UpsertVtep(new VtepConfig(IPAddress.Parse("10.0.0.2"), 100)) },
+        // 1280 + 70: below it an IPv6 guest's minimum MTU would not fit an IPv6 tunnel.
+        { "underlay MTU 1349 is outside 1350..65535", new OverlayChange.UpsertVtep(new VtepConfig(IPAddress.Parse("10.0.0.2"), 1349)) },
+        { "IPv4-mapped", new OverlayChange.UpsertVtep(new VtepConfig(IPAddress.Parse("::ffff:10.0.0.2"))) },
+        { "IPv4-mapped", new OverlayChange.UpsertEndpoint(new EndpointConfig("x", 1, MacAddress.Parse("02:00:00:00:00:07"), EndpointLocation.Remote(IPAddress.Parse("::ffff:10.0.0.2")))) },
     };
 
     [Theory]
