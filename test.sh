@@ -16,6 +16,11 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 
 # Debian packages the tests drive as real peers.
 packages=(tshark python3-scapy iproute2)
+# What the system layer boots and drives: QEMU guests (TCG) built from the Debian kernel, busybox and
+# iputils ping, and DPDK testpmd (Debian 12 ships dpdk-testpmd in dpdk-dev, not in dpdk).
+system_packages=(qemu-system-x86 dpdk-dev busybox-static linux-image-amd64 iputils-ping cpio gzip)
+# 2 MiB hugepages the system layer reserves for testpmd's virtio-user ports.
+system_hugepages=1024
 all_layers=(unit integration system)
 results_dir=.test-results
 
@@ -34,6 +39,9 @@ for arg in "$@"; do
   esac
 done
 ((${#layers[@]})) || layers=("${all_layers[@]}")
+if [[ " ${layers[*]} " == *" system "* ]]; then
+  packages+=("${system_packages[@]}")
+fi
 
 # Installs whatever in $packages is missing; silent when everything is there already.
 install_prerequisites() {
@@ -67,6 +75,22 @@ install_prerequisites() {
     exit 1
   fi
   rm -f "$log"
+}
+
+# Reserves $system_hugepages 2 MiB hugepages and mounts hugetlbfs on /dev/hugepages, for the system
+# layer; silent when both are in place. A shortfall is reported, and the tests that need them fail.
+setup_hugepages() {
+  local nr=/proc/sys/vm/nr_hugepages sudo=()
+  [[ -r $nr ]] || return 0
+  ((EUID == 0)) || sudo=(sudo)
+  if (($(<"$nr") < system_hugepages)); then
+    echo "$system_hugepages" | "${sudo[@]}" tee "$nr" >/dev/null 2>&1 || true
+    (($(<"$nr") >= system_hugepages)) || echo "test.sh: only $(<"$nr") of $system_hugepages hugepages could be reserved" >&2
+  fi
+  if ! grep -qs ' /dev/hugepages hugetlbfs ' /proc/mounts; then
+    "${sudo[@]}" mkdir -p /dev/hugepages && "${sudo[@]}" mount -t hugetlbfs none /dev/hugepages ||
+      echo "test.sh: could not mount hugetlbfs on /dev/hugepages" >&2
+  fi
 }
 
 # Value of attribute $1 in the XML element text $2.
@@ -140,6 +164,9 @@ run_layer() {
 }
 
 install_prerequisites
+if [[ " ${layers[*]} " == *" system "* ]]; then
+  setup_hugepages
+fi
 
 echo "== build (Release)"
 if ! dotnet build OverlaySwitch.sln -c Release --verbosity quiet --nologo; then
