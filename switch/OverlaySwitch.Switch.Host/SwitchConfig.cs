@@ -34,9 +34,11 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             e.Add("Switch:SocketDirectory: must be set.");
         if (o.DataplaneThreads is < 1 or > 64)
             e.Add($"Switch:DataplaneThreads: {o.DataplaneThreads} is outside 1..64.");
+        // The machine's CPUs, not Environment.ProcessorCount: that counts only those the process may use now (taskset).
+        int cpus = Directory.GetDirectories("/sys/devices/system/cpu", "cpu*").Count(d => int.TryParse(Path.GetFileName(d)[3..], out _));
         foreach (int cpu in o.DataplaneCpus)
-            if (cpu < 0 || cpu >= Environment.ProcessorCount)
-                e.Add($"Switch:DataplaneCpus: CPU {cpu} does not exist here (0..{Environment.ProcessorCount - 1}).");
+            if (cpu < 0 || cpu >= cpus)
+                e.Add($"Switch:DataplaneCpus: CPU {cpu} does not exist here (0..{cpus - 1}).");
         UnixFileMode mode = default;
         try
         {

@@ -1,0 +1,135 @@
+#!/usr/bin/env bash
+# vhost-user switching benchmark: DPDK testpmd (virtio-user) sends 64 B and 1518 B frames with
+# txonly into port A of a backend, which forwards them to port B, where a second testpmd counts
+# them with rxonly. Two backends in the same run, under the same pinning:
+#   - OverlaySwitch's overlay-switchd (port A -> port B in one VNI, through the overlay core),
+#   - DPDK's own vhost backend (net_vhost, io forwarding port0 -> port1), the reference.
+# The backend's forwarding thread gets core $BACKEND_CORE; the sender and the receiver share the
+# other core. Prints received packets per second (median of the steady-state samples) and the
+# ratio. Needs root, hugepages (set up here) and dpdk-testpmd.
+# Usage: tests/bench/run-vhost-bench.sh [seconds-per-run]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+seconds=${1:-12}
+backend_core=${BACKEND_CORE:-1}
+gen_core=${GEN_CORE:-0}
+work=$(mktemp -d /tmp/overlay-vhost-bench.XXXXXX)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  sleep 1
+  for pid in "${pids[@]}"; do kill -KILL "$pid" 2>/dev/null || true; done
+  [ -n "${KEEP:-}" ] && echo "logs in $work" >&2 || rm -rf "$work"
+  rmdir /var/run/dpdk/ovb-* 2>/dev/null || true
+}
+trap cleanup EXIT
+
+[ "$(cat /proc/sys/vm/nr_hugepages)" -ge 1024 ] || echo 1024 > /proc/sys/vm/nr_hugepages
+mountpoint -q /dev/hugepages || mount -t hugetlbfs none /dev/hugepages
+dotnet build switch/OverlaySwitch.Switch.Host -c Release --nologo -v quiet >/dev/null
+
+mac_a=52:54:00:00:00:01 mac_b=52:54:00:00:00:02
+# The sender and the receiver time-share one core: the receiver's ring must hold what arrives
+# while it is descheduled (a few ms), or the figure measures the scheduler, not the backend.
+ring=${RING:-8192}
+
+# testpmd NAME SOCKET MAC MODE [args...]: a virtio-user testpmd; its forwarding lcore is $gen_core.
+testpmd() {
+  local name=$1 socket=$2 mac=$3 mode=$4; shift 4
+  dpdk-testpmd -l "$gen_core,$backend_core" --main-lcore "$backend_core" --no-pci --single-file-segments \
+    --file-prefix="ovb-$name-$$" -m 512 \
+    --vdev "net_virtio_user0,path=$socket,queues=1,queue_size=$ring,mac=$mac" -- \
+    --forward-mode="$mode" --stats-period 1 --nb-cores=1 --rxd=$ring --txd=$ring --total-num-mbufs=$((4 * ring)) "$@" >"$work/$name.log" 2>&1 &
+  pids+=($!)
+}
+
+# median of the Rx-pps samples after the first two (ramp-up) of a testpmd log
+median_rx_pps() {
+  tr '\033' '\n' <"$1" | grep -o 'Rx-pps: *[0-9]*' | awk '{print $2}' | tail -n +3 | sort -n |
+    awk '{a[NR]=$1} END {if (NR == 0) print 0; else print a[int((NR + 1) / 2)]}'
+}
+
+# start_backend BACKEND SOCK_A SOCK_B: overlay-switchd or DPDK's vhost backend, forwarding on $backend_core
+start_backend() {
+  local backend=$1 sock_a=$2 sock_b=$3
+  if [ "$backend" = overlay ]; then
+    cat >"$work/switch.json" <<JSON
+{ "Switch": { "HostName": "bench", "SocketDirectory": "$work/run", "DataplaneThreads": 1, "DataplaneCpus": [$backend_core],
+  "Underlay": { "VtepV4": "10.0.1.1", "Mtu": 9000 },
+  "Networks": [ { "Vni": 100, "Mtu": 8950 } ],
+  "Ports": [ { "Name": "vm-a", "Vni": 100, "Mac": "$mac_a", "Ipv4": ["10.0.0.1"] },
+             { "Name": "vm-b", "Vni": 100, "Mac": "$mac_b", "Ipv4": ["10.0.0.2"] } ] } }
+JSON
+    dotnet switch/OverlaySwitch.Switch.Host/bin/Release/net10.0/overlay-switchd.dll --config "$work/switch.json" >"$work/switch.log" 2>&1 &
+    pids+=($!)
+  else
+    dpdk-testpmd -l "$gen_core,$backend_core" --main-lcore "$gen_core" --no-pci --in-memory --file-prefix="ovb-vhost-$$" -m 512 \
+      --vdev "net_vhost0,iface=$sock_a,queues=1" --vdev "net_vhost1,iface=$sock_b,queues=1" -- \
+      --forward-mode=io --nb-cores=1 --stats-period 1 --total-num-mbufs=16384 >"$work/vhost.log" 2>&1 &
+    pids+=($!)
+  fi
+  for _ in $(seq 50); do [ -S "$sock_a" ] && [ -S "$sock_b" ] && break; sleep 0.2; done
+}
+
+# run BACKEND SIZE: txonly into A, rxonly on B; prints the receiver's median packets per second
+run() {
+  local backend=$1 size=$2
+  rm -rf "$work/run" && mkdir -p "$work/run"
+  local sock_a=$work/run/vm-a.sock sock_b=$work/run/vm-b.sock start=${#pids[@]}
+  start_backend "$backend" "$sock_a" "$sock_b"
+  testpmd rx "$sock_b" "$mac_b" rxonly
+  sleep 2
+  testpmd tx "$sock_a" "$mac_a" txonly --txpkts="$((size - 4))" --tx-ip=10.0.0.1,10.0.0.2 --eth-peer=0,$mac_b
+  sleep "$seconds"
+  median_rx_pps "$work/rx.log"
+  stop_from "$start"
+}
+
+# loop BACKEND SIZE: one testpmd on its own core with two virtio-user ports in io forwarding
+# (port 1 -> port 0) and 512 frames injected with --tx-first: they circle A -> backend -> B ->
+# testpmd -> A, so the backend on the other core is the only thing that switches them and
+# nothing time-shares a core. Prints frames the backend delivered to B per second.
+loop() {
+  local backend=$1 size=$2
+  rm -rf "$work/run" && mkdir -p "$work/run"
+  local sock_a=$work/run/vm-a.sock sock_b=$work/run/vm-b.sock start=${#pids[@]}
+  start_backend "$backend" "$sock_a" "$sock_b"
+  dpdk-testpmd -l "$gen_core,$backend_core" --main-lcore "$backend_core" --no-pci --single-file-segments \
+    --file-prefix="ovb-loop-$$" -m 512 \
+    --vdev "net_virtio_user0,path=$sock_a,queues=1,queue_size=1024,mac=$mac_a" \
+    --vdev "net_virtio_user1,path=$sock_b,queues=1,queue_size=1024,mac=$mac_b" -- \
+    --forward-mode=io --tx-first --burst=512 --txpkts="$((size - 4))" --tx-ip=10.0.0.1,10.0.0.2 \
+    --eth-peer=0,$mac_b --eth-peer=1,$mac_a --stats-period 1 --nb-cores=1 --rxd=1024 --txd=1024 \
+    --total-num-mbufs=16384 >"$work/loop.log" 2>&1 &
+  pids+=($!)
+  sleep "$seconds"
+  # Port 1 (B) receives what the backend delivered: the second Rx-pps figure of each sample.
+  tr '\033' '\n' <"$work/loop.log" | grep -o 'Rx-pps: *[0-9]*' | awk '{print $2}' | awk 'NR % 2 == 0' | tail -n +3 | sort -n |
+    awk '{a[NR]=$1} END {if (NR == 0) print 0; else print a[int((NR + 1) / 2)]}'
+  stop_from "$start"
+}
+
+stop_from() {
+  for pid in "${pids[@]:$1}"; do kill -INT "$pid" 2>/dev/null || true; done
+  sleep 2
+  for pid in "${pids[@]:$1}"; do kill -KILL "$pid" 2>/dev/null || true; done
+}
+
+echo "txonly -> backend -> rxonly (sender and receiver share core $gen_core: receiver-bound on 2 cores)"
+printf '%-6s %14s %14s %8s\n' frame "dpdk vhost" overlayswitch ratio
+for size in 64 1518; do
+  dpdk=$(run dpdk "$size")
+  ours=$(run overlay "$size")
+  ratio=$(awk -v a="$ours" -v b="$dpdk" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+  printf '%-6s %14s %14s %8s\n' "${size}B" "$dpdk pps" "$ours pps" "$ratio"
+done
+
+echo
+echo "loop: one testpmd (io forwarding, 512 frames in flight) on core $gen_core, backend alone on core $backend_core"
+printf '%-6s %14s %14s %8s\n' frame "dpdk vhost" overlayswitch ratio
+for size in 64 1518; do
+  dpdk=$(loop dpdk "$size")
+  ours=$(loop overlay "$size")
+  ratio=$(awk -v a="$ours" -v b="$dpdk" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
+  printf '%-6s %14s %14s %8s\n' "${size}B" "$dpdk pps" "$ours pps" "$ratio"
+done
