@@ -90,6 +90,8 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
         {
             index = w.Index,
             sleeps = Volatile.Read(ref w.Sleeps),
+            framesPolled = Volatile.Read(ref w.FramesPolled),
+            allocatedBytes = Volatile.Read(ref w.AllocatedBytes),
             arpReplies = w.Processor.Stats.ArpReplies,
             neighborAdvertisements = w.Processor.Stats.NeighborAdvertisements,
             icmpErrors = w.Processor.Stats.IcmpErrors,

@@ -102,11 +102,27 @@ loop() {
     --eth-peer=0,$mac_b --eth-peer=1,$mac_a --stats-period 1 --nb-cores=1 --rxd=1024 --txd=1024 \
     --total-num-mbufs=16384 >"$work/loop.log" 2>&1 &
   pids+=($!)
+  sleep 3
+  [ "$backend" = overlay ] && switch_counters >"$work/counters.before"
   sleep "$seconds"
+  [ "$backend" = overlay ] && switch_counters >"$work/counters.after"
   # Port 1 (B) receives what the backend delivered: the second Rx-pps figure of each sample.
   tr '\033' '\n' <"$work/loop.log" | grep -o 'Rx-pps: *[0-9]*' | awk '{print $2}' | awk 'NR % 2 == 0' | tail -n +3 | sort -n |
     awk '{a[NR]=$1} END {if (NR == 0) print 0; else print a[int((NR + 1) / 2)]}'
   stop_from "$start"
+}
+
+# switch_counters: "framesPolled allocatedBytes" of the switch's worker 0, from its status socket
+switch_counters() {
+  /usr/bin/python3 - "$work/run/overlay-switchd.ctl" <<'PY'
+import json, socket, sys
+s = socket.socket(socket.AF_UNIX)
+s.connect(sys.argv[1])
+s.sendall(b"status\n")
+data = b"".join(iter(lambda: s.recv(65536), b""))
+w = json.loads(data)["workers"][0]
+print(w["framesPolled"], w["allocatedBytes"])
+PY
 }
 
 stop_from() {
@@ -131,5 +147,8 @@ for size in 64 1518; do
   dpdk=$(loop dpdk "$size")
   ours=$(loop overlay "$size")
   ratio=$(awk -v a="$ours" -v b="$dpdk" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  printf '%-6s %14s %14s %8s\n' "${size}B" "$dpdk pps" "$ours pps" "$ratio"
+  # Heap bytes the switch's worker allocated per frame over the measurement (the per-packet path must not allocate).
+  alloc=$(paste -d' ' "$work/counters.before" "$work/counters.after" |
+    awk '{f = $3 - $1; printf "%.4f B/frame over %d frames", (f > 0 ? ($4 - $2) / f : 0), f}')
+  printf '%-6s %14s %14s %8s   switch allocated %s\n' "${size}B" "$dpdk pps" "$ours pps" "$ratio" "$alloc"
 done

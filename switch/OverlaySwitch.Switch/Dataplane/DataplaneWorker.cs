@@ -30,6 +30,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     private volatile bool _stopping;
     /// <summary>Odd while the worker holds snapshots (ports, rings, tables); see <see cref="Quiesce"/>.</summary>
     private long _epoch;
+    private int _framesSinceSample;
 
     public DataplaneWorker(int index, PortTable ports, TablePublisher tables, int workerCount, int? cpu, ILogger logger)
     {
@@ -50,6 +51,10 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     public long TunnelFramesWithoutUnderlay;
     /// <summary>Times the worker went to sleep in epoll; shows the idle behaviour.</summary>
     public long Sleeps;
+    /// <summary>Frames taken from guests by this worker, and bytes it has allocated on the heap, sampled together:
+    /// the per-packet path must not allocate, so the second stays flat while the first grows.</summary>
+    public long FramesPolled;
+    public long AllocatedBytes;
 
     public void Start() => _thread.Start();
 
@@ -87,6 +92,12 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
             foreach (IDataplanePort port in mine)
                 work += port.PollTransmit(_context, BatchSize);
             FlushReceivers();
+            FramesPolled += work;
+            if ((_framesSinceSample += work) >= 4096)
+            {
+                _framesSinceSample = 0;
+                Volatile.Write(ref AllocatedBytes, GC.GetAllocatedBytesForCurrentThread());
+            }
             Interlocked.Increment(ref _epoch); // even: nothing held
 
             if (work > 0)
@@ -100,6 +111,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
                 continue;
             }
             idlePolls = 0;
+            Volatile.Write(ref AllocatedBytes, GC.GetAllocatedBytesForCurrentThread());
             if (PrepareToSleep(mine))
                 continue; // something arrived while we were arming the wakeups
             int n = Epoll.Wait(_epoll, events, SleepTimeoutMs);
