@@ -75,7 +75,9 @@ public sealed partial class VhostUserConnection
         }
         finally
         {
-            _device.Reset();
+            // Dispose, not Reset: the next connection must not inherit protocol features (a stale
+            // REPLY_ACK would answer a frontend that never negotiated it) or the dirty-log mapping.
+            _device.Dispose();
             _socket.Dispose();
         }
     }

@@ -254,6 +254,13 @@ public sealed partial class VhostUserNetDevice : IDisposable
     {
         if (!TryGetVring(address.Index, "SET_VRING_ADDR", out Vring? v))
             return false;
+        // With memory mapped and the size known the addresses can be checked now: a bad one is
+        // refused (an error ack) and a running ring keeps its old, good address.
+        if (v.Size != 0 && _memory.Regions.Count != 0 && !RingFits(address, v.Size))
+        {
+            LogRefused("SET_VRING_ADDR", $"vring {address.Index}: addresses are outside guest memory or misaligned");
+            return false;
+        }
         // A running ring may get a new address only to switch used-ring logging on or off (migration).
         bool running = v.Ring is not null;
         if (running)
@@ -423,6 +430,12 @@ public sealed partial class VhostUserNetDevice : IDisposable
         return true;
     }
 
+    private bool RingFits(VringAddress a, int size) =>
+        a.DescriptorUserAddress % 16 == 0 && a.AvailUserAddress % 2 == 0 && a.UsedUserAddress % 4 == 0
+        && _memory.TryTranslateUserAddress(a.DescriptorUserAddress, (ulong)SplitVirtqueue.DescriptorTableLength(size), out _, out _)
+        && _memory.TryTranslateUserAddress(a.AvailUserAddress, (ulong)SplitVirtqueue.AvailRingLength(size), out _, out _)
+        && _memory.TryTranslateUserAddress(a.UsedUserAddress, (ulong)SplitVirtqueue.UsedRingLength(size), out _, out _);
+
     private void TryStartAll()
     {
         for (uint i = 0; i < _vrings.Length; i++)
@@ -437,6 +450,8 @@ public sealed partial class VhostUserNetDevice : IDisposable
         if (ring is null)
             return -1;
         v.Ring = null;
+        // A ring restarted without a new SET_VRING_BASE (new call fd, kick fd or address) resumes here.
+        v.Base = ring.LastAvailIndex;
         Publish();
         _quiescer.Quiesce(); // after this no dataplane thread touches the ring
         return ring.LastAvailIndex;

@@ -49,7 +49,7 @@ public static class VhostUserRequestTable
         {
             ok = d.SetLogBase(MemoryMarshal.Read<LogDescription>(p), f[0]);
             f[0].Dispose(); // the mapping keeps the log alive
-            return new byte[8];
+            return U64(ok ? 0UL : 1UL, out _); // 0 = logging to it; non-zero = refused (QEMU ignores the value)
         }),
         [VhostUserRequest.SetLogFd] = new(0, Fds.One, false, (d, p, f, out ok) =>
         {
