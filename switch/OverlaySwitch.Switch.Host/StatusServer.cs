@@ -71,11 +71,14 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
         {
             name = p.Name,
             number = p.Number,
-            socket = p.SocketPath,
-            connected = p.IsConnected,
-            connections = p.ConnectionCount,
-            guestMtu = p.Device.GuestMtu,
-            features = $"0x{p.Device.Features:x}",
+            kind = p is TapPort ? "tap" : "vhost-user",
+            socket = (p as VhostUserPort)?.SocketPath,
+            device = (p as TapPort)?.Device,
+            @namespace = (p as TapPort)?.Namespace,
+            connected = p is TapPort || (p as VhostUserPort)?.IsConnected == true,
+            connections = (p as VhostUserPort)?.ConnectionCount,
+            guestMtu = (p as VhostUserPort)?.Device.GuestMtu,
+            features = p is VhostUserPort v ? $"0x{v.Device.Features:x}" : null,
             transmitPackets = Volatile.Read(ref p.Stats.TransmitPackets),
             transmitBytes = Volatile.Read(ref p.Stats.TransmitBytes),
             receivePackets = Volatile.Read(ref p.Stats.ReceivePackets),
@@ -84,6 +87,13 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
             receiveNotReady = Volatile.Read(ref p.Stats.ReceiveNotReady),
             transmitTooLarge = Volatile.Read(ref p.Stats.TransmitTooLarge),
             ringFaults = Volatile.Read(ref p.Stats.RingFaults),
+        }).ToArray();
+        var underlay = dataplane.Receivers.Select(r => new
+        {
+            vtep = r.LocalVtep.ToString(),
+            receivedPackets = Volatile.Read(ref r.Stats.ReceivedPackets),
+            receiveTruncated = Volatile.Read(ref r.Stats.ReceiveTruncated),
+            receiveErrors = Volatile.Read(ref r.Stats.ReceiveErrors),
         }).ToArray();
         var drops = Enum.GetValues<DropReason>().ToDictionary(r => r.ToString(), dataplane.Drops);
         var workers = dataplane.Workers.Select(w => new
@@ -96,8 +106,11 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
             neighborAdvertisements = w.Processor.Stats.NeighborAdvertisements,
             icmpErrors = w.Processor.Stats.IcmpErrors,
             tunnelFramesWithoutUnderlay = Volatile.Read(ref w.TunnelFramesWithoutUnderlay),
+            sentPackets = w.UnderlayStats?.SentPackets ?? 0,
+            sendErrors = w.UnderlayStats?.SendErrors ?? 0,
+            sendQueueFull = w.UnderlayStats?.SendQueueFull ?? 0,
         }).ToArray();
-        return JsonSerializer.Serialize(new { host = config.HostName, revision = dataplane.Tables.Current.Revision, ports, drops, workers },
+        return JsonSerializer.Serialize(new { host = config.HostName, revision = dataplane.Tables.Current.Revision, ports, underlay, drops, workers },
             new JsonSerializerOptions { WriteIndented = true });
     }
 

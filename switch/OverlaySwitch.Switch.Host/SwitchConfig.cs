@@ -8,15 +8,25 @@ using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Host;
 
+public enum PortKind
+{
+    VhostUser,
+    Tap,
+}
+
 /// <summary>A port as configured, with its addresses parsed.</summary>
-public sealed record PortConfig(string Name, VhostUserSocketRole Role, string SocketPath, int QueuePairs, uint Vni, MacAddress Mac,
-    ImmutableArray<Ipv4Address> Ipv4, ImmutableArray<Ipv6Address> Ipv6)
+/// <param name="SocketPath">VhostUser: the socket. Tap: unused.</param>
+/// <param name="Device">Tap: the device name.</param>
+public sealed record PortConfig(string Name, PortKind Kind, VhostUserSocketRole Role, string SocketPath, int QueuePairs, string Device,
+    string? Namespace, uint Vni, MacAddress Mac, ImmutableArray<Ipv4Address> Ipv4, ImmutableArray<Ipv6Address> Ipv6)
 {
     public EndpointConfig ToEndpoint(int portNumber) =>
         new($"port/{Name}", Vni, Mac, EndpointLocation.Local(portNumber)) { Ipv4 = Ipv4, Ipv6 = Ipv6 };
 
-    /// <summary>Whether a change needs a new socket (and so a reconnect) rather than only new addresses.</summary>
-    public bool SameSocketAs(PortConfig other) => Role == other.Role && SocketPath == other.SocketPath && QueuePairs == other.QueuePairs;
+    /// <summary>Whether a change needs a new port object (a new socket or device) rather than only new addresses.</summary>
+    public bool SameAttachmentAs(PortConfig other) =>
+        Kind == other.Kind && Role == other.Role && SocketPath == other.SocketPath && QueuePairs == other.QueuePairs
+        && Device == other.Device && Namespace == other.Namespace;
 }
 
 /// <summary>
@@ -24,8 +34,12 @@ public sealed record PortConfig(string Name, VhostUserSocketRole Role, string So
 /// once, each with where it is ("Switch:Ports:1:Mac: ..."), so a bad file is fixed in one go.
 /// </summary>
 public sealed record SwitchConfig(string HostName, string SocketDirectory, int DataplaneThreads, IReadOnlyList<int> DataplaneCpus,
-    UnixFileMode SocketMode, uint? SocketUid, uint? SocketGid, LocalHostConfig Local, IReadOnlyList<NetworkConfig> Networks, IReadOnlyList<PortConfig> Ports)
+    UnixFileMode SocketMode, uint? SocketUid, uint? SocketGid, LocalHostConfig Local, IReadOnlyList<NetworkConfig> Networks, IReadOnlyList<PortConfig> Ports,
+    IReadOnlyList<VtepConfig> Vteps, IReadOnlyList<EndpointConfig> RemoteEndpoints)
 {
+    /// <summary>Whether the switch talks to other hosts: it has a VTEP address.</summary>
+    public bool HasUnderlay => Local.VtepV4 is not null || Local.VtepV6 is not null;
+
     public static SwitchConfig Parse(SwitchOptions o, out List<string> errors)
     {
         var e = new List<string>();
@@ -70,8 +84,10 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
                 e.Add($"{at}:Vni: {n.Vni} is configured twice.");
             if (n.Mtu is < NetworkConfig.MinMtu or > NetworkConfig.MaxMtu)
                 e.Add($"{at}:Mtu: {n.Mtu} is outside {NetworkConfig.MinMtu}..{NetworkConfig.MaxMtu}.");
+            var floodVteps = n.FloodVteps.Select((a, j) => ParseAnyAddress(a, $"{at}:FloodVteps:{j}", e)).OfType<IPAddress>();
             networks.Add(new NetworkConfig(n.Vni)
             {
+                ExtraFloodVteps = [.. floodVteps],
                 Mtu = n.Mtu,
                 UnknownTarget = ParseEnum<UnknownTargetPolicy>(n.UnknownTarget, $"{at}:UnknownTarget", e),
                 Pmtu = ParseEnum<PmtuPolicy>(n.Pmtu, $"{at}:Pmtu", e),
@@ -89,8 +105,10 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
                 e.Add($"{at}:Name: a port needs a name without '/'.");
             else if (ports.Any(x => x.Name == p.Name))
                 e.Add($"{at}:Name: '{p.Name}' is configured twice.");
-            if (!string.Equals(p.Kind, "VhostUser", StringComparison.OrdinalIgnoreCase))
-                e.Add($"{at}:Kind: '{p.Kind}' is not a port kind this switch has (VhostUser).");
+            PortKind kind = ParseEnum<PortKind>(p.Kind, $"{at}:Kind", e);
+            string device = p.Device ?? p.Name;
+            if (kind == PortKind.Tap && (device.Length is 0 or > 15 || device.Contains('/') || device.Contains(' ')))
+                e.Add($"{at}:Device: '{device}' is not a valid interface name (1..15 characters, no '/' or spaces).");
             if (!networks.Any(n => n.Vni == p.Vni))
                 e.Add($"{at}:Vni: no network with VNI {p.Vni} is configured.");
             if (p.QueuePairs is < 1 or > 16)
@@ -100,11 +118,36 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             var ipv4 = p.Ipv4.Select((a, j) => ParseAddress(a, AddressFamily.InterNetwork, $"{at}:Ipv4:{j}", e)).OfType<IPAddress>().Select(Ipv4Address.From);
             var ipv6 = p.Ipv6.Select((a, j) => ParseAddress(a, AddressFamily.InterNetworkV6, $"{at}:Ipv6:{j}", e)).OfType<IPAddress>().Select(Ipv6Address.From);
             string socket = string.IsNullOrEmpty(p.Socket) ? $"{p.Name}.sock" : p.Socket;
-            ports.Add(new PortConfig(p.Name, ParseEnum<VhostUserSocketRole>(p.Role, $"{at}:Role", e),
-                Path.IsPathRooted(socket) ? socket : Path.Combine(o.SocketDirectory, socket), p.QueuePairs, p.Vni, mac, [.. ipv4], [.. ipv6]));
+            ports.Add(new PortConfig(p.Name, kind, ParseEnum<VhostUserSocketRole>(p.Role, $"{at}:Role", e),
+                kind == PortKind.VhostUser ? (Path.IsPathRooted(socket) ? socket : Path.Combine(o.SocketDirectory, socket)) : "",
+                p.QueuePairs, kind == PortKind.Tap ? device : "", kind == PortKind.Tap ? p.Namespace : null, p.Vni, mac, [.. ipv4], [.. ipv6]));
         }
-        foreach (IGrouping<string, PortConfig> shared in ports.GroupBy(p => p.SocketPath).Where(g => g.Count() > 1))
+        foreach (IGrouping<string, PortConfig> shared in ports.Where(p => p.Kind == PortKind.VhostUser).GroupBy(p => p.SocketPath).Where(g => g.Count() > 1))
             e.Add($"Switch:Ports: ports {string.Join(", ", shared.Select(p => $"'{p.Name}'"))} share the socket {shared.Key}; each port needs its own.");
+        foreach (IGrouping<(string, string?), PortConfig> shared in ports.Where(p => p.Kind == PortKind.Tap).GroupBy(p => (p.Device, p.Namespace)).Where(g => g.Count() > 1))
+            e.Add($"Switch:Ports: ports {string.Join(", ", shared.Select(p => $"'{p.Name}'"))} share the tap device {shared.Key.Item1}.");
+
+        var vteps = new List<VtepConfig>();
+        for (int i = 0; i < o.Vteps.Count; i++)
+            if (ParseAnyAddress(o.Vteps[i].Address, $"Switch:Vteps:{i}:Address", e) is IPAddress address)
+                vteps.Add(new VtepConfig(address, o.Vteps[i].Mtu));
+        var remotes = new List<EndpointConfig>();
+        for (int i = 0; i < o.RemoteEndpoints.Count; i++)
+        {
+            RemoteEndpointOptions r = o.RemoteEndpoints[i];
+            string at = $"Switch:RemoteEndpoints:{i}";
+            if (string.IsNullOrWhiteSpace(r.Name))
+                e.Add($"{at}:Name: a remote endpoint needs a name.");
+            if (!MacAddress.TryParse(r.Mac, out MacAddress mac) || mac.IsMulticast || mac.IsZero)
+                e.Add($"{at}:Mac: '{r.Mac}' is not a unicast MAC address (aa:bb:cc:dd:ee:ff).");
+            if (!networks.Any(n => n.Vni == r.Vni))
+                e.Add($"{at}:Vni: no network with VNI {r.Vni} is configured.");
+            IPAddress? vtep = ParseAnyAddress(r.Vtep, $"{at}:Vtep", e);
+            var ipv4 = r.Ipv4.Select((a, j) => ParseAddress(a, AddressFamily.InterNetwork, $"{at}:Ipv4:{j}", e)).OfType<IPAddress>().Select(Ipv4Address.From);
+            var ipv6 = r.Ipv6.Select((a, j) => ParseAddress(a, AddressFamily.InterNetworkV6, $"{at}:Ipv6:{j}", e)).OfType<IPAddress>().Select(Ipv6Address.From);
+            if (vtep is not null)
+                remotes.Add(new EndpointConfig($"remote/{r.Name}", r.Vni, mac, EndpointLocation.Remote(vtep)) { Ipv4 = [.. ipv4], Ipv6 = [.. ipv6] });
+        }
 
         // The overlay core's own checks (duplicate MAC/IP in a network, ...) run on the whole result.
         if (e.Count == 0)
@@ -112,17 +155,22 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             try
             {
                 var builder = new ForwardingTableBuilder(local);
+                foreach (VtepConfig v in vteps)
+                    builder.Apply(new OverlayChange.UpsertVtep(v));
                 foreach (NetworkConfig n in networks)
                     builder.Apply(new OverlayChange.UpsertNetwork(n));
                 for (int i = 0; i < ports.Count; i++)
                     builder.Apply(new OverlayChange.UpsertEndpoint(ports[i].ToEndpoint(i)));
+                foreach (EndpointConfig r in remotes)
+                    builder.Apply(new OverlayChange.UpsertEndpoint(r));
             }
             catch (OverlayConfigException ex)
             {
                 e.Add($"Switch: {ex.Message}");
             }
         }
-        return new SwitchConfig(o.HostName, o.SocketDirectory, o.DataplaneThreads, o.DataplaneCpus, mode, o.SocketUid, o.SocketGid, local, networks, ports);
+        return new SwitchConfig(o.HostName, o.SocketDirectory, o.DataplaneThreads, o.DataplaneCpus, mode, o.SocketUid, o.SocketGid, local, networks, ports,
+            vteps, remotes);
     }
 
     private static IPAddress? ParseAddress(string? text, AddressFamily family, string at, List<string> errors)
@@ -132,6 +180,14 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
         if (IPAddress.TryParse(text, out IPAddress? address) && address.AddressFamily == family)
             return address;
         errors.Add($"{at}: '{text}' is not an {(family == AddressFamily.InterNetwork ? "IPv4" : "IPv6")} address.");
+        return null;
+    }
+
+    private static IPAddress? ParseAnyAddress(string? text, string at, List<string> errors)
+    {
+        if (IPAddress.TryParse(text, out IPAddress? address))
+            return address;
+        errors.Add($"{at}: '{text}' is not an IP address.");
         return null;
     }
 

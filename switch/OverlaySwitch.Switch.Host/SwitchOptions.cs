@@ -16,6 +16,26 @@ public sealed class SwitchOptions
     public UnderlayOptions Underlay { get; set; } = new();
     public List<NetworkOptions> Networks { get; set; } = [];
     public List<PortOptions> Ports { get; set; } = [];
+    /// <summary>Other hosts' VTEPs and their underlay MTUs (path MTU = the smaller of theirs and ours).</summary>
+    public List<VtepOptions> Vteps { get; set; } = [];
+    /// <summary>Endpoints behind other VTEPs (other switches, or external VTEPs such as a Linux vxlan device).</summary>
+    public List<RemoteEndpointOptions> RemoteEndpoints { get; set; } = [];
+}
+
+public sealed class VtepOptions
+{
+    public string Address { get; set; } = "";
+    public int Mtu { get; set; } = 1500;
+}
+
+public sealed class RemoteEndpointOptions
+{
+    public string Name { get; set; } = "";
+    public uint Vni { get; set; }
+    public string Mac { get; set; } = "";
+    public List<string> Ipv4 { get; set; } = [];
+    public List<string> Ipv6 { get; set; } = [];
+    public string Vtep { get; set; } = "";
 }
 
 public sealed class UnderlayOptions
@@ -34,13 +54,20 @@ public sealed class NetworkOptions
     public string Pmtu { get; set; } = "NotifyAll";
     public string? GatewayV4 { get; set; }
     public string? GatewayV6 { get; set; }
+    /// <summary>VTEPs that get this network's broadcasts besides the hosts of its remote endpoints.</summary>
+    public List<string> FloodVteps { get; set; } = [];
 }
 
 public sealed class PortOptions
 {
     public string Name { get; set; } = "";
+    /// <summary>VhostUser (a VM) or Tap (a Linux network stack, e.g. a namespace).</summary>
     public string Kind { get; set; } = "VhostUser";
     public string Role { get; set; } = "Server";
+    /// <summary>Tap: the device name (default: the port name); created persistent, or re-attached after a restart.</summary>
+    public string? Device { get; set; }
+    /// <summary>Tap: the network namespace (ip netns name) the device lives in; default the switch's own.</summary>
+    public string? Namespace { get; set; }
     /// <summary>Socket file name, relative to the socket directory unless absolute. Defaults to "&lt;Name&gt;.sock".</summary>
     public string? Socket { get; set; }
     public int QueuePairs { get; set; } = 1;

@@ -19,7 +19,7 @@ public sealed partial class SwitchService : IHostedService, IDisposable
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
     private readonly Lock _lock = new();
-    private readonly Dictionary<string, (PortConfig Config, VhostUserPort Port)> _ports = [];
+    private readonly Dictionary<string, (PortConfig Config, IDataplanePort Port)> _ports = [];
     private readonly Dictionary<string, int> _portNumbers = [];
     private SwitchConfig _config;
     private DataplaneService? _dataplane;
@@ -36,7 +36,7 @@ public sealed partial class SwitchService : IHostedService, IDisposable
 
     public DataplaneService Dataplane => _dataplane ?? throw new InvalidOperationException("The switch has not started.");
 
-    public IReadOnlyCollection<VhostUserPort> Ports
+    public IReadOnlyCollection<IDataplanePort> Ports
     {
         get
         {
@@ -52,6 +52,8 @@ public sealed partial class SwitchService : IHostedService, IDisposable
             Directory.CreateDirectory(_config.SocketDirectory);
             _dataplane = new DataplaneService(_config.DataplaneThreads, _config.DataplaneCpus, _loggers);
             _builder = new ForwardingTableBuilder(_config.Local, _config.DataplaneThreads);
+            if (_config.HasUnderlay)
+                _dataplane.AttachUnderlay(_config.Local);
             Apply(_config);
             _dataplane.Start();
             _onChange = _options.OnChange(_ => Reload("configuration changed"));
@@ -88,35 +90,43 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         }
     }
 
-    /// <summary>Brings networks, ports and tables to <paramref name="next"/>. Runs under the lock.</summary>
+    /// <summary>Brings networks, VTEPs, endpoints, ports and tables to <paramref name="next"/>. Runs under the lock.</summary>
     private void Apply(SwitchConfig next)
     {
         ForwardingTableBuilder builder = _builder!;
         DataplaneService dataplane = _dataplane!;
-        var removedPorts = new List<VhostUserPort>();
 
-        foreach ((string name, (PortConfig config, VhostUserPort port)) in _ports.ToArray())
+        // Retire removed or re-attached ports first: a re-created port may reuse the same socket path or device.
+        var retired = new List<(PortConfig Config, IDataplanePort Port, bool Removed)>();
+        foreach ((string name, (PortConfig config, IDataplanePort port)) in _ports.ToArray())
         {
             PortConfig? wanted = next.Ports.FirstOrDefault(p => p.Name == name);
-            if (wanted is null || !wanted.SameSocketAs(config))
+            if (wanted is null || !wanted.SameAttachmentAs(config))
             {
                 builder.Apply(new OverlayChange.RemoveEndpoint(config.ToEndpoint(port.Number).Id));
                 _ports.Remove(name);
-                removedPorts.Add(port);
+                retired.Add((config, port, wanted is null));
             }
         }
-        if (removedPorts.Count > 0)
+        if (retired.Count > 0)
         {
-            // Retire removed ports before adding any: a re-created port may reuse the same socket path.
-            dataplane.SetTables(builder.Build());
-            dataplane.SetPorts(_ports.Values.Select(p => (IDataplanePort)p.Port).ToArray());
-            foreach (VhostUserPort port in removedPorts)
-                port.Dispose();
+            Publish();
+            foreach ((PortConfig config, IDataplanePort port, bool removed) in retired)
+                Close(port, removed);
         }
+
+        foreach (EndpointConfig remote in _config.RemoteEndpoints.Where(r => next.RemoteEndpoints.All(x => x.Id != r.Id)))
+            builder.Apply(new OverlayChange.RemoveEndpoint(remote.Id));
         foreach (NetworkConfig network in _config.Networks.Where(n => next.Networks.All(x => x.Vni != n.Vni)))
             builder.Apply(new OverlayChange.RemoveNetwork(network.Vni));
+        foreach (VtepConfig vtep in _config.Vteps.Where(v => next.Vteps.All(x => !x.Address.Equals(v.Address))))
+            builder.Apply(new OverlayChange.RemoveVtep(vtep.Address));
+        foreach (VtepConfig vtep in next.Vteps)
+            builder.Apply(new OverlayChange.UpsertVtep(vtep));
         foreach (NetworkConfig network in next.Networks)
             builder.Apply(new OverlayChange.UpsertNetwork(network));
+        foreach (EndpointConfig remote in next.RemoteEndpoints)
+            builder.Apply(new OverlayChange.UpsertEndpoint(remote));
         foreach (PortConfig config in next.Ports)
         {
             int number = PortNumber(config.Name);
@@ -126,14 +136,37 @@ public sealed partial class SwitchService : IHostedService, IDisposable
                 _ports[config.Name] = (config, existing.Port);
                 continue;
             }
-            var port = new VhostUserPort(number, config.Name, config.SocketPath, config.Role, config.QueuePairs, dataplane,
-                _loggers.CreateLogger($"OverlaySwitch.Port.{config.Name}"), next.SocketMode, next.SocketUid, next.SocketGid);
-            port.Start();
-            _ports[config.Name] = (config, port);
+            _ports[config.Name] = (config, Open(config, number, next));
         }
-        dataplane.SetTables(builder.Build());
-        dataplane.SetPorts(_ports.Values.Select(p => (IDataplanePort)p.Port).ToArray());
+        Publish();
         _config = next;
+
+        void Publish()
+        {
+            // Tables first, so no frame is forwarded to a port that is about to go; then the port set.
+            dataplane.SetTables(builder.Build());
+            dataplane.SetPorts(_ports.Values.Select(p => p.Port).ToArray());
+        }
+    }
+
+    private IDataplanePort Open(PortConfig config, int number, SwitchConfig switchConfig)
+    {
+        ILogger logger = _loggers.CreateLogger($"OverlaySwitch.Port.{config.Name}");
+        if (config.Kind == PortKind.Tap)
+            return new TapPort(number, config.Name, config.Device, config.Namespace, logger);
+        var port = new VhostUserPort(number, config.Name, config.SocketPath, config.Role, config.QueuePairs, _dataplane!, logger,
+            switchConfig.SocketMode, switchConfig.SocketUid, switchConfig.SocketGid);
+        port.Start();
+        return port;
+    }
+
+    /// <summary>A tap removed from the configuration takes its device with it; at shutdown devices stay for the next start.</summary>
+    private static void Close(IDataplanePort port, bool removed)
+    {
+        if (port is TapPort tap)
+            tap.Close(deleteDevice: removed);
+        else
+            (port as IDisposable)?.Dispose();
     }
 
     /// <summary>A port keeps its number for the daemon's lifetime, so counters and tables stay its own across reloads.</summary>
@@ -150,8 +183,8 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         {
             _onChange?.Dispose();
             _onChange = null;
-            foreach ((_, VhostUserPort port) in _ports.Values)
-                port.Dispose();
+            foreach ((_, IDataplanePort port) in _ports.Values)
+                Close(port, removed: false);
             _ports.Clear();
             _dataplane?.Dispose();
             _builder = null;

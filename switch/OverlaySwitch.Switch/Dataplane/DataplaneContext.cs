@@ -19,6 +19,8 @@ public sealed class DataplaneContext
     }
 
     public int Worker { get; }
+    /// <summary>This worker's batched underlay sender; null when the switch has no underlay (one host).</summary>
+    public Underlay.UnderlaySender? Underlay { get; internal set; }
     public OverlayProcessor Processor { get; }
     public IOverlayOutput Output { get; }
     public byte[] FrameBuffer { get; } = new byte[FrameBufferLength];

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Overlay;
+using OverlaySwitch.Underlay;
 using OverlaySwitch.VhostUser;
 
 namespace OverlaySwitch.Dataplane;
@@ -11,6 +12,7 @@ namespace OverlaySwitch.Dataplane;
 public sealed class DataplaneService : IDataplaneQuiescer, IDisposable
 {
     private readonly DataplaneWorker[] _workers;
+    private readonly List<UnderlayReceiver> _receivers = [];
 
     /// <param name="cpus">CPUs to pin workers to, one each in order; null or too short leaves the rest unpinned.</param>
     public DataplaneService(int workerCount, IReadOnlyList<int>? cpus, ILoggerFactory loggers)
@@ -27,6 +29,25 @@ public sealed class DataplaneService : IDataplaneQuiescer, IDisposable
     public PortTable Ports { get; } = new();
     public IReadOnlyList<DataplaneWorker> Workers => _workers;
 
+    /// <summary>Underlay receivers, one per local VTEP address (empty on a switch without underlay).</summary>
+    public IReadOnlyList<UnderlayReceiver> Receivers => _receivers;
+
+    /// <summary>
+    /// Opens the underlay before <see cref="Start"/>: a receiving UDP socket per local VTEP address
+    /// and a batched raw sender per worker. Fails clearly (e.g. the address is not on this host).
+    /// </summary>
+    public void AttachUnderlay(LocalHostConfig local)
+    {
+        const int ReceiveBuffer = 8 << 20, SendBuffer = 4 << 20;
+        // Datagrams up to the local MTU, but at least jumbo-sized: external VTEPs may not know ours.
+        int maxDatagram = Math.Max(local.UnderlayMtu, 9216);
+        foreach (System.Net.IPAddress? vtep in new[] { local.VtepV4, local.VtepV6 })
+            if (vtep is not null)
+                _receivers.Add(new UnderlayReceiver(vtep, local.UdpPort, maxDatagram, ReceiveBuffer));
+        foreach (DataplaneWorker worker in _workers)
+            worker.AttachUnderlay(new UnderlaySender(local.VtepV4 is not null, local.VtepV6 is not null, local.UnderlayMtu, SendBuffer));
+    }
+
     public void Start()
     {
         foreach (DataplaneWorker worker in _workers)
@@ -36,7 +57,7 @@ public sealed class DataplaneService : IDataplaneQuiescer, IDisposable
     /// <summary>Runs on: the control side. Publishes the port set and waits until no worker uses the old one.</summary>
     public void SetPorts(IReadOnlyCollection<IDataplanePort> ports)
     {
-        Ports.Publish(ports, _workers.Length);
+        Ports.Publish(ports, _receivers, _workers.Length);
         Quiesce();
         Wake();
     }
@@ -63,5 +84,7 @@ public sealed class DataplaneService : IDataplaneQuiescer, IDisposable
     {
         foreach (DataplaneWorker worker in _workers)
             worker.Dispose();
+        foreach (UnderlayReceiver receiver in _receivers)
+            receiver.Dispose();
     }
 }

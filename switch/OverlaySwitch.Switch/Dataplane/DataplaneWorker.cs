@@ -25,8 +25,8 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     private readonly ILogger _logger;
     private readonly Thread _thread;
     private readonly DataplaneContext _context;
-    private readonly List<FileDescriptor> _wantedFds = [];
-    private readonly HashSet<FileDescriptor> _registeredFds = [];
+    private readonly List<WakeupFd> _wantedFds = [];
+    private readonly Dictionary<FileDescriptor, bool> _registeredFds = [];
     private volatile bool _stopping;
     /// <summary>Odd while the worker holds snapshots (ports, rings, tables); see <see cref="Quiesce"/>.</summary>
     private long _epoch;
@@ -58,6 +58,11 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
 
     public void Start() => _thread.Start();
 
+    /// <summary>Runs on: the control side, before <see cref="Start"/>. Gives this worker its underlay sender.</summary>
+    public void AttachUnderlay(Underlay.UnderlaySender sender) => _context.Underlay = sender;
+
+    public Underlay.UnderlayStats? UnderlayStats => _context.Underlay?.Stats;
+
     /// <summary>Runs on: any thread. Wakes the worker (new ports, shutdown, pending announcements).</summary>
     public void Wake() => EventFd.Signal(_wakeup);
 
@@ -87,10 +92,10 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
         while (!_stopping)
         {
             Interlocked.Increment(ref _epoch); // odd: snapshots in use
-            IDataplanePort[] mine = _ports.Current.ByWorker is { Length: > 0 } byWorker && Index < byWorker.Length ? byWorker[Index] : [];
+            IPollable[] mine = _ports.Current.ByWorker is { Length: > 0 } byWorker && Index < byWorker.Length ? byWorker[Index] : [];
             int work = 0;
-            foreach (IDataplanePort port in mine)
-                work += port.PollTransmit(_context, BatchSize);
+            foreach (IPollable pollable in mine)
+                work += pollable.Poll(_context, BatchSize);
             FlushReceivers();
             FramesPolled += work;
             if ((_framesSinceSample += work) >= 4096)
@@ -118,8 +123,8 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
             Sleeps++;
             for (int i = 0; i < n; i++)
                 DrainEventFd(events[i].Data);
-            foreach (IDataplanePort port in mine)
-                port.SetWakeupsEnabled(false);
+            foreach (IPollable pollable in mine)
+                pollable.SetWakeupsEnabled(false);
         }
     }
 
@@ -127,22 +132,22 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     /// Arms guest kicks and keeps the epoll set equal to the ports' kick fds. Returns true when a
     /// port already has work, so the worker polls instead of sleeping (the kick may have been skipped).
     /// </summary>
-    private bool PrepareToSleep(IDataplanePort[] ports)
+    private bool PrepareToSleep(IPollable[] ports)
     {
         Interlocked.Increment(ref _epoch);
         try
         {
             _wantedFds.Clear();
-            foreach (IDataplanePort port in ports)
+            foreach (IPollable port in ports)
             {
                 port.SetWakeupsEnabled(true);
                 port.CollectWakeupFds(_wantedFds);
             }
             SyncEpoll();
-            foreach (IDataplanePort port in ports)
-                if (port.HasPendingTransmit)
+            foreach (IPollable port in ports)
+                if (port.HasPending)
                 {
-                    foreach (IDataplanePort p in ports)
+                    foreach (IPollable p in ports)
                         p.SetWakeupsEnabled(false);
                     return true;
                 }
@@ -154,21 +159,39 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
         }
     }
 
+    /// <summary>Makes the epoll set equal to the wanted descriptors. Data 1 marks eventfds to drain on wakeup.</summary>
     private void SyncEpoll()
     {
-        _registeredFds.RemoveWhere(fd => fd.IsClosed || !_wantedFds.Contains(fd) && Remove(fd));
-        foreach (FileDescriptor fd in _wantedFds)
+        foreach (FileDescriptor fd in _registeredFds.Keys.ToArray())
         {
-            if (fd.IsClosed || !_registeredFds.Add(fd))
+            if (fd.IsClosed)
+                _registeredFds.Remove(fd); // closing removed it from the set
+            else if (!_wantedFds.Exists(w => w.Fd == fd))
+            {
+                _registeredFds.Remove(fd);
+                try
+                {
+                    Epoll.Remove(_epoll, fd);
+                }
+                catch (Exception e) when (e is LinuxException or ObjectDisposedException)
+                {
+                    // Closed meanwhile: closing removed it from the set.
+                }
+            }
+        }
+        foreach ((FileDescriptor fd, bool isEventFd) in _wantedFds)
+        {
+            if (fd.IsClosed || !_registeredFds.TryAdd(fd, isEventFd))
                 continue;
+            ulong data = isEventFd ? 1UL : 0UL;
             try
             {
-                Epoll.Add(_epoll, fd, EpollEvents.In, 0);
+                Epoll.Add(_epoll, fd, EpollEvents.In, data);
             }
             catch (LinuxException e) when (e.Errno == Errno.EEXIST)
             {
                 // The number was reused after a close the kernel already dropped from the set.
-                Epoll.Modify(_epoll, fd, EpollEvents.In, 0);
+                Epoll.Modify(_epoll, fd, EpollEvents.In, data);
             }
             catch (LinuxException e)
             {
@@ -180,21 +203,9 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
                 _registeredFds.Remove(fd);
             }
         }
-
-        bool Remove(FileDescriptor fd)
-        {
-            try
-            {
-                Epoll.Remove(_epoll, fd);
-            }
-            catch (Exception e) when (e is LinuxException or ObjectDisposedException)
-            {
-                // Closed meanwhile: closing removed it from the set.
-            }
-            return true;
-        }
     }
 
+    /// <summary>Resets the counters of the eventfds that woke us; taps and sockets keep their data for the poll.</summary>
     private void DrainEventFd(ulong data)
     {
         if (data == ulong.MaxValue)
@@ -202,12 +213,15 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
             EventFd.TryConsume(_wakeup, out _);
             return;
         }
-        foreach (FileDescriptor fd in _registeredFds)
+        if (data != 1)
+            return;
+        foreach ((FileDescriptor fd, bool isEventFd) in _registeredFds)
         {
+            if (!isEventFd || fd.IsClosed)
+                continue;
             try
             {
-                if (!fd.IsClosed)
-                    EventFd.TryConsume(fd, out _);
+                EventFd.TryConsume(fd, out _);
             }
             catch (Exception e) when (e is LinuxException or ObjectDisposedException)
             {
@@ -221,6 +235,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
         foreach (IDataplanePort port in _context.TouchedReceivers)
             port.FlushReceive();
         _context.TouchedReceivers.Clear();
+        _context.Underlay?.Flush();
     }
 
     // ---- IOverlayOutput: what the overlay core decided ------------------------------------------
@@ -232,8 +247,13 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
             target.Deliver(frame, FlowHash.Compute(frame), _context);
     }
 
-    void IOverlayOutput.ToTunnel(Tunnel tunnel, ReadOnlySpan<byte> outerHeaders, ReadOnlySpan<byte> innerFrame) =>
-        TunnelFramesWithoutUnderlay++;
+    void IOverlayOutput.ToTunnel(Tunnel tunnel, ReadOnlySpan<byte> outerHeaders, ReadOnlySpan<byte> innerFrame)
+    {
+        if (_context.Underlay is Underlay.UnderlaySender sender)
+            sender.Send(outerHeaders, innerFrame, tunnel.IsIpv6);
+        else
+            TunnelFramesWithoutUnderlay++;
+    }
 
     public void Dispose()
     {
@@ -243,6 +263,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
             _thread.Join();
         _epoll.Dispose();
         _wakeup.Dispose();
+        _context.Underlay?.Dispose();
     }
 
     private static partial class Log

@@ -106,7 +106,7 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
 
     // ---- Dataplane: guest → overlay ----------------------------------------------------------------
 
-    public int PollTransmit(DataplaneContext context, int budget)
+    public int Poll(DataplaneContext context, int budget)
     {
         int done = 0;
         Span<byte> buffer = context.FrameBuffer;
@@ -147,7 +147,7 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         return done;
     }
 
-    public bool HasPendingTransmit
+    public bool HasPending
     {
         get
         {
@@ -164,11 +164,11 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
             tx.Ring.SetKicksEnabled(enabled);
     }
 
-    public void CollectWakeupFds(List<FileDescriptor> fds)
+    public void CollectWakeupFds(List<WakeupFd> fds)
     {
         foreach (ActiveQueue tx in Device.Queues.Transmit)
             if (tx.Kick is FileDescriptor kick)
-                fds.Add(kick);
+                fds.Add(new WakeupFd(kick, IsEventFd: true));
     }
 
     // ---- Dataplane: overlay → guest ----------------------------------------------------------------

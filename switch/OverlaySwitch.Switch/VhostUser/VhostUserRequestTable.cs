@@ -98,8 +98,11 @@ public static class VhostUserRequestTable
             return new DispatchResult(!canReply, canReply ? AckPayload(false) : null, error);
         }
         byte[]? reply = entry!.Handle(device, payload, fds, out bool ok);
+        // A failed request with a reply of its own is answered and then the connection ends: the
+        // frontend cannot tell from the value (QEMU ignores SET_LOG_BASE's), and going on would
+        // e.g. migrate a guest whose dirty pages nobody logs.
         if (reply is not null)
-            return new DispatchResult(false, reply, ok ? null : $"{header.Request} failed");
+            return new DispatchResult(!ok, reply, ok ? null : $"{header.Request} failed");
         if (needReply)
             return new DispatchResult(false, AckPayload(ok), ok ? null : $"{header.Request} failed");
         return new DispatchResult(!ok, null, ok ? null : $"{header.Request} failed and the frontend asked for no reply");

@@ -1,0 +1,109 @@
+using System.Net;
+using System.Net.Sockets;
+
+namespace OverlaySwitch.Interop;
+
+/// <summary>
+/// IPv4/IPv6 sockets for the underlay: a UDP socket to receive VXLAN (the kernel checks UDP
+/// checksums and demultiplexes), and a raw socket to send it with headers we build ourselves
+/// (per-flow source ports, DF, the tunnel's template), both batched with recvmmsg/sendmmsg.
+/// </summary>
+public static unsafe class InetSocket
+{
+    /// <summary>A non-blocking UDP socket bound to <paramref name="address"/>:<paramref name="port"/> with a large receive buffer.</summary>
+    public static FileDescriptor BindUdp(IPAddress address, ushort port, int receiveBufferBytes)
+    {
+        bool v6 = address.AddressFamily == AddressFamily.InterNetworkV6;
+        var fd = Create(v6 ? Libc.AF_INET6 : Libc.AF_INET, Libc.SOCK_DGRAM | Libc.SOCK_NONBLOCK | Libc.SOCK_CLOEXEC, Libc.IPPROTO_UDP, $"udp {address}");
+        try
+        {
+            if (v6)
+                SetInt(fd, Libc.IPPROTO_IPV6, Libc.IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+            SetBuffer(fd, receive: true, receiveBufferBytes);
+            Libc.SockAddrIn6 sockaddr = ToSockAddr(address, port, out uint length);
+            using FileDescriptor.Lease f = fd.Acquire();
+            if (Libc.bind(f.Fd, (byte*)&sockaddr, length) != 0)
+                throw LinuxException.Last("bind", $"udp {Format(address, port)}");
+            return fd;
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// A raw socket that sends whole IP packets we built (IPPROTO_RAW: IP_HDRINCL for IPv4,
+    /// IPV6_HDRINCL for IPv6), with a large send buffer. The kernel routes them and adds the link
+    /// header; it never fragments a DF packet, it refuses it with EMSGSIZE.
+    /// </summary>
+    public static FileDescriptor CreateRawSender(AddressFamily family, int sendBufferBytes)
+    {
+        bool v6 = family == AddressFamily.InterNetworkV6;
+        var fd = Create(v6 ? Libc.AF_INET6 : Libc.AF_INET, Libc.SOCK_RAW | Libc.SOCK_NONBLOCK | Libc.SOCK_CLOEXEC, Libc.IPPROTO_RAW, $"raw {family}");
+        try
+        {
+            if (v6)
+                SetInt(fd, Libc.IPPROTO_IPV6, Libc.IPV6_HDRINCL, 1, "IPV6_HDRINCL");
+            SetBuffer(fd, receive: false, sendBufferBytes);
+            return fd;
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>Fills a sockaddr for <paramref name="address"/> (port in host order) and its length.</summary>
+    internal static Libc.SockAddrIn6 ToSockAddr(IPAddress address, ushort port, out uint length)
+    {
+        var sockaddr = new Libc.SockAddrIn6 { Port = (ushort)IPAddress.HostToNetworkOrder((short)port) };
+        Span<byte> bytes = stackalloc byte[16];
+        address.TryWriteBytes(bytes, out int written);
+        if (address.AddressFamily == AddressFamily.InterNetworkV6)
+        {
+            sockaddr.Family = Libc.AF_INET6;
+            bytes.CopyTo(new Span<byte>(sockaddr.Address, 16));
+            sockaddr.ScopeId = (uint)address.ScopeId;
+            length = 28;
+        }
+        else
+        {
+            sockaddr.Family = Libc.AF_INET;
+            sockaddr.FlowInfoOrIpv4 = System.Buffers.Binary.BinaryPrimitives.ReadUInt32LittleEndian(bytes[..written]);
+            length = 16;
+        }
+        return sockaddr;
+    }
+
+    private static FileDescriptor Create(int domain, int type, int protocol, string what)
+    {
+        int fd = Libc.socket(domain, type, protocol);
+        if (fd < 0)
+            throw LinuxException.Last("socket", what);
+        return new FileDescriptor(fd);
+    }
+
+    private static void SetInt(FileDescriptor fd, int level, int name, int value, string what)
+    {
+        using FileDescriptor.Lease f = fd.Acquire();
+        if (Libc.setsockopt(f.Fd, level, name, &value, sizeof(int)) != 0)
+            throw LinuxException.Last("setsockopt", what);
+    }
+
+    /// <summary>As large a buffer as asked: the FORCE variant (root) goes past rmem_max/wmem_max; otherwise the capped one.</summary>
+    private static void SetBuffer(FileDescriptor fd, bool receive, int bytes)
+    {
+        using FileDescriptor.Lease f = fd.Acquire();
+        int value = bytes;
+        if (Libc.setsockopt(f.Fd, 1, receive ? Libc.SO_RCVBUFFORCE : Libc.SO_SNDBUFFORCE, &value, sizeof(int)) == 0)
+            return;
+        if (Libc.setsockopt(f.Fd, 1, receive ? Libc.SO_RCVBUF : Libc.SO_SNDBUF, &value, sizeof(int)) != 0)
+            throw LinuxException.Last("setsockopt", receive ? "SO_RCVBUF" : "SO_SNDBUF");
+    }
+
+    private static string Format(IPAddress address, ushort port) =>
+        address.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{address}]:{port}" : $"{address}:{port}";
+}

@@ -1,0 +1,76 @@
+using System.Runtime.InteropServices;
+
+namespace OverlaySwitch.Interop;
+
+// The IP, UDP, raw-socket, TUN/TAP and namespace parts of libc, for the underlay and tap ports.
+internal static unsafe partial class Libc
+{
+    public const int AF_INET = 2;
+    public const int AF_INET6 = 10;
+    public const int SOCK_DGRAM = 2;
+    public const int SOCK_RAW = 3;
+    public const int IPPROTO_IP = 0;
+    public const int IPPROTO_IPV6 = 41;
+    public const int IPPROTO_UDP = 17;
+    public const int IPPROTO_RAW = 255;
+    public const int SO_REUSEADDR = 2;
+    public const int SO_SNDBUF = 7;
+    public const int SO_RCVBUF = 8;
+    public const int SO_SNDBUFFORCE = 32;
+    public const int SO_RCVBUFFORCE = 33;
+    public const int IP_MTU_DISCOVER = 10;
+    public const int IP_PMTUDISC_DO = 2;
+    public const int IPV6_V6ONLY = 26;
+    public const int IPV6_MTU_DISCOVER = 23;
+    public const int IPV6_PMTUDISC_DO = 2;
+    /// <summary>Linux 4.5+: the caller supplies the IPv6 header on a raw socket.</summary>
+    public const int IPV6_HDRINCL = 36;
+    public const int MSG_DONTWAIT = 0x40;
+    public const int MSG_TRUNC = 0x20;
+    public const int O_RDWR = 2;
+    public const int O_CLOEXEC = 0x80000;
+    public const int CLONE_NEWNET = 0x40000000;
+
+    // <linux/if_tun.h>
+    public const uint TUNSETIFF = 0x400454CA;
+    public const uint TUNSETPERSIST = 0x400454CB;
+    public const short IFF_TAP = 0x0002;
+    public const short IFF_NO_PI = 0x1000;
+    public const int IfNameLength = 16;
+
+    /// <summary>struct sockaddr_in6 (28 bytes); also holds a sockaddr_in (16 bytes) in its first half.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct SockAddrIn6
+    {
+        public ushort Family;
+        /// <summary>Network byte order.</summary>
+        public ushort Port;
+        /// <summary>IPv6: flow info; IPv4: the address (network byte order).</summary>
+        public uint FlowInfoOrIpv4;
+        public fixed byte Address[16];
+        public uint ScopeId;
+    }
+
+    /// <summary>struct mmsghdr: a msghdr and the byte count the kernel filled in (64 bytes with padding).</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct MultiMessageHeader
+    {
+        public MessageHeader Header;
+        public uint Length;
+    }
+
+    /// <summary>struct ifreq with the flags member (40 bytes).</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 40)]
+    public struct InterfaceRequest
+    {
+        public fixed byte Name[IfNameLength];
+        public short Flags;
+    }
+
+    [LibraryImport(Name, SetLastError = true)] public static partial int setsockopt(int fd, int level, int name, void* value, uint length);
+    [LibraryImport(Name, SetLastError = true)] public static partial int sendmmsg(int fd, MultiMessageHeader* messages, uint count, int flags);
+    [LibraryImport(Name, SetLastError = true)] public static partial int recvmmsg(int fd, MultiMessageHeader* messages, uint count, int flags, void* timeout);
+    [LibraryImport(Name, SetLastError = true)] public static partial int ioctl(int fd, nuint request, void* argument);
+    [LibraryImport(Name, SetLastError = true)] public static partial int open(byte* path, int flags);
+    [LibraryImport(Name, SetLastError = true)] public static partial int setns(int fd, int type);
+}

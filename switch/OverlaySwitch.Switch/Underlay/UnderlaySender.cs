@@ -1,0 +1,157 @@
+using System.Buffers.Binary;
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using OverlaySwitch.Interop;
+using OverlaySwitch.Overlay;
+
+namespace OverlaySwitch.Underlay;
+
+/// <summary>
+/// Sends encapsulated frames on the underlay in batches: each frame's outer headers and inner
+/// frame are copied into a slot, and <see cref="Flush"/> hands the batch to the kernel with one
+/// sendmmsg per address family on a raw socket (the headers are ours: template, per-flow source
+/// port, DF). One per dataplane worker; not thread-safe.
+/// Runs on: its worker. Allocates nothing per frame.
+/// </summary>
+public sealed unsafe class UnderlaySender : IDisposable
+{
+    private const int BatchSize = 32;
+
+    private readonly Batch? _v4;
+    private readonly Batch? _v6;
+
+    /// <param name="maxDatagramLength">The largest datagram to send: the local underlay MTU.</param>
+    public UnderlaySender(bool ipv4, bool ipv6, int maxDatagramLength, int sendBufferBytes)
+    {
+        if (ipv4)
+            _v4 = new Batch(AddressFamily.InterNetwork, maxDatagramLength, sendBufferBytes, Stats);
+        if (ipv6)
+            _v6 = new Batch(AddressFamily.InterNetworkV6, maxDatagramLength, sendBufferBytes, Stats);
+    }
+
+    public UnderlayStats Stats { get; } = new();
+
+    /// <summary>Queues one datagram: <paramref name="outer"/> (IP + UDP + VXLAN) then <paramref name="inner"/>.</summary>
+    public void Send(ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, bool ipv6)
+    {
+        Batch? batch = ipv6 ? _v6 : _v4;
+        if (batch is null)
+        {
+            Stats.SendErrors++; // no local VTEP of that family: the builder refuses such tunnels, so this is defensive
+            return;
+        }
+        batch.Add(outer, inner);
+    }
+
+    /// <summary>Sends whatever is queued.</summary>
+    public void Flush()
+    {
+        _v4?.Flush();
+        _v6?.Flush();
+    }
+
+    public void Dispose()
+    {
+        _v4?.Dispose();
+        _v6?.Dispose();
+    }
+
+    /// <summary>One family's raw socket and its slots, all in native memory the kernel reads directly.</summary>
+    private sealed class Batch : IDisposable
+    {
+        private readonly FileDescriptor _socket;
+        private readonly int _fd;
+        private readonly bool _v6;
+        private readonly int _slotLength;
+        private readonly byte* _slots;
+        private readonly Libc.IoVec* _iov;
+        private readonly Libc.SockAddrIn6* _addresses;
+        private readonly Libc.MultiMessageHeader* _messages;
+        private readonly UnderlayStats _stats;
+        private int _count;
+
+        public Batch(AddressFamily family, int slotLength, int sendBufferBytes, UnderlayStats stats)
+        {
+            _v6 = family == AddressFamily.InterNetworkV6;
+            _socket = InetSocket.CreateRawSender(family, sendBufferBytes);
+            // SAFETY: the socket lives as long as this batch; disposing the batch closes it after the last use.
+            _fd = (int)_socket.DangerousGetHandle();
+            _slotLength = slotLength;
+            _stats = stats;
+            _slots = (byte*)NativeMemory.AllocZeroed((nuint)(BatchSize * slotLength));
+            _iov = (Libc.IoVec*)NativeMemory.AllocZeroed((nuint)(BatchSize * sizeof(Libc.IoVec)));
+            _addresses = (Libc.SockAddrIn6*)NativeMemory.AllocZeroed((nuint)(BatchSize * sizeof(Libc.SockAddrIn6)));
+            _messages = (Libc.MultiMessageHeader*)NativeMemory.AllocZeroed((nuint)(BatchSize * sizeof(Libc.MultiMessageHeader)));
+            for (int i = 0; i < BatchSize; i++)
+            {
+                _iov[i].Base = _slots + i * slotLength;
+                _messages[i].Header.Iov = &_iov[i];
+                _messages[i].Header.IovLength = 1;
+                _messages[i].Header.Name = &_addresses[i];
+                _messages[i].Header.NameLength = _v6 ? 28u : 16u;
+                _addresses[i].Family = (ushort)(_v6 ? Libc.AF_INET6 : Libc.AF_INET);
+            }
+        }
+
+        public void Add(ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner)
+        {
+            int length = outer.Length + inner.Length;
+            if (length > _slotLength)
+            {
+                _stats.SendErrors++; // larger than the underlay MTU: the overlay's MTU guard keeps this from happening
+                return;
+            }
+            int i = _count;
+            // SAFETY: slot i is _slotLength bytes inside the allocation and length <= _slotLength.
+            var slot = new Span<byte>(_slots + i * _slotLength, length);
+            outer.CopyTo(slot);
+            inner.CopyTo(slot[outer.Length..]);
+            _iov[i].Length = (nuint)length;
+            // The destination is the outer header's own: raw sockets route by the address given here.
+            if (_v6)
+                outer.Slice(24, 16).CopyTo(new Span<byte>(_addresses[i].Address, 16));
+            else
+                _addresses[i].FlowInfoOrIpv4 = BinaryPrimitives.ReadUInt32LittleEndian(outer[16..]);
+            if (++_count == BatchSize)
+                Flush();
+        }
+
+        public void Flush()
+        {
+            int sent = 0;
+            while (sent < _count)
+            {
+                // SAFETY: messages [sent, _count) are filled in and point at live native buffers.
+                int n = Libc.sendmmsg(_fd, _messages + sent, (uint)(_count - sent), Libc.MSG_DONTWAIT);
+                if (n > 0)
+                {
+                    for (int i = sent; i < sent + n; i++)
+                        _stats.SentBytes += (long)_iov[i].Length;
+                    _stats.SentPackets += n;
+                    sent += n;
+                    continue;
+                }
+                Errno error = Libc.LastError;
+                if (error == Errno.EINTR)
+                    continue;
+                if (error is Errno.EAGAIN or Errno.ENOBUFS)
+                {
+                    _stats.SendQueueFull += _count - sent;
+                    break;
+                }
+                _stats.SendErrors++; // this datagram failed (e.g. EMSGSIZE, ENETUNREACH): skip it, send the rest
+                sent++;
+            }
+            _count = 0;
+        }
+
+        public void Dispose()
+        {
+            _socket.Dispose();
+            NativeMemory.Free(_slots);
+            NativeMemory.Free(_iov);
+            NativeMemory.Free(_addresses);
+            NativeMemory.Free(_messages);
+        }
+    }
+}
