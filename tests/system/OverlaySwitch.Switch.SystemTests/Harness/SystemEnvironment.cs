@@ -83,8 +83,18 @@ internal static class SystemEnvironment
             if (free * 2 < 3 * TestpmdMemoryMb)
                 missing.Add($"{3 * TestpmdMemoryMb / 2} free 2 MiB hugepages (HugePages_Free is {free})");
         }
-        if (needs.HasFlag(Needs.Switch) && !File.Exists(SwitchDaemonDll))
-            missing.Add($"the overlay-switchd build ({SwitchDaemonDll}; ./test.sh builds it)");
+        if (needs.HasFlag(Needs.Switch))
+        {
+            try
+            {
+                if (!File.Exists(SwitchDaemonDll))
+                    missing.Add($"the overlay-switchd build ({SwitchDaemonDll}; ./test.sh builds it)");
+            }
+            catch (InvalidOperationException e)
+            {
+                missing.Add($"the overlay-switchd build ({e.Message} Set OVERLAYSWITCH_SWITCHD_DLL.)");
+            }
+        }
         return missing.Count == 0 ? null : $"Missing: {string.Join("; ", missing)}. {InstallHint}.";
     }
 
