@@ -5,8 +5,15 @@ namespace OverlaySwitch.Topology;
 public static class Cli
 {
     private const string Usage = """
-        usage: overlay simulate <topology.yaml> [--pcap-dir DIR]
+        usage: overlay up <topology.yaml> [--check] [--switchd PATH]
+               overlay down <topology.yaml>
+               overlay simulate <topology.yaml> [--pcap-dir DIR]
 
+          up         bring the overlay up on this machine (root): a network namespace per host running
+                     overlay-switchd, a router namespace joining the underlay subnets, a namespace per
+                     port as its guest; then check pings, path MTU and tenant isolation. It stays up
+                     until Ctrl+C (then comes down); with --check it comes down after the checks.
+          down       remove what an interrupted `up` left (namespaces, daemons by PID)
           simulate   run the whole overlay of a topology in this process (each host's switch core,
                      a routed underlay, a guest per port) and check resolution, pings, the path MTU
                      guard and tenant isolation; --pcap-dir writes one capture per host underlay and
@@ -15,12 +22,126 @@ public static class Cli
 
     public static int Run(string[] args, TextWriter output, TextWriter error)
     {
-        if (args is not ["simulate", string path, .. string[] options] || !TryParseOptions(options, out string? pcapDirectory))
+        switch (args)
         {
-            error.WriteLine(Usage);
+            case ["simulate", string path, .. string[] options] when TryParseOptions(options, out string? pcapDirectory):
+                return Simulate(path, pcapDirectory, output, error);
+            case ["up", string path, .. string[] options] when TryParseUpOptions(options, out bool check, out string? switchd):
+                return Up(path, check, switchd, output, error);
+            case ["down", string path]:
+                return Load(path, error) is TopologyFile t ? Down(t, output) : 2;
+            default:
+                error.WriteLine(Usage);
+                return 2;
+        }
+    }
+
+    public static int Up(string path, bool check, string? switchd, TextWriter output, TextWriter error)
+    {
+        if (Load(path, error) is not TopologyFile topology)
+            return 2;
+        string daemon = switchd ?? FindDaemon();
+        if (!File.Exists(daemon))
+        {
+            error.WriteLine($"overlay-switchd not found at {daemon}: build it (dotnet build OverlaySwitch.sln -c Release) or pass --switchd PATH");
             return 2;
         }
-        return Simulate(path, pcapDirectory, output, error);
+        if (Runner.Shell.MissingTools(["ip", "ping"], output) is string missing)
+        {
+            error.WriteLine(missing);
+            return 2;
+        }
+        var overlay = new Runner.LiveOverlay(topology, OverlayName(path), daemon, output);
+        output.WriteLine($"overlay {OverlayName(path)}: bringing up {path}: {topology.Hosts.Length} hosts, {topology.Networks.Length} networks, {topology.Ports.Length} ports");
+        try
+        {
+            overlay.Up();
+        }
+        catch (InvalidOperationException e)
+        {
+            error.WriteLine($"overlay up failed: {e.Message}");
+            return 1;
+        }
+        IReadOnlyList<Runner.LiveCheck> checks;
+        try
+        {
+            checks = new Runner.LiveChecks(topology, overlay).Run();
+        }
+        catch
+        {
+            overlay.Down();
+            throw;
+        }
+        foreach (var group in checks.GroupBy(c => c.Network))
+        {
+            output.WriteLine();
+            output.WriteLine(group.Key);
+            foreach (Runner.LiveCheck c in group)
+                output.WriteLine($"  {(c.Passed ? "PASS" : "FAIL")} {c.Name}: {c.Evidence}");
+        }
+        int failed = checks.Count(c => !c.Passed);
+        output.WriteLine();
+        output.WriteLine($"{checks.Count} checks: {checks.Count - failed} passed, {failed} failed");
+        if (!check)
+        {
+            output.WriteLine($"The overlay is up. Try: ip netns exec {overlay.GuestNamespace(topology.Ports[0])} ping {topology.Ports[^1].Ipv4.FirstOrDefault()}");
+            output.WriteLine($"Switch logs and status sockets are in {overlay.StateDirectory}. Ctrl+C brings it down.");
+            using var stop = new ManualResetEventSlim();
+            using var interrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
+            using var terminate = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
+            stop.Wait();
+        }
+        overlay.Down();
+        return failed == 0 ? 0 : 1;
+    }
+
+    private static int Down(TopologyFile topology, TextWriter output)
+    {
+        new Runner.LiveOverlay(topology, OverlayName(topology.Source), FindDaemon(), output).Down();
+        return 0;
+    }
+
+    /// <summary>Everything an overlay creates is named after its topology file: "demo" for topologies/demo.yaml.</summary>
+    private static string OverlayName(string path) => Path.GetFileNameWithoutExtension(path);
+
+    /// <summary>overlay-switchd.dll beside this tool (it is built into the same folder), else the repository's build output.</summary>
+    private static string FindDaemon()
+    {
+        string beside = Path.Combine(AppContext.BaseDirectory, "overlay-switchd.dll");
+        return File.Exists(beside) ? beside : Path.GetFullPath("switch/OverlaySwitch.Switch.Host/bin/Release/net10.0/overlay-switchd.dll");
+    }
+
+    private static TopologyFile? Load(string path, TextWriter error)
+    {
+        try
+        {
+            return TopologyFile.Load(path);
+        }
+        catch (TopologyException e)
+        {
+            error.WriteLine(e.Message);
+        }
+        catch (IOException e)
+        {
+            error.WriteLine($"{path}: {e.Message}");
+        }
+        return null;
+    }
+
+    private static bool TryParseUpOptions(string[] options, out bool check, out string? switchd)
+    {
+        check = false;
+        switchd = null;
+        for (int i = 0; i < options.Length; i++)
+        {
+            if (options[i] == "--check")
+                check = true;
+            else if (options[i] == "--switchd" && i + 1 < options.Length)
+                switchd = options[++i];
+            else
+                return false;
+        }
+        return true;
     }
 
     public static int Simulate(string path, string? pcapDirectory, TextWriter output, TextWriter error)
