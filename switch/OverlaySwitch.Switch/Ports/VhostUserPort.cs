@@ -33,6 +33,8 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
     private readonly ILogger _logger;
     private readonly Thread _control;
     private readonly CancellationTokenSource _stop = new();
+    /// <summary>With mergeable buffers, a 64 KiB frame in 1 KiB buffers: more means a guest posting absurdly small ones.</summary>
+    private const int MaxChainsPerFrame = 64;
     private FileDescriptor? _listener;
     private VhostUserConnection? _connection;
 
@@ -187,9 +189,7 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         // Several workers may deliver to one guest: its receive ring takes one writer at a time.
         lock (ring)
         {
-            delivered = queues.MergeableRxBuffers
-                ? WriteMergeable(ring, frame, queues.HeaderLength, context.ChainBuffers)
-                : WriteSingle(ring, frame, queues.HeaderLength, context.ChainBuffers);
+            delivered = WriteFrame(ring, frame, queues.HeaderLength, queues.MergeableRxBuffers ? MaxChainsPerFrame : 1, context.ChainBuffers);
             if (delivered)
             {
                 Stats.ReceivePackets++;
@@ -222,14 +222,15 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
     }
 
     /// <summary>
-    /// With MRG_RXBUF a frame spans as many posted chains as it needs; the header's num_buffers says
-    /// how many. Heads are only consumed when the whole frame fits.
+    /// Writes the virtio-net header and the frame into the guest's posted receive chains. With
+    /// MRG_RXBUF a frame spans as many chains as it needs (<paramref name="maxChains"/>) and the
+    /// header's num_buffers says how many; without it, one chain must hold it all (num_buffers 1).
+    /// Heads are only consumed when the whole frame fits.
     /// </summary>
-    private static bool WriteMergeable(SplitVirtqueue ring, ReadOnlySpan<byte> frame, int headerLength, List<(ulong Address, uint Length)> buffers)
+    private static bool WriteFrame(SplitVirtqueue ring, ReadOnlySpan<byte> frame, int headerLength, int maxChains, List<(ulong Address, uint Length)> buffers)
     {
         int total = headerLength + frame.Length;
-        int pending = ring.Pending;
-        Span<(ushort Head, uint Capacity)> chains = stackalloc (ushort, uint)[Math.Min(pending, 64)];
+        Span<(ushort Head, uint Capacity)> chains = stackalloc (ushort, uint)[Math.Min(ring.Pending, maxChains)];
         int chainCount = 0;
         long capacity = 0;
         while (capacity < total)
@@ -266,34 +267,6 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
             }
             ring.AddUsed(chains[c].Head, (uint)inChain);
         }
-        return true;
-    }
-
-    private static bool WriteSingle(SplitVirtqueue ring, ReadOnlySpan<byte> frame, int headerLength, List<(ulong Address, uint Length)> buffers)
-    {
-        int total = headerLength + frame.Length;
-        if (ring.Pending == 0 || !ring.TryTakeHead(out ushort head))
-            return false;
-        long size = ring.CollectWritableChain(head, buffers);
-        if (size < total)
-        {
-            if (size >= 0)
-                ring.ReturnHeads(1);
-            return false;
-        }
-        Span<byte> header = stackalloc byte[VirtioNetHeader.Length];
-        new VirtioNetHeader { BufferCount = 1 }.WriteTo(header);
-        int written = 0;
-        foreach ((ulong address, uint length) in buffers)
-        {
-            if (written == total)
-                break;
-            int take = (int)Math.Min(length, (uint)(total - written));
-            if (!WriteGuest(ring, address, take, header[..headerLength], frame, written))
-                return false;
-            written += take;
-        }
-        ring.AddUsed(head, (uint)written);
         return true;
     }
 
