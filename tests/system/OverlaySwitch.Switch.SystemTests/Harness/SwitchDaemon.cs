@@ -21,8 +21,11 @@ public sealed record SwitchSettings(IReadOnlyList<SwitchNetwork> Networks, IRead
     public string HostName { get; init; } = "host-a";
     /// <summary>Dataplane on CPU 1; testpmd forwards on CPU 0.</summary>
     public int[] DataplaneCpus { get; init; } = [1];
-    /// <summary>A loopback address: these tests keep all traffic on local ports, nothing goes to the underlay.</summary>
-    public string VtepV4 { get; init; } = "127.0.0.1";
+    /// <summary>
+    /// A loopback address of its own (the daemon binds UDP 4789 on it): these tests keep all traffic
+    /// on local ports, and two test runs on one machine do not collide on 127.0.0.1:4789.
+    /// </summary>
+    public string VtepV4 { get; init; } = $"127.{Random.Shared.Next(100, 200)}.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(1, 255)}";
     public int UnderlayMtu { get; init; } = 1500;
 }
 
