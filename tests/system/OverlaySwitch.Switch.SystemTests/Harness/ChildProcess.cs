@@ -169,6 +169,9 @@ internal sealed partial class ChildProcess : IDisposable
 
     public void AppendNote(string note) => Append($"\n# {DateTime.Now:HH:mm:ss.fff} harness: {note}\n", isStdout: false);
 
+    /// <summary>Sends <paramref name="signal"/> (e.g. 1 = SIGHUP) by PID while the process runs.</summary>
+    public void SendSignal(int signal) => Signal(signal);
+
     private void Signal(int signal)
     {
         // Only while .NET has not reaped it: after that the PID may belong to someone else.

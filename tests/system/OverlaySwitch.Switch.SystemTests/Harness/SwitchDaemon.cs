@@ -110,6 +110,9 @@ public sealed class SwitchDaemon : IDiagnosable, IDisposable
     public string SocketDirectory => _scope.Dir;
     public string StatusSocket => Path.Combine(_scope.Dir, StatusSocketName);
     public int Pid => _process.Pid;
+
+    /// <summary>SIGHUP: the daemon re-reads its configuration.</summary>
+    public void Reload() => _process.SendSignal(1);
     public string Output => _process.Output;
 
     public string SocketPath(string portName) =>
