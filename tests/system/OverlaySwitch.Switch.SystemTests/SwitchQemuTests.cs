@@ -76,6 +76,37 @@ public sealed class SwitchQemuTests(ITestOutputHelper output)
         });
 
     /// <summary>
+    /// Jumbo frames between two guests on one switch (network MTU 9000, QEMU host_mtu=9000): a
+    /// 9000-byte DF ping is a 9014-byte frame, larger than the page-sized buffers Linux posts with
+    /// mergeable RX buffers, so each one the switch delivers spans several buffers (num_buffers > 1).
+    /// </summary>
+    [SystemFact(Needs.Qemu | Needs.Switch)]
+    public void Jumbo_frames_cross_in_mergeable_receive_buffers() =>
+        SystemTestScope.Run(output, "qemu-jumbo", TimeSpan.FromSeconds(120), scope =>
+        {
+            const int jumbo = 9000;
+            GuestImage image = SystemEnvironment.GuestImage;
+            var settings = new SwitchSettings(
+                [new SwitchNetwork(100, jumbo)],
+                [new SwitchPort("vm-a", 100, MacA, ["10.0.0.1"]), new SwitchPort("vm-b", 100, MacB, ["10.0.0.2"])]);
+            SwitchDaemon sw = SwitchDaemon.Start(scope, settings);
+            QemuGuest a = QemuGuest.Start(scope, image, new GuestOptions("A", sw.SocketPath("vm-a"), MacA, "10.0.0.1/24") { HostMtu = jumbo });
+            QemuGuest b = QemuGuest.Start(scope, image, new GuestOptions("B", sw.SocketPath("vm-b"), MacB, "10.0.0.2/24") { HostMtu = jumbo });
+            a.WaitReady(Boot);
+            b.WaitReady(Boot);
+            scope.Check(a.LinkMtu == jumbo, $"guest A should come up with MTU {jumbo}, got {a.LinkMtu}");
+
+            string features = global::System.Text.Json.Nodes.JsonNode.Parse(sw.Status().Json)!["ports"]![0]!["features"]!.GetValue<string>();
+            scope.Check((Convert.ToUInt64(features, 16) & (1UL << 15)) != 0, $"the guest did not negotiate MRG_RXBUF (features {features})");
+            GuestCommandResult reach = a.WaitForPeer("10.0.0.2", 30);
+            scope.Check(reach.ExitCode == 0, $"A never got an answer from B:\n{reach}");
+            AssertPing(scope, a, $"iping -c 3 -i 0.2 -W 5 -M do -s {jumbo - 28} 10.0.0.2", 3, $"A -> B, a {jumbo}-byte DF packet");
+            AssertPing(scope, b, $"iping -c 3 -i 0.2 -W 5 -M do -s {jumbo - 28} 10.0.0.1", 3, $"B -> A, a {jumbo}-byte DF packet");
+            SwitchStatus status = sw.Status();
+            scope.Check(status.Ports.All(p => p.RingFaults == 0 && p.ReceiveNoBuffers == 0), "ring faults or missing buffers:\n" + status.Json);
+        });
+
+    /// <summary>
     /// Switch as vhost-user client: QEMU listens (server=on) and the switch connects, to A's socket
     /// at once and to B's once it appears; A and B ping each other.
     /// </summary>
