@@ -50,6 +50,37 @@ public sealed class SwitchReloadTests(ITestOutputHelper output)
             GC.KeepAlive(guestA);
         });
 
+    /// <summary>
+    /// With a guest connected and no traffic, the dataplane sleeps in epoll on the kick eventfds:
+    /// the daemon's CPU time over a few idle seconds is next to nothing (busy polling would be 100%).
+    /// </summary>
+    [SystemFact(Needs.Testpmd | Needs.Switch)]
+    public void An_idle_switch_uses_no_measurable_cpu() =>
+        SystemTestScope.Run(output, "idle", TimeSpan.FromSeconds(60), scope =>
+        {
+            SwitchPort a = new("vm-a", 100, MacA, ["10.0.0.1"]);
+            SwitchDaemon sw = SwitchDaemon.Start(scope, new SwitchSettings([new SwitchNetwork(100)], [a]));
+            Testpmd guest = Testpmd.VirtioUser(scope, "rx-a", sw.SocketPath("vm-a"), MacA, "rxonly");
+            scope.WaitUntil(() => sw.Status().Port("vm-a").Connected, TimeSpan.FromSeconds(15), "vm-a to connect");
+            Thread.Sleep(1000); // start-up work (JIT, connection) settles
+
+            double before = CpuSeconds(sw.Pid);
+            var clock = global::System.Diagnostics.Stopwatch.StartNew();
+            Thread.Sleep(3000);
+            double used = (CpuSeconds(sw.Pid) - before) / clock.Elapsed.TotalSeconds;
+            scope.Log($"overlay-switchd used {used:P1} of one CPU while idle with a guest connected");
+            scope.Check(used < 0.03, $"an idle switch should sleep, but it used {used:P1} of a CPU");
+            GC.KeepAlive(guest);
+        });
+
+    /// <summary>utime + stime of a process, from /proc/PID/stat (fields 14 and 15, in clock ticks of 1/100 s).</summary>
+    private static double CpuSeconds(int pid)
+    {
+        string stat = File.ReadAllText($"/proc/{pid}/stat");
+        string[] fields = stat[(stat.LastIndexOf(')') + 2)..].Split(' ');
+        return (long.Parse(fields[11]) + long.Parse(fields[12])) / 100.0;
+    }
+
     private static void AssertStillTheFirstConnection(SystemTestScope scope, SwitchDaemon sw)
     {
         SwitchStatus status = sw.Status();
