@@ -1,0 +1,103 @@
+namespace OverlaySwitch.Contracts;
+
+// REST resources as the controller returns them. Every resource carries the global revision of
+// its last change ("revision"), which is also its ETag ("\"<revision>\"").
+
+/// <summary>What to do with an ARP/ND request or unicast frame whose target the table does not know.</summary>
+public enum UnknownTargetPolicy
+{
+    /// <summary>Drop and count: the controller's table is the whole truth.</summary>
+    Drop,
+    /// <summary>Head-end replication to the network's hosts and flood VTEPs.</summary>
+    Flood,
+}
+
+/// <summary>When the switch answers a guest whose packet will not fit the tunnel.</summary>
+public enum PmtuPolicy
+{
+    /// <summary>Every oversized IPv4 packet, DF set or not (the DOVE proposal).</summary>
+    NotifyAll,
+    /// <summary>Only DF-set IPv4 packets (RFC 1191).</summary>
+    NotifyDontFragmentOnly,
+}
+
+/// <summary>How a port reaches its guest.</summary>
+public enum PortKind
+{
+    /// <summary>A VM over a vhost-user socket.</summary>
+    VhostUser,
+    /// <summary>A Linux network stack (e.g. a namespace) over a tap device.</summary>
+    Tap,
+}
+
+public sealed record Tenant(string Id, string Name, long Revision);
+
+/// <summary>A tenant network: one VXLAN segment.</summary>
+public sealed record Network(
+    string Id,
+    string TenantId,
+    string Name,
+    uint Vni,
+    IReadOnlyList<string> Subnets,
+    int Mtu,
+    UnknownTargetPolicy UnknownTarget,
+    PmtuPolicy Pmtu,
+    string? GatewayV4,
+    string? GatewayV6,
+    IReadOnlyList<string> FloodVteps,
+    long Revision);
+
+/// <summary>A switch host: its underlay identity (VTEP addresses, underlay MTU).</summary>
+public sealed record SwitchHost(
+    string Id,
+    string Name,
+    string? VtepV4,
+    string? VtepV6,
+    int UnderlayMtu,
+    string? Site,
+    long Revision);
+
+/// <summary>
+/// A VM or namespace interface. Identity (id, network, MAC, IPs) is stable; the binding (host)
+/// moves on migration. <see cref="Vni"/> is the network's, repeated so an agent needs no lookup.
+/// </summary>
+public sealed record Port(
+    string Id,
+    string TenantId,
+    string NetworkId,
+    uint Vni,
+    string Name,
+    string Mac,
+    IReadOnlyList<string> Ips,
+    string? HostId,
+    PortKind Kind,
+    string? InterfaceName,
+    string? Namespace,
+    long Revision);
+
+/// <summary>A MAC/IP behind a VTEP the controller does not run, e.g. a Linux vxlan device.</summary>
+public sealed record ExternalEndpoint(
+    string Id,
+    string TenantId,
+    string NetworkId,
+    uint Vni,
+    string Name,
+    string Mac,
+    IReadOnlyList<string> Ips,
+    string Vtep,
+    long Revision);
+
+/// <summary>One page of a list: <see cref="NextPageToken"/> is null on the last page.</summary>
+public sealed record Page<T>(IReadOnlyList<T> Items, string? NextPageToken, long Revision);
+
+/// <summary>A token as created: the secret is shown once and never again.</summary>
+public sealed record IssuedToken(string Id, string Token, string Role, string? TenantId, string? HostId, long Revision);
+
+/// <summary>Whether the latest change to a network or port is applied by every host that needs it.</summary>
+public sealed record RealizationStatus(long Revision, bool Realized, IReadOnlyList<string> Hosts, IReadOnlyList<string> PendingHosts);
+
+/// <summary>What an agent reports after applying the watch stream up to a revision.</summary>
+public sealed record AgentReport(long AppliedRevision);
+
+/// <summary>A host's agent as the controller sees it.</summary>
+public sealed record AgentStatus(string HostId, long AppliedRevision, DateTimeOffset? ReportedAt, bool Watching, long ControllerRevision);

@@ -1,0 +1,102 @@
+using System.Buffers.Text;
+using System.Text;
+using Microsoft.AspNetCore.Diagnostics;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Mvc;
+using OverlaySwitch.Contracts;
+using OverlaySwitch.Controller.Model;
+
+namespace OverlaySwitch.Controller.Api;
+
+/// <summary>ETags, paging and answers shared by every resource's endpoints.</summary>
+public static class ApiHttp
+{
+    public static string ETagOf(long revision) => $"\"{revision}\"";
+
+    /// <summary>
+    /// The revision If-Match names: null when absent or "*". A weak or malformed tag is a 400: only
+    /// strong tags this API issued can match.
+    /// </summary>
+    public static long? IfMatch(HttpRequest request)
+    {
+        string? header = request.Headers.IfMatch;
+        if (string.IsNullOrEmpty(header) || header.Trim() == "*")
+            return null;
+        string tag = header.Trim();
+        if (tag.Length < 3 || tag[0] != '"' || tag[^1] != '"' || !long.TryParse(tag.AsSpan(1, tag.Length - 2), out long revision))
+            throw ApiException.BadRequest($"If-Match must be one ETag this API issued, like \"12\" (got {header}).");
+        return revision;
+    }
+
+    /// <summary>200 with the resource and its ETag, or 304 when If-None-Match already names it.</summary>
+    public static IResult Read<T>(HttpContext http, T resource, long revision)
+    {
+        string etag = ETagOf(revision);
+        http.Response.Headers.ETag = etag;
+        string? none = http.Request.Headers.IfNoneMatch;
+        if (none is not null && none.Split(',').Any(t => t.Trim() == etag || t.Trim() == "*"))
+            return TypedResults.StatusCode(StatusCodes.Status304NotModified);
+        return TypedResults.Ok(resource);
+    }
+
+    public static IResult Written<T>(HttpContext http, T resource, long revision)
+    {
+        http.Response.Headers.ETag = ETagOf(revision);
+        return TypedResults.Ok(resource);
+    }
+
+    public static IResult Created<T>(HttpContext http, string location, T resource, long revision)
+    {
+        http.Response.Headers.ETag = ETagOf(revision);
+        return TypedResults.Created(location, resource);
+    }
+
+    /// <summary>Reads pageSize (1..max, default from options) and pageToken (opaque: the last id of the previous page).</summary>
+    public static (string? After, int Size) Paging(int? pageSize, string? pageToken, ControllerOptions options)
+    {
+        int size = pageSize ?? options.DefaultPageSize;
+        if (size < 1 || size > options.MaxPageSize)
+            throw ApiException.Invalid("pageSize", $"{size} is outside 1..{options.MaxPageSize}");
+        if (string.IsNullOrEmpty(pageToken))
+            return (null, size);
+        byte[] bytes = new byte[Base64Url.GetMaxDecodedLength(pageToken.Length)];
+        if (!Base64Url.TryDecodeFromChars(pageToken, bytes, out int written))
+            throw ApiException.Invalid("pageToken", "is not a token this API issued");
+        return (Encoding.UTF8.GetString(bytes, 0, written), size);
+    }
+
+    public static Page<T> PageOf<T>(List<T> items, bool more, Func<T, string> id, long revision) =>
+        new(items, more && items.Count > 0 ? Base64Url.EncodeToString(Encoding.UTF8.GetBytes(id(items[^1]))) : null, revision);
+
+    public static ProblemDetails Problem(ApiException e)
+    {
+        var problem = new ProblemDetails { Status = e.Status, Title = e.Title, Detail = e.Message };
+        if (e.Errors is not null)
+            problem.Extensions["errors"] = e.Errors;
+        return problem;
+    }
+}
+
+/// <summary>
+/// Writes RFC 9457 problem details for what the API refuses (<see cref="ApiException"/>) and for
+/// bodies that are not valid JSON of the expected shape; anything else is a 500 without internals.
+/// </summary>
+public sealed class ProblemExceptionHandler(IProblemDetailsService problems) : IExceptionHandler
+{
+    public async ValueTask<bool> TryHandleAsync(HttpContext http, Exception exception, CancellationToken cancellationToken)
+    {
+        ProblemDetails problem = exception switch
+        {
+            ApiException api => ApiHttp.Problem(api),
+            BadHttpRequestException bad => new ProblemDetails
+            {
+                Status = bad.StatusCode,
+                Title = "The request is invalid.",
+                Detail = bad.InnerException is { } inner ? $"{bad.Message} {inner.Message}" : bad.Message,
+            },
+            _ => new ProblemDetails { Status = StatusCodes.Status500InternalServerError, Title = "The controller failed to handle the request.", Detail = "See the controller's log." },
+        };
+        http.Response.StatusCode = problem.Status!.Value;
+        return await problems.TryWriteAsync(new ProblemDetailsContext { HttpContext = http, ProblemDetails = problem, Exception = exception }).ConfigureAwait(false);
+    }
+}

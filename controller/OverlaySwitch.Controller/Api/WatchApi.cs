@@ -1,0 +1,78 @@
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
+using Microsoft.AspNetCore.Routing;
+using OverlaySwitch.Contracts;
+using OverlaySwitch.Controller.Auth;
+using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.Watch;
+
+namespace OverlaySwitch.Controller.Api;
+
+public static class WatchApi
+{
+    public const string NdjsonContentType = "application/x-ndjson";
+
+    public static RouteGroupBuilder MapWatchApi(this RouteGroupBuilder api)
+    {
+        RouteGroupBuilder hosts = api.MapGroup("/hosts").WithTags("Agents");
+
+        hosts.MapGet("/{id}/watch", async (string id, long? fromRevision, Caller caller, StateService state, WatchDispatcher dispatcher, HttpContext http) =>
+        {
+            if (!caller.ActsFor(id) || !state.Current.Hosts.Contains(id))
+                throw ApiException.NotFound("host", id);
+            if (fromRevision < 0)
+                throw ApiException.Invalid("fromRevision", "must be 0 (snapshot) or a revision");
+            CancellationToken aborted = http.RequestAborted;
+            WatchSession session = dispatcher.Attach(id, fromRevision ?? 0);
+            try
+            {
+                http.Response.ContentType = NdjsonContentType;
+                http.Response.Headers.CacheControl = "no-store";
+                http.Features.Get<IHttpResponseBodyFeature>()?.DisableBuffering();
+                await http.Response.StartAsync(aborted);
+                Stream body = http.Response.Body;
+                while (await session.Lines.WaitToReadAsync(aborted))
+                {
+                    while (session.Lines.TryRead(out byte[]? line))
+                        await body.WriteAsync(line, aborted);
+                    await body.FlushAsync(aborted);
+                }
+            }
+            catch (OperationCanceledException) when (aborted.IsCancellationRequested)
+            {
+            }
+            catch (IOException) when (aborted.IsCancellationRequested)
+            {
+            }
+            finally
+            {
+                dispatcher.Detach(session);
+            }
+            return Results.Empty;
+        })
+        .WithName("WatchHost")
+        .WithSummary("The host's view as newline-delimited JSON WatchEvents: a snapshot or the changes since fromRevision, then changes and heartbeats.")
+        .Produces<WatchEvent>(StatusCodes.Status200OK, NdjsonContentType);
+
+        hosts.MapPost("/{id}/status", (string id, AgentReport report, Caller caller, StateService state, WatchDispatcher dispatcher, RealizationTracker realization) =>
+        {
+            if (!caller.ActsFor(id) || !state.Current.Hosts.Contains(id))
+                throw ApiException.NotFound("host", id);
+            if (report.AppliedRevision < 0 || report.AppliedRevision > dispatcher.Revision)
+                throw ApiException.Invalid("appliedRevision", $"{report.AppliedRevision} is not a revision the controller has sent (latest {dispatcher.Revision})");
+            realization.Report(id, report.AppliedRevision);
+            return TypedResults.NoContent();
+        }).WithName("ReportAgentStatus").WithSummary("An agent reports the revision it has applied.");
+
+        hosts.MapGet("/{id}/status", (string id, Caller caller, StateService state, WatchDispatcher dispatcher, RealizationTracker realization) =>
+        {
+            if (state.Current.Hosts.Get(id) is null || caller.Role == CallerRole.Tenant || !caller.ActsFor(id))
+                throw ApiException.NotFound("host", id);
+            (long applied, DateTimeOffset? at) = realization.Get(id);
+            return TypedResults.Ok(new AgentStatus(id, applied, at, dispatcher.IsWatching(id), dispatcher.Revision));
+        }).WithName("GetAgentStatus");
+
+        return api;
+    }
+}

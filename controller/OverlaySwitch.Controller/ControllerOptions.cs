@@ -1,0 +1,34 @@
+namespace OverlaySwitch.Controller;
+
+/// <summary>The controller's local configuration (section "Controller").</summary>
+public sealed class ControllerOptions
+{
+    /// <summary>The SQLite database (created on first start, WAL beside it).</summary>
+    public string DatabasePath { get; set; } = "/var/lib/overlay-controller/state.db";
+    /// <summary>The admin token: read if present, else generated on first start and written here with mode 0600.</summary>
+    public string AdminTokenFile { get; set; } = "/var/lib/overlay-controller/admin.token";
+    /// <summary>How many revisions of change log are kept for agents to resume from; older ones get a snapshot.</summary>
+    public int ChangeRetention { get; set; } = 10_000;
+    /// <summary>Seconds between heartbeats on every watch stream.</summary>
+    public double HeartbeatSeconds { get; set; } = 5;
+    /// <summary>Lines queued to a watcher that does not read before it is cut off (it resumes when it reconnects).</summary>
+    public int WatchQueueLimit { get; set; } = 20_000;
+    public int DefaultPageSize { get; set; } = 100;
+    public int MaxPageSize { get; set; } = 1000;
+
+    public IEnumerable<string> Validate()
+    {
+        if (string.IsNullOrWhiteSpace(DatabasePath))
+            yield return "Controller:DatabasePath is required.";
+        if (string.IsNullOrWhiteSpace(AdminTokenFile))
+            yield return "Controller:AdminTokenFile is required.";
+        if (ChangeRetention < 1)
+            yield return $"Controller:ChangeRetention must be at least 1 (is {ChangeRetention}).";
+        if (HeartbeatSeconds is <= 0 or > 3600)
+            yield return $"Controller:HeartbeatSeconds must be in (0, 3600] (is {HeartbeatSeconds}).";
+        if (WatchQueueLimit < 16)
+            yield return $"Controller:WatchQueueLimit must be at least 16 (is {WatchQueueLimit}).";
+        if (DefaultPageSize < 1 || MaxPageSize < DefaultPageSize)
+            yield return $"Controller:DefaultPageSize ({DefaultPageSize}) must be at least 1 and at most MaxPageSize ({MaxPageSize}).";
+    }
+}

@@ -1,0 +1,109 @@
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
+using OverlaySwitch.Controller.Api;
+
+namespace OverlaySwitch.Controller.Model;
+
+/// <summary>Parses and normalizes the addresses in request bodies; every failure names the field and the reason.</summary>
+public static class Addresses
+{
+    /// <summary>Unicast, not zero, six octets separated by ':' or '-'; normalized to lower-case with ':'.</summary>
+    public static bool TryParseMac(string? text, out string normalized, out string error)
+    {
+        normalized = "";
+        error = "";
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            error = "is required";
+            return false;
+        }
+        string[] parts = text.Split(text.Contains('-') ? '-' : ':');
+        Span<byte> octets = stackalloc byte[6];
+        if (parts.Length != 6)
+        {
+            error = $"'{text}' is not a MAC address (six hex octets like 02:00:00:00:00:01)";
+            return false;
+        }
+        for (int i = 0; i < 6; i++)
+        {
+            if (parts[i].Length != 2 || !byte.TryParse(parts[i], NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out octets[i]))
+            {
+                error = $"'{text}' is not a MAC address (six hex octets like 02:00:00:00:00:01)";
+                return false;
+            }
+        }
+        if ((octets[0] & 1) != 0)
+        {
+            error = $"'{text}' is a multicast MAC address; a port needs a unicast one";
+            return false;
+        }
+        if (octets.IndexOfAnyExcept((byte)0) < 0)
+        {
+            error = "00:00:00:00:00:00 is not a usable MAC address";
+            return false;
+        }
+        normalized = Convert.ToHexStringLower(octets[..1]) + ":" + Convert.ToHexStringLower(octets[1..2]) + ":" + Convert.ToHexStringLower(octets[2..3]) + ":" +
+            Convert.ToHexStringLower(octets[3..4]) + ":" + Convert.ToHexStringLower(octets[4..5]) + ":" + Convert.ToHexStringLower(octets[5..6]);
+        return true;
+    }
+
+    /// <summary>
+    /// A unicast IPv4 (dotted quad only: "10.1" is refused) or IPv6 address (no scope, not IPv4-mapped).
+    /// </summary>
+    public static bool TryParseIp(string? text, out IPAddress address, out string error)
+    {
+        address = IPAddress.None;
+        error = "";
+        if (string.IsNullOrWhiteSpace(text))
+        {
+            error = "is required";
+            return false;
+        }
+        bool looksV4 = text.Count(c => c == '.') == 3 && !text.Contains(':');
+        bool looksV6 = text.Contains(':');
+        if ((!looksV4 && !looksV6) || text.Contains('%') || !IPAddress.TryParse(text, out IPAddress? parsed))
+        {
+            error = $"'{text}' is not an IPv4 or IPv6 address";
+            return false;
+        }
+        if (parsed.IsIPv4MappedToIPv6)
+        {
+            error = $"'{text}' is an IPv4-mapped IPv6 address; write the IPv4 address";
+            return false;
+        }
+        bool multicast = parsed.AddressFamily == AddressFamily.InterNetwork ? (parsed.GetAddressBytes()[0] & 0xF0) == 0xE0 : parsed.IsIPv6Multicast;
+        if (multicast || parsed.Equals(IPAddress.Any) || parsed.Equals(IPAddress.IPv6Any) || parsed.Equals(IPAddress.Broadcast))
+        {
+            error = $"'{text}' is not a unicast address";
+            return false;
+        }
+        address = parsed;
+        return true;
+    }
+
+    /// <summary>A CIDR prefix with no host bits set, e.g. 10.0.0.0/24 or fd00:1::/64.</summary>
+    public static bool TryParseSubnet(string? text, out IPNetwork subnet, out string error)
+    {
+        subnet = default;
+        error = "";
+        if (string.IsNullOrWhiteSpace(text) || !text.Contains('/'))
+        {
+            error = $"'{text}' is not a subnet in CIDR form (e.g. 10.0.0.0/24)";
+            return false;
+        }
+        if (!IPNetwork.TryParse(text, out subnet))
+        {
+            error = $"'{text}' is not a subnet in CIDR form with no host bits set (e.g. 10.0.0.0/24)";
+            return false;
+        }
+        if (subnet.BaseAddress.IsIPv4MappedToIPv6)
+        {
+            error = $"'{text}' is IPv4-mapped; write the IPv4 subnet";
+            return false;
+        }
+        return true;
+    }
+
+    public static string Format(IPAddress address) => address.ToString();
+}

@@ -1,0 +1,223 @@
+using System.Collections.Immutable;
+using OverlaySwitch.Contracts;
+
+namespace OverlaySwitch.Controller.Model;
+
+/// <summary>
+/// The whole desired state at one revision, immutable, with the indexes the API and the watch
+/// stream need. <see cref="Apply"/> updates it change by change; <see cref="Build"/> computes the
+/// same from the objects alone (a test checks that both agree after random writes).
+/// Thread-safety: immutable; any thread may read any version.
+/// </summary>
+public sealed record DesiredState
+{
+    private static readonly ImmutableSortedSet<string> NoIds = ImmutableSortedSet<string>.Empty.WithComparer(StringComparer.Ordinal);
+    private static readonly ImmutableDictionary<string, int> NoCounts = ImmutableDictionary<string, int>.Empty.WithComparers(StringComparer.Ordinal);
+
+    public static readonly DesiredState Empty = new();
+
+    public long Revision { get; init; }
+    public ObjectSet<Tenant> Tenants { get; init; } = ObjectSet<Tenant>.Empty;
+    public ObjectSet<Network> Networks { get; init; } = ObjectSet<Network>.Empty;
+    public ObjectSet<SwitchHost> Hosts { get; init; } = ObjectSet<SwitchHost>.Empty;
+    public ObjectSet<Port> Ports { get; init; } = ObjectSet<Port>.Empty;
+    public ObjectSet<ExternalEndpoint> ExternalEndpoints { get; init; } = ObjectSet<ExternalEndpoint>.Empty;
+    public ObjectSet<TokenRecord> Tokens { get; init; } = ObjectSet<TokenRecord>.Empty;
+
+    /// <summary>Token hash → token id.</summary>
+    public ImmutableDictionary<string, string> TokenByHash { get; init; } = ImmutableDictionary<string, string>.Empty.WithComparers(StringComparer.Ordinal);
+    public ImmutableDictionary<uint, string> NetworkByVni { get; init; } = ImmutableDictionary<uint, string>.Empty;
+    public ImmutableDictionary<string, ImmutableSortedSet<string>> NetworksByTenant { get; init; } = ImmutableDictionary<string, ImmutableSortedSet<string>>.Empty.WithComparers(StringComparer.Ordinal);
+    public ImmutableDictionary<string, ImmutableSortedSet<string>> PortsByNetwork { get; init; } = ImmutableDictionary<string, ImmutableSortedSet<string>>.Empty.WithComparers(StringComparer.Ordinal);
+    public ImmutableDictionary<string, ImmutableSortedSet<string>> ExternalsByNetwork { get; init; } = ImmutableDictionary<string, ImmutableSortedSet<string>>.Empty.WithComparers(StringComparer.Ordinal);
+    /// <summary>Network → host → number of the network's ports bound to that host.</summary>
+    public ImmutableDictionary<string, ImmutableDictionary<string, int>> HostsByNetwork { get; init; } = ImmutableDictionary<string, ImmutableDictionary<string, int>>.Empty.WithComparers(StringComparer.Ordinal);
+    /// <summary>Host → network → number of ports of that network bound to the host.</summary>
+    public ImmutableDictionary<string, ImmutableDictionary<string, int>> NetworksByHost { get; init; } = ImmutableDictionary<string, ImmutableDictionary<string, int>>.Empty.WithComparers(StringComparer.Ordinal);
+    /// <summary>
+    /// The last revision at which a port or external endpoint left a network, or a port's binding
+    /// moved off a host: a change the network's own objects no longer show. Not part of
+    /// <see cref="Build"/> (it is history, not state); seeded from the retained change log on load.
+    /// </summary>
+    public ImmutableDictionary<string, long> NetworkRemovalRevision { get; init; } = ImmutableDictionary<string, long>.Empty.WithComparers(StringComparer.Ordinal);
+
+    public ImmutableSortedSet<string> PortsOf(string networkId) => PortsByNetwork.GetValueOrDefault(networkId) ?? NoIds;
+    public ImmutableSortedSet<string> ExternalsOf(string networkId) => ExternalsByNetwork.GetValueOrDefault(networkId) ?? NoIds;
+    public ImmutableSortedSet<string> NetworksOf(string tenantId) => NetworksByTenant.GetValueOrDefault(tenantId) ?? NoIds;
+    public ImmutableDictionary<string, int> HostsOf(string networkId) => HostsByNetwork.GetValueOrDefault(networkId) ?? NoCounts;
+    public ImmutableDictionary<string, int> NetworksOnHost(string hostId) => NetworksByHost.GetValueOrDefault(hostId) ?? NoCounts;
+
+    /// <summary>The state after <paramref name="changes"/>, at <paramref name="revision"/>.</summary>
+    public DesiredState Apply(long revision, IEnumerable<StateChange> changes)
+    {
+        DesiredState s = this with { Revision = revision };
+        foreach (StateChange change in changes)
+            s = s.Apply(revision, change);
+        return s;
+    }
+
+    /// <summary>The indexes computed from the objects alone (removal history aside).</summary>
+    public static DesiredState Build(long revision, IEnumerable<object> objects)
+    {
+        DesiredState s = Empty with { Revision = revision };
+        foreach (object o in objects)
+            s = s.Apply(revision, new StateChange(KindOf(o), IdOf(o), null, o));
+        return s with { NetworkRemovalRevision = Empty.NetworkRemovalRevision };
+    }
+
+    public static ObjectKind KindOf(object o) => o switch
+    {
+        Tenant => ObjectKind.Tenant,
+        Network => ObjectKind.Network,
+        SwitchHost => ObjectKind.Host,
+        Port => ObjectKind.Port,
+        ExternalEndpoint => ObjectKind.ExternalEndpoint,
+        TokenRecord => ObjectKind.Token,
+        _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
+    };
+
+    public static string IdOf(object o) => o switch
+    {
+        Tenant t => t.Id,
+        Network n => n.Id,
+        SwitchHost h => h.Id,
+        Port p => p.Id,
+        ExternalEndpoint e => e.Id,
+        TokenRecord t => t.Id,
+        _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
+    };
+
+    public static long RevisionOf(object o) => o switch
+    {
+        Tenant t => t.Revision,
+        Network n => n.Revision,
+        SwitchHost h => h.Revision,
+        Port p => p.Revision,
+        ExternalEndpoint e => e.Revision,
+        TokenRecord t => t.Revision,
+        _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
+    };
+
+    private DesiredState Apply(long revision, StateChange change)
+    {
+        switch (change.Kind)
+        {
+            case ObjectKind.Tenant:
+                return this with { Tenants = change.After is Tenant t ? Tenants.Set(change.Id, t) : Tenants.Remove(change.Id) };
+
+            case ObjectKind.Host:
+                return this with { Hosts = change.After is SwitchHost h ? Hosts.Set(change.Id, h) : Hosts.Remove(change.Id) };
+
+            case ObjectKind.Token:
+            {
+                var before = (TokenRecord?)change.Before;
+                var after = (TokenRecord?)change.After;
+                ImmutableDictionary<string, string> byHash = TokenByHash;
+                if (before is not null)
+                    byHash = byHash.Remove(before.Hash);
+                if (after is not null)
+                    byHash = byHash.SetItem(after.Hash, after.Id);
+                return this with { Tokens = after is not null ? Tokens.Set(change.Id, after) : Tokens.Remove(change.Id), TokenByHash = byHash };
+            }
+
+            case ObjectKind.Network:
+            {
+                var before = (Network?)change.Before;
+                var after = (Network?)change.After;
+                ImmutableDictionary<uint, string> byVni = NetworkByVni;
+                ImmutableDictionary<string, ImmutableSortedSet<string>> byTenant = NetworksByTenant;
+                if (before is not null)
+                {
+                    byVni = byVni.Remove(before.Vni);
+                    byTenant = RemoveFromSet(byTenant, before.TenantId, before.Id);
+                }
+                if (after is not null)
+                {
+                    byVni = byVni.SetItem(after.Vni, after.Id);
+                    byTenant = AddToSet(byTenant, after.TenantId, after.Id);
+                }
+                return this with
+                {
+                    Networks = after is not null ? Networks.Set(change.Id, after) : Networks.Remove(change.Id),
+                    NetworkByVni = byVni,
+                    NetworksByTenant = byTenant,
+                    NetworkRemovalRevision = after is null ? NetworkRemovalRevision.Remove(change.Id) : NetworkRemovalRevision,
+                };
+            }
+
+            case ObjectKind.Port:
+            {
+                var before = (Port?)change.Before;
+                var after = (Port?)change.After;
+                DesiredState s = this;
+                ImmutableDictionary<string, ImmutableSortedSet<string>> byNetwork = PortsByNetwork;
+                if (before is not null)
+                {
+                    byNetwork = RemoveFromSet(byNetwork, before.NetworkId, before.Id);
+                    if (before.HostId is not null)
+                        s = s.CountBinding(before.NetworkId, before.HostId, -1);
+                    if (after is null || after.HostId != before.HostId)
+                        s = s with { NetworkRemovalRevision = s.NetworkRemovalRevision.SetItem(before.NetworkId, revision) };
+                }
+                if (after is not null)
+                {
+                    byNetwork = AddToSet(byNetwork, after.NetworkId, after.Id);
+                    if (after.HostId is not null)
+                        s = s.CountBinding(after.NetworkId, after.HostId, +1);
+                }
+                return s with { Ports = after is not null ? Ports.Set(change.Id, after) : Ports.Remove(change.Id), PortsByNetwork = byNetwork };
+            }
+
+            case ObjectKind.ExternalEndpoint:
+            {
+                var before = (ExternalEndpoint?)change.Before;
+                var after = (ExternalEndpoint?)change.After;
+                ImmutableDictionary<string, ImmutableSortedSet<string>> byNetwork = ExternalsByNetwork;
+                ImmutableDictionary<string, long> removals = NetworkRemovalRevision;
+                if (before is not null)
+                {
+                    byNetwork = RemoveFromSet(byNetwork, before.NetworkId, before.Id);
+                    if (after is null)
+                        removals = removals.SetItem(before.NetworkId, revision);
+                }
+                if (after is not null)
+                    byNetwork = AddToSet(byNetwork, after.NetworkId, after.Id);
+                return this with
+                {
+                    ExternalEndpoints = after is not null ? ExternalEndpoints.Set(change.Id, after) : ExternalEndpoints.Remove(change.Id),
+                    ExternalsByNetwork = byNetwork,
+                    NetworkRemovalRevision = removals,
+                };
+            }
+
+            default:
+                throw new ArgumentOutOfRangeException(nameof(change), change.Kind, "unknown object kind");
+        }
+    }
+
+    private DesiredState CountBinding(string networkId, string hostId, int delta) => this with
+    {
+        HostsByNetwork = AddCount(HostsByNetwork, networkId, hostId, delta),
+        NetworksByHost = AddCount(NetworksByHost, hostId, networkId, delta),
+    };
+
+    private static ImmutableDictionary<string, ImmutableDictionary<string, int>> AddCount(
+        ImmutableDictionary<string, ImmutableDictionary<string, int>> map, string outer, string inner, int delta)
+    {
+        ImmutableDictionary<string, int> counts = map.GetValueOrDefault(outer) ?? NoCounts;
+        int count = counts.GetValueOrDefault(inner) + delta;
+        if (count < 0)
+            throw new InvalidOperationException($"binding count of {outer}/{inner} went negative");
+        counts = count == 0 ? counts.Remove(inner) : counts.SetItem(inner, count);
+        return counts.IsEmpty ? map.Remove(outer) : map.SetItem(outer, counts);
+    }
+
+    private static ImmutableDictionary<string, ImmutableSortedSet<string>> AddToSet(ImmutableDictionary<string, ImmutableSortedSet<string>> map, string key, string id) =>
+        map.SetItem(key, (map.GetValueOrDefault(key) ?? NoIds).Add(id));
+
+    private static ImmutableDictionary<string, ImmutableSortedSet<string>> RemoveFromSet(ImmutableDictionary<string, ImmutableSortedSet<string>> map, string key, string id)
+    {
+        ImmutableSortedSet<string> set = (map.GetValueOrDefault(key) ?? NoIds).Remove(id);
+        return set.IsEmpty ? map.Remove(key) : map.SetItem(key, set);
+    }
+}

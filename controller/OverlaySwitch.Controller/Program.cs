@@ -1,0 +1,43 @@
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Http;
+using Microsoft.Extensions.Options;
+using OverlaySwitch.Contracts;
+using OverlaySwitch.Controller;
+using OverlaySwitch.Controller.Api;
+using OverlaySwitch.Controller.Auth;
+using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.Store;
+using OverlaySwitch.Controller.Watch;
+
+// overlay-controller [--Controller:DatabasePath=...] [--urls http://0.0.0.0:8080]
+// Configuration: appsettings.json, OVERLAY_CONTROLLER_* environment variables, the command line.
+// TLS: configure a Kestrel HTTPS endpoint with its certificate (Kestrel:Endpoints:Https:Url/Certificate:Path/Password).
+WebApplicationBuilder builder = WebApplication.CreateBuilder(args);
+builder.Configuration.AddEnvironmentVariables("OVERLAY_CONTROLLER_");
+builder.Services.AddOverlayController(builder.Configuration);
+
+WebApplication app = builder.Build();
+ControllerOptions options = app.Services.GetRequiredService<IOptions<ControllerOptions>>().Value;
+if (options.Validate().ToList() is { Count: > 0 } errors)
+{
+    Console.Error.WriteLine("overlay-controller: invalid configuration:" + Environment.NewLine + string.Join(Environment.NewLine, errors.Select(e => "  " + e)));
+    return 2;
+}
+await app.Services.GetRequiredService<StateService>().InitializeAsync(CancellationToken.None);
+_ = app.Services.GetRequiredService<AdminToken>(); // created (or read) now, not at the first request
+
+app.UseExceptionHandler(new ExceptionHandlerOptions { SuppressDiagnosticsCallback = c => c.Exception is ApiException or BadHttpRequestException });
+app.UseStatusCodePages();
+app.UseAuthentication();
+app.UseAuthorization();
+app.MapOpenApi("/api/v1/openapi.json");
+app.MapGroup("/api/v1").RequireAuthorization()
+    .MapTenantsApi()
+    .MapNetworksApi()
+    .MapHostsApi()
+    .MapPortsApi()
+    .MapWatchApi();
+await app.RunAsync();
+return 0;
+
+public partial class Program;

@@ -1,0 +1,49 @@
+using Microsoft.AspNetCore.Authentication;
+using Microsoft.AspNetCore.Http.Json;
+using Microsoft.Extensions.Options;
+using OverlaySwitch.Contracts;
+using OverlaySwitch.Controller.Api;
+using OverlaySwitch.Controller.Auth;
+using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.Store;
+using OverlaySwitch.Controller.Watch;
+
+namespace OverlaySwitch.Controller;
+
+public static class ServiceSetup
+{
+    /// <summary>Everything the controller runs on: options, store, state, dispatcher, auth, problem details, OpenAPI.</summary>
+    public static IServiceCollection AddOverlayController(this IServiceCollection services, IConfiguration configuration)
+    {
+        services.Configure<ControllerOptions>(configuration.GetSection("Controller"));
+        services.ConfigureHttpJsonOptions(o =>
+        {
+            o.SerializerOptions.TypeInfoResolverChain.Insert(0, ContractsJsonContext.Default);
+            o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter());
+            o.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
+        });
+        services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);
+        services.AddProblemDetails();
+        services.AddExceptionHandler<ProblemExceptionHandler>();
+        services.AddSingleton(TimeProvider.System);
+        services.AddSingleton<IStateStore>(sp => new SqliteStateStore(
+            sp.GetRequiredService<IOptions<ControllerOptions>>().Value.DatabasePath,
+            sp.GetRequiredService<ILogger<SqliteStateStore>>()));
+        services.AddSingleton<WatchDispatcher>();
+        services.AddSingleton<StateService>();
+        services.AddSingleton<RealizationTracker>();
+        services.AddSingleton(sp => AdminToken.LoadOrCreate(
+            sp.GetRequiredService<IOptions<ControllerOptions>>().Value.AdminTokenFile,
+            sp.GetRequiredService<ILogger<AdminToken>>()));
+        services.AddAuthentication(BearerTokenHandler.SchemeName)
+            .AddScheme<AuthenticationSchemeOptions, BearerTokenHandler>(BearerTokenHandler.SchemeName, null);
+        services.AddAuthorization();
+        services.AddOpenApi("v1", o => o.AddDocumentTransformer((document, _, _) =>
+        {
+            document.Info.Title = "OverlaySwitch controller";
+            document.Info.Description = "Desired state of the overlay (tenants, networks, hosts, ports, external endpoints) and the watch stream to switch agents. Bearer tokens: admin, tenant, host.";
+            return Task.CompletedTask;
+        }));
+        return services;
+    }
+}

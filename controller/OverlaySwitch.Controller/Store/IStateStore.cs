@@ -1,0 +1,41 @@
+using System.Collections.Immutable;
+using OverlaySwitch.Controller.Model;
+
+namespace OverlaySwitch.Controller.Store;
+
+/// <summary>Everything a store holds, as read on start.</summary>
+/// <param name="Revision">The global revision: that of the last committed write (0 when empty).</param>
+/// <param name="CompactedRevision">Changes up to and including this revision are gone; resuming needs a later one.</param>
+/// <param name="Objects">Every stored object (tenants, networks, hosts, ports, external endpoints, tokens).</param>
+/// <param name="Changes">The retained change log, oldest first, one entry per revision.</param>
+public sealed record StoredState(long Revision, long CompactedRevision, IReadOnlyList<object> Objects, IReadOnlyList<StoredChangeSet> Changes);
+
+public sealed record StoredChangeSet(long Revision, ImmutableArray<StateChange> Changes);
+
+/// <summary>
+/// The durable desired state: objects, one global revision, and the log of changes. The embedded
+/// default is <see cref="SqliteStateStore"/>; a distributed store (etcd) implements the same
+/// contract with its own revision and compare-and-swap on it.
+/// Contract: a commit either happens whole and durably (it survives a crash of the process or the
+/// machine once the call returned) or not at all; callers serialize commits.
+/// </summary>
+public interface IStateStore : IAsyncDisposable
+{
+    /// <summary>Opens the store, creating it or migrating its schema, and reads all of it.</summary>
+    Task<StoredState> LoadAsync(CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Commits one revision: the objects' new images (After null deletes) and the change records.
+    /// Throws <see cref="StoreConflictException"/> when the stored revision is not <paramref name="revision"/> - 1.
+    /// </summary>
+    Task CommitAsync(long revision, IReadOnlyList<StateChange> changes, CancellationToken cancellationToken);
+
+    /// <summary>Drops the change records up to and including <paramref name="throughRevision"/>.</summary>
+    Task CompactAsync(long throughRevision, CancellationToken cancellationToken);
+}
+
+/// <summary>The store's revision moved under the caller (another writer): reload and retry.</summary>
+public sealed class StoreConflictException(string message) : Exception(message);
+
+/// <summary>The store cannot be used as it is (newer schema, corrupt data); the message says why.</summary>
+public sealed class StoreException(string message, Exception? inner = null) : Exception(message, inner);

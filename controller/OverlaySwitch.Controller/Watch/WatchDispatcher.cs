@@ -1,0 +1,246 @@
+using System.Threading.Channels;
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Options;
+using OverlaySwitch.Contracts;
+using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.Store;
+
+namespace OverlaySwitch.Controller.Watch;
+
+/// <summary>
+/// Fans committed change sets out to the agents' watch streams. One loop does everything, in
+/// revision order: applies a change set, computes each attached host's view changes, attaches
+/// new watchers (snapshot or resume from the retained change log) and queues heartbeats, so a
+/// heartbeat at revision R always follows every line up to R.
+/// Runs on: its own loop task; <see cref="Publish"/>, <see cref="Attach"/> and <see cref="Detach"/> may be called from any thread.
+/// </summary>
+public sealed partial class WatchDispatcher : IAsyncDisposable
+{
+    private abstract record Work;
+    private sealed record PublishWork(ChangeSet Set) : Work;
+    private sealed record AttachWork(WatchSession Session) : Work;
+    private sealed record DetachWork(WatchSession Session) : Work;
+    private sealed record HeartbeatWork : Work;
+
+    private readonly Channel<Work> _work = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
+    private readonly ControllerOptions _options;
+    private readonly ILogger _logger;
+    private readonly CancellationTokenSource _stop = new();
+    // Owned by the loop.
+    private readonly List<WatchSession> _sessions = [];
+    private readonly LinkedList<StoredChangeSet> _log = new();
+    private DesiredState _state = DesiredState.Empty;
+    private long _floor;
+    private Task _loop = Task.CompletedTask;
+    private Task _heartbeats = Task.CompletedTask;
+    private long _revision;
+    private int _sessionCount;
+
+    public WatchDispatcher(IOptions<ControllerOptions> options, ILogger<WatchDispatcher> logger)
+    {
+        _options = options.Value;
+        _logger = logger;
+    }
+
+    /// <summary>The last revision every watch stream has been given (lines queued).</summary>
+    public long Revision => Volatile.Read(ref _revision);
+
+    /// <summary>Revisions at or after this can be resumed from; earlier ones get a snapshot.</summary>
+    public long ResumableFrom => Volatile.Read(ref _floor);
+
+    public int SessionCount => Volatile.Read(ref _sessionCount);
+
+    /// <summary>Starts the loop at <paramref name="state"/>, with the retained change log of the store.</summary>
+    public void Start(DesiredState state, IReadOnlyList<StoredChangeSet> retained, long compactedRevision)
+    {
+        _state = state;
+        foreach (StoredChangeSet set in retained)
+            _log.AddLast(set);
+        _floor = Math.Max(compactedRevision, _log.First is { } first ? first.Value.Revision - 1 : state.Revision);
+        Volatile.Write(ref _revision, state.Revision);
+        _loop = Task.Run(RunAsync);
+        _heartbeats = Task.Run(HeartbeatAsync);
+    }
+
+    /// <summary>Queues a committed change set. Called under the state service's write lock, so in revision order.</summary>
+    public void Publish(ChangeSet set) => _work.Writer.TryWrite(new PublishWork(set));
+
+    /// <summary>Starts a watch of <paramref name="hostId"/> from <paramref name="fromRevision"/> (0: snapshot).</summary>
+    public WatchSession Attach(string hostId, long fromRevision)
+    {
+        var session = new WatchSession(hostId, fromRevision, _options.WatchQueueLimit);
+        _work.Writer.TryWrite(new AttachWork(session));
+        return session;
+    }
+
+    public void Detach(WatchSession session) => _work.Writer.TryWrite(new DetachWork(session));
+
+    /// <summary>Whether any watch of <paramref name="hostId"/> is attached.</summary>
+    public bool IsWatching(string hostId)
+    {
+        lock (_watching)
+            return _watching.TryGetValue(hostId, out int n) && n > 0;
+    }
+
+    private readonly Dictionary<string, int> _watching = new(StringComparer.Ordinal);
+
+    private async Task RunAsync()
+    {
+        try
+        {
+            await foreach (Work work in _work.Reader.ReadAllAsync(_stop.Token).ConfigureAwait(false))
+            {
+                try
+                {
+                    switch (work)
+                    {
+                        case PublishWork p:
+                            OnPublish(p.Set);
+                            break;
+                        case AttachWork a:
+                            OnAttach(a.Session);
+                            break;
+                        case DetachWork d:
+                            OnDetach(d.Session, "the agent disconnected");
+                            break;
+                        case HeartbeatWork:
+                            OnHeartbeat();
+                            break;
+                    }
+                }
+                catch (Exception e)
+                {
+                    // A bug here must not stop every watch: end all streams, agents reconnect and get snapshots.
+                    Log.LoopFailed(_logger, e);
+                    foreach (WatchSession s in _sessions.ToArray())
+                        OnDetach(s, "the controller hit an internal error");
+                    Volatile.Write(ref _floor, _state.Revision);
+                }
+            }
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+        }
+        foreach (WatchSession s in _sessions)
+            s.End("the controller is stopping");
+    }
+
+    private void OnPublish(ChangeSet set)
+    {
+        DesiredState before = _state;
+        _state = set.State;
+        _log.AddLast(new StoredChangeSet(set.Revision, set.Changes));
+        while (_log.Count > _options.ChangeRetention)
+        {
+            Volatile.Write(ref _floor, _log.First!.Value.Revision);
+            _log.RemoveFirst();
+        }
+        // Sessions that see the same changes get the same line, serialized once.
+        var lines = new Dictionary<string, byte[]>(StringComparer.Ordinal);
+        List<WatchSession>? overflowed = null;
+        foreach (WatchSession session in _sessions)
+        {
+            List<ViewItem> items = HostViews.Live(before, set, session.HostId, session.Membership);
+            if (items.Count == 0)
+                continue;
+            string key = string.Join('\n', items.Select(i => $"{(int)i.Operation}{(int)i.Kind}{i.Id}"));
+            if (!lines.TryGetValue(key, out byte[]? line))
+                lines[key] = line = WatchLines.Changes(set.Revision, items);
+            if (!session.Enqueue(line))
+                (overflowed ??= []).Add(session);
+        }
+        foreach (WatchSession session in overflowed ?? [])
+            OnDetach(session, session.EndReason ?? "overflow");
+        Volatile.Write(ref _revision, set.Revision);
+    }
+
+    private void OnAttach(WatchSession session)
+    {
+        long from = session.FromRevision;
+        long now = _state.Revision;
+        byte[] line;
+        if (from <= 0 || from < _floor || from > now)
+        {
+            HostView view = HostViews.Snapshot(_state, session.HostId, session.Membership);
+            line = WatchLines.Snapshot(now, view);
+            Log.Snapshot(_logger, session.HostId, from, now, _floor, view.Ports.Count);
+        }
+        else
+        {
+            List<ViewItem> items = HostViews.Resume(_state, _log.Where(s => s.Revision > from), session.HostId, session.Membership);
+            line = items.Count > 0 ? WatchLines.Changes(now, items) : WatchLines.Heartbeat(now);
+            Log.Resumed(_logger, session.HostId, from, now, items.Count);
+        }
+        if (!session.Enqueue(line))
+            return;
+        _sessions.Add(session);
+        Volatile.Write(ref _sessionCount, _sessions.Count);
+        lock (_watching)
+            _watching[session.HostId] = _watching.GetValueOrDefault(session.HostId) + 1;
+    }
+
+    private void OnDetach(WatchSession session, string reason)
+    {
+        if (!_sessions.Remove(session))
+            return;
+        session.End(reason);
+        Volatile.Write(ref _sessionCount, _sessions.Count);
+        lock (_watching)
+        {
+            int n = _watching.GetValueOrDefault(session.HostId) - 1;
+            if (n > 0)
+                _watching[session.HostId] = n;
+            else
+                _watching.Remove(session.HostId);
+        }
+        Log.Detached(_logger, session.HostId, reason);
+    }
+
+    private void OnHeartbeat()
+    {
+        if (_sessions.Count == 0)
+            return;
+        byte[] line = WatchLines.Heartbeat(_state.Revision);
+        foreach (WatchSession session in _sessions.ToArray())
+        {
+            if (!session.Enqueue(line))
+                OnDetach(session, session.EndReason ?? "overflow");
+        }
+    }
+
+    private async Task HeartbeatAsync()
+    {
+        using var timer = new PeriodicTimer(TimeSpan.FromSeconds(_options.HeartbeatSeconds));
+        try
+        {
+            while (await timer.WaitForNextTickAsync(_stop.Token).ConfigureAwait(false))
+                _work.Writer.TryWrite(new HeartbeatWork());
+        }
+        catch (OperationCanceledException) when (_stop.IsCancellationRequested)
+        {
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _work.Writer.TryComplete();
+        await _stop.CancelAsync().ConfigureAwait(false);
+        await Task.WhenAll(_loop, _heartbeats).ConfigureAwait(false);
+        _stop.Dispose();
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Host {HostId} watches from revision {From}: snapshot at {Revision} (resumable from {Floor}), {Ports} ports")]
+        public static partial void Snapshot(ILogger logger, string hostId, long from, long revision, long floor, int ports);
+
+        [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Host {HostId} resumes from revision {From} to {Revision}: {Changes} changes")]
+        public static partial void Resumed(ILogger logger, string hostId, long from, long revision, int changes);
+
+        [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Watch of host {HostId} ended: {Reason}")]
+        public static partial void Detached(ILogger logger, string hostId, string reason);
+
+        [LoggerMessage(EventId = 4, Level = LogLevel.Error, Message = "The watch dispatcher failed; every watch is ended and will resync")]
+        public static partial void LoopFailed(ILogger logger, Exception exception);
+    }
+}
