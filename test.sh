@@ -19,6 +19,10 @@ packages=(tshark python3-scapy iproute2)
 # What the system layer boots and drives: QEMU guests (TCG) built from the Debian kernel, busybox and
 # iputils ping, and DPDK testpmd (Debian 12 ships dpdk-testpmd in dpdk-dev, not in dpdk).
 system_packages=(qemu-system-x86 dpdk-dev busybox-static linux-image-amd64 iputils-ping cpio gzip)
+# The multi-host overlay tests: namespace guests and the kernel vxlan peer (iproute2's ip/bridge/ss),
+# captures (tcpdump, dissected by tshark), TCP transfers (socat), ARP broadcasts (arping), offload
+# settings (ethtool); iperf3 and netcat for tests/bench/run-underlay-bench.sh.
+system_packages+=(tcpdump socat iputils-arping ethtool iperf3 netcat-openbsd)
 # 2 MiB hugepages the system layer reserves for testpmd's virtio-user ports.
 system_hugepages=1024
 all_layers=(unit integration system)

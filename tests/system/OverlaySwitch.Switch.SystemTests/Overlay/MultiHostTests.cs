@@ -23,7 +23,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
     /// is head-end replicated to the hosts of the tenant's network only: red's reaches B and never
     /// C, blue's reaches B and C, each with its own VNI, as the underlay captures show.
     /// </summary>
-    [SystemFact(Needs.Switch)]
+    [OverlayFact]
     public void Two_tenants_with_the_same_addresses_reach_their_own_guests_across_three_hosts_and_never_each_other() =>
         SystemTestScope.Run(output, "mh-tenants", TimeSpan.FromSeconds(90), scope =>
         {
@@ -93,7 +93,7 @@ public sealed class MultiHostTests(ITestOutputHelper output)
     /// addresses and MACs receive nothing of it. Every captured tunnel packet is IPv6 with VNI 100
     /// and a UDP checksum tshark verifies as good (IPv6 forbids a zero UDP checksum by default).
     /// </summary>
-    [SystemFact(Needs.Switch)]
+    [OverlayFact]
     public void Guests_reach_each_other_over_an_ipv6_underlay_and_tenants_stay_apart() =>
         SystemTestScope.Run(output, "mh-ipv6", TimeSpan.FromSeconds(75), scope =>
         {
