@@ -59,10 +59,14 @@ public static class ApiHttp
             throw ApiException.Invalid("pageSize", $"{size} is outside 1..{options.MaxPageSize}");
         if (string.IsNullOrEmpty(pageToken))
             return (null, size);
-        byte[] bytes = new byte[Base64Url.GetMaxDecodedLength(pageToken.Length)];
-        if (!Base64Url.TryDecodeFromChars(pageToken, bytes, out int written))
+        try
+        {
+            return (Encoding.UTF8.GetString(Base64Url.DecodeFromChars(pageToken)), size);
+        }
+        catch (FormatException)
+        {
             throw ApiException.Invalid("pageToken", "is not a token this API issued");
-        return (Encoding.UTF8.GetString(bytes, 0, written), size);
+        }
     }
 
     public static Page<T> PageOf<T>(List<T> items, bool more, Func<T, string> id, long revision) =>

@@ -92,7 +92,8 @@ public static class Addresses
             error = $"'{text}' is not a subnet in CIDR form (e.g. 10.0.0.0/24)";
             return false;
         }
-        if (!IPNetwork.TryParse(text, out subnet))
+        // IPNetwork.TryParse accepts host bits and clears them; a subnet written with them is a mistake worth naming.
+        if (!IPNetwork.TryParse(text, out subnet) || !IPAddress.TryParse(text.AsSpan(0, text.IndexOf('/')), out IPAddress? written) || !written.Equals(subnet.BaseAddress))
         {
             error = $"'{text}' is not a subnet in CIDR form with no host bits set (e.g. 10.0.0.0/24)";
             return false;

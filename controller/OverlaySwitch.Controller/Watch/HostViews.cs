@@ -158,7 +158,7 @@ public static class HostViews
 
         var items = new List<ViewItem>();
         var emitted = new HashSet<(ResourceKind, string)>();
-        var hostCandidates = new HashSet<string>(StringComparer.Ordinal) { hostId };
+        var hostCandidates = new HashSet<string>(StringComparer.Ordinal);
         foreach (string network in memberships)
         {
             if (now.ContainsKey(network))
@@ -198,7 +198,9 @@ public static class HostViews
         HashSet<string> needed = HostsFor(state, hostId);
         foreach (StateChange change in touched)
         {
-            if (change.Kind == ObjectKind.Host && needed.Contains(change.Id))
+            // A touched host not needed now was in the view at the resumed revision only if it is the
+            // watcher itself or a host of a network whose membership changed (already a candidate).
+            if (change.Kind == ObjectKind.Host && (needed.Contains(change.Id) || change.Id == hostId))
                 hostCandidates.Add(change.Id);
         }
         foreach (string h in hostCandidates)
