@@ -129,6 +129,22 @@ public sealed class NetworkNamespace : IDisposable
         return link.GetProperty("stats64").GetProperty(direction).GetProperty(counter).GetInt64();
     }
 
+    /// <summary>A counter of /proc/net/snmp (per namespace), e.g. ("Icmp", "InEchos") or ("Ip", "ReasmOKs").</summary>
+    public long SnmpCounter(string group, string name)
+    {
+        string[] lines = Must("cat", "/proc/net/snmp").Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Where(l => l.StartsWith(group + ":", StringComparison.Ordinal)).ToArray();
+        if (lines.Length >= 2)
+        {
+            string[] names = lines[0].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            string[] values = lines[1].Split(' ', StringSplitOptions.RemoveEmptyEntries);
+            int i = Array.IndexOf(names, name);
+            if (i > 0 && i < values.Length)
+                return long.Parse(values[i], CultureInfo.InvariantCulture);
+        }
+        throw _scope.Failure($"no {group} {name} in /proc/net/snmp of {Name}");
+    }
+
     /// <summary>`ip [-6] route get ADDRESS` in the namespace.</summary>
     public string RouteGet(string address) =>
         Ip([.. address.Contains(':') ? new[] { "-6" } : [], "route", "get", address]).Trim();
