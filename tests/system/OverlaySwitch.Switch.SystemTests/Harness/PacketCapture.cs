@@ -29,10 +29,12 @@ public sealed class PacketCapture : IDiagnosable, IDisposable
     public static PacketCapture Start(SystemTestScope scope, NetworkNamespace ns, string device, string name, string filter = "udp port 4789")
     {
         string path = Path.Combine(scope.Dir, $"{name}.pcap");
-        // -U: each packet is written at once; -s 0: whole packets; -n: no name lookups; -Z root: keep
-        // root (Debian's tcpdump otherwise switches to user tcpdump, who may not write the test's directory).
+        // --immediate-mode: packets reach tcpdump at once, not when a ring block fills or times out
+        // (a SIGTERM would otherwise lose up to a second of them); -U: each is written at once;
+        // -s 0: whole packets; -n: no name lookups; -Z root: stay root (Debian's tcpdump otherwise
+        // becomes user tcpdump, who may not write the test's directory).
         ChildProcess process = ChildProcess.Start($"tcpdump {name}", "ip",
-            ["netns", "exec", ns.Name, "tcpdump", "-i", device, "-n", "-U", "-Z", "root", "-s", "0", "-w", path, filter],
+            ["netns", "exec", ns.Name, "tcpdump", "-i", device, "-n", "--immediate-mode", "-U", "-Z", "root", "-s", "0", "-w", path, filter],
             Path.Combine(scope.Dir, $"{name}.tcpdump.log"));
         var capture = scope.Track(new PacketCapture(scope, name, path, process));
         scope.WaitUntil(() =>
@@ -69,10 +71,13 @@ public static class VxlanFrames
     public static uint? Vni(this TsharkFrame f) =>
         f.Get("vxlan.vni") is string v && uint.TryParse(v, NumberStyles.None, CultureInfo.InvariantCulture, out uint vni) ? vni : null;
 
-    /// <summary>The outer IP source (IPv4 or IPv6).</summary>
-    public static string? OuterSource(this TsharkFrame f) => f.Get("ip.src") ?? f.Get("ipv6.src");
+    /// <summary>Whether the outer header (after the outer Ethernet header) is IPv6.</summary>
+    public static bool IsOverIpv6(this TsharkFrame f) => f.Protocols.Count > 2 && f.Protocols[2] == "ipv6";
 
-    public static string? OuterDestination(this TsharkFrame f) => f.Get("ip.dst") ?? f.Get("ipv6.dst");
+    /// <summary>The outer IP source: ip.src's first value over IPv4, ipv6.src's over IPv6 (an inner IPv4 header has ip.src too).</summary>
+    public static string? OuterSource(this TsharkFrame f) => f.IsOverIpv6() ? f.Get("ipv6.src") : f.Get("ip.src");
+
+    public static string? OuterDestination(this TsharkFrame f) => f.IsOverIpv6() ? f.Get("ipv6.dst") : f.Get("ip.dst");
 
     /// <summary>The inner Ethernet destination: eth.dst's second value (the first is the outer frame's).</summary>
     public static string? InnerEthernetDestination(this TsharkFrame f) => f.GetAll("eth.dst") is { Count: >= 2 } d ? d[1] : null;
