@@ -35,6 +35,7 @@ builder.Services.AddSingleton(config);
 builder.Services.AddSingleton<SwitchService>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<SwitchService>());
 builder.Services.AddHostedService<StatusServer>();
+builder.Services.AddHostedService<ControllerAgent>();
 builder.Services.AddSingleton<IHostLifetime, Microsoft.Extensions.Hosting.Internal.ConsoleLifetime>();
 
 using IHost host = builder.Build();

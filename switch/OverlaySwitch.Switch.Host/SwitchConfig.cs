@@ -8,6 +8,12 @@ using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Host;
 
+/// <summary>How to reach the controller. The token is a secret: it is never logged.</summary>
+public sealed record ControllerConnection(Uri Url, string HostId, string Token, VhostUserSocketRole VhostUserRole)
+{
+    public override string ToString() => $"{Url} as host {HostId}";
+}
+
 public enum PortKind
 {
     VhostUser,
@@ -37,6 +43,9 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
     UnixFileMode SocketMode, uint? SocketUid, uint? SocketGid, LocalHostConfig Local, IReadOnlyList<NetworkConfig> Networks, IReadOnlyList<PortConfig> Ports,
     IReadOnlyList<VtepConfig> Vteps, IReadOnlyList<EndpointConfig> RemoteEndpoints)
 {
+    /// <summary>Where the desired state comes from when not from this file; null for a static switch.</summary>
+    public ControllerConnection? Controller { get; init; }
+
     /// <summary>Whether the switch talks to other hosts: it has a VTEP address.</summary>
     public bool HasUnderlay => Local.VtepV4 is not null || Local.VtepV6 is not null;
 
@@ -149,6 +158,34 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
                 remotes.Add(new EndpointConfig($"remote/{r.Name}", r.Vni, mac, EndpointLocation.Remote(vtep)) { Ipv4 = [.. ipv4], Ipv6 = [.. ipv6] });
         }
 
+        ControllerConnection? controller = null;
+        if (o.Controller is ControllerOptions c)
+        {
+            if (!Uri.TryCreate(c.Url, UriKind.Absolute, out Uri? url) || url.Scheme is not ("http" or "https"))
+                e.Add($"Switch:Controller:Url: '{c.Url}' is not an http(s) URL.");
+            if (string.IsNullOrWhiteSpace(c.HostId))
+                e.Add("Switch:Controller:HostId: must be set.");
+            string? token = c.Token;
+            if (token is null && c.TokenFile is not null)
+            {
+                try
+                {
+                    token = File.ReadAllText(c.TokenFile).Trim();
+                }
+                catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+                {
+                    e.Add($"Switch:Controller:TokenFile: cannot read '{c.TokenFile}': {ex.Message}");
+                }
+            }
+            if (string.IsNullOrEmpty(token) && !e.Any(x => x.StartsWith("Switch:Controller:TokenFile", StringComparison.Ordinal)))
+                e.Add("Switch:Controller: give the host's token in Token or TokenFile.");
+            if (o.Networks.Count + o.Ports.Count + o.RemoteEndpoints.Count + o.Vteps.Count > 0)
+                e.Add("Switch:Controller: with a controller, networks, ports, remote endpoints and VTEPs come from it; remove them from this file.");
+            VhostUserSocketRole role = ParseEnum<VhostUserSocketRole>(c.VhostUserRole, "Switch:Controller:VhostUserRole", e);
+            if (url is not null && token is not null)
+                controller = new ControllerConnection(url, c.HostId, token, role);
+        }
+
         // The overlay core's own checks (duplicate MAC/IP in a network, ...) run on the whole result.
         if (e.Count == 0)
         {
@@ -170,7 +207,7 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             }
         }
         return new SwitchConfig(o.HostName, o.SocketDirectory, o.DataplaneThreads, o.DataplaneCpus, mode, o.SocketUid, o.SocketGid, local, networks, ports,
-            vteps, remotes);
+            vteps, remotes) { Controller = controller };
     }
 
     private static IPAddress? ParseAddress(string? text, AddressFamily family, string at, List<string> errors)

@@ -20,6 +20,21 @@ public sealed class SwitchOptions
     public List<VtepOptions> Vteps { get; set; } = [];
     /// <summary>Endpoints behind other VTEPs (other switches, or external VTEPs such as a Linux vxlan device).</summary>
     public List<RemoteEndpointOptions> RemoteEndpoints { get; set; } = [];
+    /// <summary>When set, networks, ports and remote endpoints come from the controller, not from this file.</summary>
+    public ControllerOptions? Controller { get; set; }
+}
+
+public sealed class ControllerOptions
+{
+    /// <summary>The controller's base address, e.g. http://controller:8080/.</summary>
+    public string Url { get; set; } = "";
+    /// <summary>This switch's host id in the controller.</summary>
+    public string HostId { get; set; } = "";
+    /// <summary>The host's bearer token, or a file holding it (mode 0600, as the controller issued it).</summary>
+    public string? Token { get; set; }
+    public string? TokenFile { get; set; }
+    /// <summary>The socket role of vhost-user ports the controller binds here (the controller does not say).</summary>
+    public string VhostUserRole { get; set; } = "Server";
 }
 
 public sealed class VtepOptions

@@ -22,6 +22,8 @@ public sealed partial class SwitchService : IHostedService, IDisposable
     private readonly Dictionary<string, (PortConfig Config, IDataplanePort Port)> _ports = [];
     private readonly Dictionary<string, int> _portNumbers = [];
     private SwitchConfig _config;
+    /// <summary>What the controller wants (networks, ports, remote endpoints, VTEPs); null on a static switch.</summary>
+    private DesiredState? _desired;
     private DataplaneService? _dataplane;
     private ForwardingTableBuilder? _builder;
     private IDisposable? _onChange;
@@ -79,7 +81,7 @@ public sealed partial class SwitchService : IHostedService, IDisposable
                 Log.RestartNeeded(_logger);
             try
             {
-                Apply(next with { DataplaneThreads = _config.DataplaneThreads, Local = _config.Local });
+                Apply(WithDesired(next with { DataplaneThreads = _config.DataplaneThreads, Local = _config.Local }));
                 Log.Reloaded(_logger, why, next.Ports.Count, next.Networks.Count);
             }
             catch (Exception e) when (e is Interop.LinuxException or OverlayConfigException)
@@ -89,6 +91,34 @@ public sealed partial class SwitchService : IHostedService, IDisposable
             }
         }
     }
+
+    /// <summary>
+    /// Runs on: the controller agent. Replaces the networks, ports, remote endpoints and VTEPs with
+    /// the controller's; the local settings (sockets, underlay) stay the file's.
+    /// </summary>
+    /// <exception cref="OverlayConfigException">The state cannot be forwarded by; nothing changed.</exception>
+    public void ApplyDesired(DesiredState desired)
+    {
+        lock (_lock)
+        {
+            if (_builder is null)
+                return;
+            DesiredState? previous = _desired;
+            _desired = desired;
+            try
+            {
+                Apply(WithDesired(_config));
+            }
+            catch (OverlayConfigException)
+            {
+                _desired = previous;
+                throw;
+            }
+        }
+    }
+
+    private SwitchConfig WithDesired(SwitchConfig local) => _desired is not DesiredState d ? local
+        : local with { Networks = d.Networks, Ports = d.Ports, RemoteEndpoints = d.RemoteEndpoints, Vteps = d.Vteps };
 
     /// <summary>Brings networks, VTEPs, endpoints, ports and tables to <paramref name="next"/>. Runs under the lock.</summary>
     private void Apply(SwitchConfig next)

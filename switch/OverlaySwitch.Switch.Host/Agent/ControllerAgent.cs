@@ -1,0 +1,138 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+using OverlaySwitch.Contracts;
+using OverlaySwitch.Overlay;
+
+namespace OverlaySwitch.Host;
+
+/// <summary>
+/// Follows the controller: registers this host (its VTEP addresses and underlay MTU), then watches
+/// its view and applies every event to the switch, reporting each applied revision so the API can
+/// show whether a change is realized. When the controller is unreachable the switch keeps
+/// forwarding with the last state; the watch client reconnects with back-off and resumes from the
+/// last applied revision. Runs on: the thread pool, never a dataplane thread.
+/// </summary>
+public sealed partial class ControllerAgent(SwitchService service, SwitchConfig config, ILogger<ControllerAgent> logger, ILoggerFactory loggers)
+    : BackgroundService
+{
+    /// <summary>The last revision applied to the switch, for status and tests.</summary>
+    public long AppliedRevision { get; private set; }
+
+    protected override async Task ExecuteAsync(CancellationToken stoppingToken)
+    {
+        if (config.Controller is not ControllerConnection controller)
+            return;
+        using var http = new HttpClient { BaseAddress = controller.Url, Timeout = Timeout.InfiniteTimeSpan };
+        await RegisterAsync(http, controller, stoppingToken);
+
+        var watch = new WatchClient(http, controller.HostId, new WatchClientOptions { Token = controller.Token }, loggers.CreateLogger<WatchClient>());
+        var view = new WatchedView();
+        try
+        {
+            await foreach (WatchEvent e in watch.WatchAsync(0, stoppingToken))
+            {
+                view.Apply(e);
+                if (e.Type != WatchEventType.Heartbeat || AppliedRevision == 0)
+                    Apply(view, controller, e.Revision);
+                AppliedRevision = e.Revision;
+                await ReportAsync(watch, e.Revision, stoppingToken);
+            }
+        }
+        catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
+        {
+        }
+        catch (WatchRefusedException ex)
+        {
+            // A bad token or an unknown host will not fix itself: say so and keep the last state.
+            Log.Refused(logger, ex.Message);
+        }
+    }
+
+    private void Apply(WatchedView view, ControllerConnection controller, long revision)
+    {
+        var skipped = new List<string>();
+        DesiredState desired = DesiredState.FromView(view, config, controller.HostId, controller.VhostUserRole, skipped);
+        foreach (string why in skipped)
+            Log.Skipped(logger, why);
+        try
+        {
+            service.ApplyDesired(desired);
+            Log.Applied(logger, revision, desired.Networks.Count, desired.Ports.Count, desired.RemoteEndpoints.Count);
+        }
+        catch (OverlayConfigException ex)
+        {
+            // The controller validates what it accepts, so this is a disagreement worth an error; the old state stays.
+            Log.ApplyFailed(logger, revision, ex.Message);
+        }
+    }
+
+    /// <summary>PUT /api/v1/hosts/{id} with this host's underlay identity, retried until the controller answers.</summary>
+    private async Task RegisterAsync(HttpClient http, ControllerConnection controller, CancellationToken cancellationToken)
+    {
+        var spec = new SwitchHostSpec(config.HostName, config.Local.VtepV4?.ToString(), config.Local.VtepV6?.ToString(), config.Local.UnderlayMtu, null);
+        TimeSpan backoff = TimeSpan.FromMilliseconds(200);
+        while (true)
+        {
+            try
+            {
+                using var request = new HttpRequestMessage(HttpMethod.Put, $"api/v1/hosts/{Uri.EscapeDataString(controller.HostId)}")
+                {
+                    Content = JsonContent.Create(spec, ContractsJsonContext.Default.SwitchHostSpec),
+                };
+                request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", controller.Token);
+                using HttpResponseMessage response = await http.SendAsync(request, cancellationToken);
+                if (response.IsSuccessStatusCode)
+                {
+                    Log.Registered(logger, controller.ToString());
+                    return;
+                }
+                Log.RegisterFailed(logger, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}");
+            }
+            catch (HttpRequestException ex)
+            {
+                Log.RegisterFailed(logger, ex.Message);
+            }
+            await Task.Delay(backoff, cancellationToken);
+            backoff = TimeSpan.FromMilliseconds(Math.Min(5000, backoff.TotalMilliseconds * 2));
+        }
+    }
+
+    private async Task ReportAsync(WatchClient watch, long revision, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await watch.ReportAsync(revision, cancellationToken);
+        }
+        catch (HttpRequestException ex)
+        {
+            // The next event reports again; realization only lags.
+            Log.ReportFailed(logger, revision, ex.Message);
+        }
+    }
+
+    private static partial class Log
+    {
+        [LoggerMessage(EventId = 40, Level = LogLevel.Information, Message = "Registered with the controller {Controller}")]
+        public static partial void Registered(ILogger logger, string controller);
+
+        [LoggerMessage(EventId = 41, Level = LogLevel.Warning, Message = "Registering with the controller failed, retrying: {Error}")]
+        public static partial void RegisterFailed(ILogger logger, string error);
+
+        [LoggerMessage(EventId = 42, Level = LogLevel.Information, Message = "Applied controller revision {Revision}: {Networks} networks, {Ports} local ports, {Remotes} remote endpoints")]
+        public static partial void Applied(ILogger logger, long revision, int networks, int ports, int remotes);
+
+        [LoggerMessage(EventId = 43, Level = LogLevel.Error, Message = "Controller revision {Revision} cannot be applied, keeping the previous state: {Error}")]
+        public static partial void ApplyFailed(ILogger logger, long revision, string error);
+
+        [LoggerMessage(EventId = 44, Level = LogLevel.Warning, Message = "Left out: {Why}")]
+        public static partial void Skipped(ILogger logger, string why);
+
+        [LoggerMessage(EventId = 45, Level = LogLevel.Error, Message = "The controller refused this switch; forwarding continues with the last state: {Error}")]
+        public static partial void Refused(ILogger logger, string error);
+
+        [LoggerMessage(EventId = 46, Level = LogLevel.Warning, Message = "Reporting revision {Revision} failed: {Error}")]
+        public static partial void ReportFailed(ILogger logger, long revision, string error);
+    }
+}

@@ -1,0 +1,94 @@
+using System.Collections.Immutable;
+using System.Net;
+using System.Net.Sockets;
+using OverlaySwitch.Contracts;
+using OverlaySwitch.Overlay;
+using OverlaySwitch.Ports;
+using OverlaySwitch.Wire;
+
+namespace OverlaySwitch.Host;
+
+/// <summary>The part of a switch's configuration the controller decides.</summary>
+public sealed record DesiredState(IReadOnlyList<NetworkConfig> Networks, IReadOnlyList<PortConfig> Ports,
+    IReadOnlyList<EndpointConfig> RemoteEndpoints, IReadOnlyList<VtepConfig> Vteps)
+{
+    /// <summary>
+    /// Turns a host's view from the watch stream into switch configuration: its networks; the
+    /// ports bound to this host as local ports; every other port of those networks behind its
+    /// host's VTEP (IPv4 when both ends have it, else IPv6); external endpoints behind theirs; the
+    /// other hosts' VTEPs with their underlay MTUs. Objects this switch cannot use (an address
+    /// family it has no VTEP for, a host without addresses) are left out and named in
+    /// <paramref name="skipped"/>.
+    /// </summary>
+    public static DesiredState FromView(WatchedView view, SwitchConfig local, string hostId, VhostUserSocketRole vhostUserRole, List<string> skipped)
+    {
+        var networks = view.Networks.Values.OrderBy(n => n.Vni).Select(n => new NetworkConfig(n.Vni)
+        {
+            Mtu = n.Mtu,
+            UnknownTarget = n.UnknownTarget == Contracts.UnknownTargetPolicy.Flood ? Overlay.UnknownTargetPolicy.Flood : Overlay.UnknownTargetPolicy.Drop,
+            Pmtu = n.Pmtu == Contracts.PmtuPolicy.NotifyDontFragmentOnly ? Overlay.PmtuPolicy.NotifyDontFragmentOnly : Overlay.PmtuPolicy.NotifyAll,
+            GatewayV4 = n.GatewayV4 is null ? null : Ipv4Address.Parse(n.GatewayV4),
+            GatewayV6 = n.GatewayV6 is null ? null : Ipv6Address.Parse(n.GatewayV6),
+            ExtraFloodVteps = [.. n.FloodVteps.Select(IPAddress.Parse).Where(a => Reachable(local.Local, a))],
+        }).ToList();
+
+        var ports = new List<PortConfig>();
+        var remotes = new List<EndpointConfig>();
+        foreach (Contracts.Port p in view.Ports.Values.OrderBy(p => p.Id, StringComparer.Ordinal))
+        {
+            (ImmutableArray<Ipv4Address> ipv4, ImmutableArray<Ipv6Address> ipv6) = Split(p.Ips);
+            MacAddress mac = MacAddress.Parse(p.Mac);
+            if (p.HostId == hostId)
+            {
+                string name = p.InterfaceName ?? p.Name;
+                bool tap = p.Kind == Contracts.PortKind.Tap;
+                ports.Add(new PortConfig(p.Id, tap ? PortKind.Tap : PortKind.VhostUser, vhostUserRole,
+                    tap ? "" : Path.Combine(local.SocketDirectory, name.EndsWith(".sock", StringComparison.Ordinal) ? name : name + ".sock"),
+                    1, tap ? name : "", tap ? p.Namespace : null, p.Vni, mac, ipv4, ipv6));
+            }
+            else if (p.HostId is not null && view.Hosts.TryGetValue(p.HostId, out SwitchHost? host) && TunnelAddress(local.Local, host) is IPAddress vtep)
+            {
+                remotes.Add(new EndpointConfig($"port/{p.Id}", p.Vni, mac, EndpointLocation.Remote(vtep)) { Ipv4 = ipv4, Ipv6 = ipv6 });
+            }
+            else if (p.HostId is not null)
+            {
+                skipped.Add($"port {p.Name}: its host {p.HostId} has no VTEP address this switch can reach");
+            }
+        }
+        foreach (ExternalEndpoint x in view.ExternalEndpoints.Values.OrderBy(x => x.Id, StringComparer.Ordinal))
+        {
+            IPAddress vtep = IPAddress.Parse(x.Vtep);
+            if (!Reachable(local.Local, vtep))
+            {
+                skipped.Add($"external endpoint {x.Name}: VTEP {vtep} is of an address family this switch has no VTEP for");
+                continue;
+            }
+            (ImmutableArray<Ipv4Address> ipv4, ImmutableArray<Ipv6Address> ipv6) = Split(x.Ips);
+            remotes.Add(new EndpointConfig($"external/{x.Id}", x.Vni, MacAddress.Parse(x.Mac), EndpointLocation.Remote(vtep)) { Ipv4 = ipv4, Ipv6 = ipv6 });
+        }
+        var vteps = view.Hosts.Values.Where(h => h.Id != hostId)
+            .SelectMany(h => new[] { h.VtepV4, h.VtepV6 }.OfType<string>().Select(a => new VtepConfig(IPAddress.Parse(a), h.UnderlayMtu)))
+            .Where(v => Reachable(local.Local, v.Address)).ToList();
+        return new DesiredState(networks, ports, remotes, vteps);
+    }
+
+    /// <summary>The same rule as the topology runner: IPv4 when both hosts have it, else IPv6.</summary>
+    private static IPAddress? TunnelAddress(LocalHostConfig local, SwitchHost remote)
+    {
+        if (local.VtepV4 is not null && remote.VtepV4 is not null)
+            return IPAddress.Parse(remote.VtepV4);
+        if (local.VtepV6 is not null && remote.VtepV6 is not null)
+            return IPAddress.Parse(remote.VtepV6);
+        return null;
+    }
+
+    private static bool Reachable(LocalHostConfig local, IPAddress vtep) =>
+        vtep.AddressFamily == AddressFamily.InterNetwork ? local.VtepV4 is not null : local.VtepV6 is not null;
+
+    private static (ImmutableArray<Ipv4Address>, ImmutableArray<Ipv6Address>) Split(IReadOnlyList<string> ips)
+    {
+        var addresses = ips.Select(IPAddress.Parse).ToList();
+        return ([.. addresses.Where(a => a.AddressFamily == AddressFamily.InterNetwork).Select(Ipv4Address.From)],
+                [.. addresses.Where(a => a.AddressFamily == AddressFamily.InterNetworkV6).Select(Ipv6Address.From)]);
+    }
+}
