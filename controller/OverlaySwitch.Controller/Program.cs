@@ -12,7 +12,9 @@ using OverlaySwitch.Controller.Watch;
 // overlay-controller [--Controller:DatabasePath=...] [--urls http://0.0.0.0:8080]
 // Configuration: appsettings.json, OVERLAY_CONTROLLER_* environment variables, the command line.
 // TLS: configure a Kestrel HTTPS endpoint with its certificate (Kestrel:Endpoints:Https:Url/Certificate:Path/Password).
-WebApplicationBuilder builder = WebApplication.CreateBuilder(args);
+// The content root is the program's own folder, not the working directory: appsettings.json (log
+// levels among them) is found wherever the controller is started from.
+WebApplicationBuilder builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.Configuration.AddEnvironmentVariables("OVERLAY_CONTROLLER_");
 builder.Services.AddOverlayController(builder.Configuration);
 
