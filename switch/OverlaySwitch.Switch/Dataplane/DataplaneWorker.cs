@@ -63,8 +63,18 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
 
     public Underlay.UnderlayStats? UnderlayStats => _context.Underlay?.Stats;
 
-    /// <summary>Runs on: any thread. Wakes the worker (new ports, shutdown, pending announcements).</summary>
-    public void Wake() => EventFd.Signal(_wakeup);
+    /// <summary>Runs on: any thread. Wakes the worker (new ports, new queues, shutdown, pending announcements).</summary>
+    public void Wake()
+    {
+        try
+        {
+            EventFd.Signal(_wakeup);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Disposed: a device that goes away after the dataplane has nobody to wake.
+        }
+    }
 
     /// <summary>
     /// Runs on: a control thread, after it published new snapshots. Returns once this worker has
@@ -123,8 +133,10 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
             Sleeps++;
             for (int i = 0; i < n; i++)
                 DrainEventFd(events[i].Data);
+            Interlocked.Increment(ref _epoch); // odd: this touches rings the control side may be retiring
             foreach (IPollable pollable in mine)
                 pollable.SetWakeupsEnabled(false);
+            Interlocked.Increment(ref _epoch);
         }
     }
 
@@ -162,11 +174,13 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     /// <summary>Makes the epoll set equal to the wanted descriptors. Data 1 marks eventfds to drain on wakeup.</summary>
     private void SyncEpoll()
     {
-        foreach (FileDescriptor fd in _registeredFds.Keys.ToArray())
+        // Allocates nothing: it runs each time the worker goes to sleep. Dictionary.Remove during
+        // enumeration is allowed (.NET Core 3.0 and later).
+        foreach ((FileDescriptor fd, bool _) in _registeredFds)
         {
             if (fd.IsClosed)
                 _registeredFds.Remove(fd); // closing removed it from the set
-            else if (!_wantedFds.Exists(w => w.Fd == fd))
+            else if (!IsWanted(fd))
             {
                 _registeredFds.Remove(fd);
                 try
@@ -203,6 +217,14 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
                 _registeredFds.Remove(fd);
             }
         }
+    }
+
+    private bool IsWanted(FileDescriptor fd)
+    {
+        foreach (WakeupFd wanted in _wantedFds)
+            if (wanted.Fd == fd)
+                return true;
+        return false;
     }
 
     /// <summary>Resets the counters of the eventfds that woke us; taps and sockets keep their data for the poll.</summary>

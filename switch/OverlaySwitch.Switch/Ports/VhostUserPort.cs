@@ -313,6 +313,8 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
 
     private void NoteFault(SplitVirtqueue ring)
     {
+        if (!ring.TakeFaultReport())
+            return; // this ring's fault is counted already
         if (Interlocked.Increment(ref Stats.RingFaults) == 1)
             Log.RingFault(_logger, Name, ring.Fault);
     }

@@ -26,6 +26,14 @@ public interface IDataplaneQuiescer
 {
     /// <summary>Returns once every dataplane thread has passed a point where it holds no device snapshot.</summary>
     void Quiesce();
+
+    /// <summary>
+    /// Wakes sleeping dataplane threads after the queues changed, so a worker asleep in epoll picks up
+    /// a ring's new kick descriptor at once instead of at its sleep timeout.
+    /// </summary>
+    void Wake()
+    {
+    }
 }
 
 /// <summary>
@@ -450,20 +458,43 @@ public sealed partial class VhostUserNetDevice : IDisposable
         if (ring is null)
             return -1;
         v.Ring = null;
-        // A ring restarted without a new SET_VRING_BASE (new call fd, kick fd or address) resumes here.
-        v.Base = ring.LastAvailIndex;
         Publish();
         _quiescer.Quiesce(); // after this no dataplane thread touches the ring
+        FinishStopped(v, ring);
+        // A ring restarted without a new SET_VRING_BASE (new call fd, kick fd or address) resumes here.
+        // Read only now: until the quiesce a worker may still have been taking chains from it.
+        v.Base = ring.LastAvailIndex;
         return ring.LastAvailIndex;
+    }
+
+    /// <summary>
+    /// Publishes used entries a worker wrote but had not published yet when the ring left the
+    /// snapshot (receive rings are published after the delivery pass), so that the used index
+    /// agrees with the index GET_VRING_BASE reports. Runs after the quiesce: the ring is no longer
+    /// the dataplane's.
+    /// </summary>
+    private static void FinishStopped(Vring v, SplitVirtqueue ring)
+    {
+        if (!ring.PublishUsed() || v.Call is null)
+            return;
+        try
+        {
+            EventFd.Signal(v.Call);
+        }
+        catch (LinuxException)
+        {
+            // The guest will see the used ring anyway.
+        }
     }
 
     private int[] StopAll()
     {
         var stoppedAt = new int[_vrings.Length];
+        var stopped = new SplitVirtqueue?[_vrings.Length];
         bool any = false;
         for (int i = 0; i < _vrings.Length; i++)
         {
-            stoppedAt[i] = _vrings[i].Ring?.LastAvailIndex ?? -1;
+            stopped[i] = _vrings[i].Ring;
             any |= _vrings[i].Ring is not null;
             _vrings[i].Ring = null;
         }
@@ -471,6 +502,13 @@ public sealed partial class VhostUserNetDevice : IDisposable
         {
             Publish();
             _quiescer.Quiesce();
+        }
+        // Read only after the quiesce: until then a worker may still have been taking chains.
+        for (int i = 0; i < _vrings.Length; i++)
+        {
+            if (stopped[i] is SplitVirtqueue ring)
+                FinishStopped(_vrings[i], ring);
+            stoppedAt[i] = stopped[i]?.LastAvailIndex ?? -1;
         }
         return stoppedAt;
     }
@@ -499,6 +537,7 @@ public sealed partial class VhostUserNetDevice : IDisposable
         bool modern = (Features & (VirtioFeatures.Version1 | VirtioFeatures.NetMergeableRxBuffers)) != 0;
         Volatile.Write(ref _queues, new VirtioNetQueues([.. receive], [.. transmit],
             modern ? VirtioNetHeader.Length : VirtioNetHeader.Length - 2, (Features & VirtioFeatures.NetMergeableRxBuffers) != 0));
+        _quiescer.Wake(); // a sleeping worker must start watching the new kick descriptors now
     }
 
     private void UnmapMemory()

@@ -47,6 +47,7 @@ public sealed unsafe class SplitVirtqueue
     private readonly ushort* _availEvent;
     private readonly ushort _mask;
     private ushort _publishedUsed;
+    private bool _faultReported;
 
     /// <param name="size">Queue size: a power of two up to 32768 (validated by the caller).</param>
     /// <param name="descriptors">Host pointers of the three parts, already checked to lie in guest memory for their full sizes.</param>
@@ -86,6 +87,19 @@ public sealed unsafe class SplitVirtqueue
     public ushort UsedIndex { get; private set; }
     public VirtqueueFault Fault { get; private set; }
     public bool IsBroken => Fault != VirtqueueFault.None;
+
+    /// <summary>
+    /// True exactly once after the queue broke, so the fault is counted and logged once however
+    /// often the broken queue is looked at. Runs on: the thread that owns the queue (or holds its lock).
+    /// </summary>
+    public bool TakeFaultReport()
+    {
+        if (!IsBroken || _faultReported)
+            return false;
+        _faultReported = true;
+        return true;
+    }
+
     /// <summary>While set, every guest-memory write is logged (VHOST_F_LOG_ALL with a log base).</summary>
     public DirtyLog? Log { get; set; }
 
@@ -188,12 +202,27 @@ public sealed unsafe class SplitVirtqueue
         {
             if ((d.Flags & VringDescriptor.FlagWrite) == 0)
                 return Break(VirtqueueFault.WrongBufferDirection);
+            if (!IsInMemory(d.Address, d.Length))
+                return Break(VirtqueueFault.BufferOutsideMemory);
             buffers.Add((d.Address, d.Length));
             total += d.Length;
         }
         if (walker.Fault != VirtqueueFault.None)
             return Break(walker.Fault);
         return total;
+    }
+
+    /// <summary>Whether [<paramref name="address"/>, +<paramref name="length"/>) is guest memory, possibly over adjacent regions.</summary>
+    private bool IsInMemory(ulong address, uint length)
+    {
+        while (length > 0)
+        {
+            if (!Memory.TryGetContiguous(address, length, out Span<byte> piece))
+                return false;
+            address += (uint)piece.Length;
+            length -= (uint)piece.Length;
+        }
+        return true;
     }
 
     /// <summary>Writes a used element; it becomes visible to the guest at <see cref="PublishUsed"/>.</summary>
