@@ -5,14 +5,16 @@ namespace OverlaySwitch.Topology;
 public static class Cli
 {
     private const string Usage = """
-        usage: overlay up <topology.yaml> [--check] [--switchd PATH]
+        usage: overlay up <topology.yaml> [--check] [--switchd PATH] [--controller PATH]
                overlay down <topology.yaml>
                overlay simulate <topology.yaml> [--pcap-dir DIR]
 
-          up         bring the overlay up on this machine (root): a network namespace per host running
-                     overlay-switchd, a router namespace joining the underlay subnets, a namespace per
-                     port as its guest; then check pings, path MTU and tenant isolation. It stays up
-                     until Ctrl+C (then comes down); with --check it comes down after the checks.
+          up         bring the overlay up on this machine (root): a router namespace joining the underlay
+                     subnets runs overlay-controller, a network namespace per host runs overlay-switchd
+                     following the controller, a namespace per port is its guest; the topology's tenants,
+                     networks, hosts and ports are created through the controller's REST API. Then check
+                     pings, path MTU, tenant isolation and a port created on the running overlay. It stays
+                     up until Ctrl+C (then comes down); with --check it comes down after the checks.
           down       remove what an interrupted `up` left (namespaces, daemons by PID)
           simulate   run the whole overlay of a topology in this process (each host's switch core,
                      a routed underlay, a guest per port) and check resolution, pings, the path MTU
@@ -26,8 +28,8 @@ public static class Cli
         {
             case ["simulate", string path, .. string[] options] when TryParseOptions(options, out string? pcapDirectory):
                 return Simulate(path, pcapDirectory, output, error);
-            case ["up", string path, .. string[] options] when TryParseUpOptions(options, out bool check, out string? switchd):
-                return Up(path, check, switchd, output, error);
+            case ["up", string path, .. string[] options] when TryParseUpOptions(options, out bool check, out string? switchd, out string? controller):
+                return Up(path, check, switchd, controller, output, error);
             case ["down", string path]:
                 return Load(path, error) is TopologyFile t ? Down(t, output) : 2;
             default:
@@ -36,14 +38,20 @@ public static class Cli
         }
     }
 
-    public static int Up(string path, bool check, string? switchd, TextWriter output, TextWriter error)
+    public static int Up(string path, bool check, string? switchd, string? controllerPath, TextWriter output, TextWriter error)
     {
         if (Load(path, error) is not TopologyFile topology)
             return 2;
-        string daemon = switchd ?? FindDaemon();
+        string daemon = switchd ?? FindBeside("overlay-switchd.dll", "switch/OverlaySwitch.Switch.Host");
         if (!File.Exists(daemon))
         {
             error.WriteLine($"overlay-switchd not found at {daemon}: build it (dotnet build OverlaySwitch.sln -c Release) or pass --switchd PATH");
+            return 2;
+        }
+        string controller = controllerPath ?? FindBeside("overlay-controller.dll", "controller/OverlaySwitch.Controller");
+        if (!File.Exists(controller))
+        {
+            error.WriteLine($"overlay-controller not found at {controller}: build it (dotnet build OverlaySwitch.sln -c Release) or pass --controller PATH");
             return 2;
         }
         if (Runner.Shell.MissingTools(["ip", "ping"], output) is string missing)
@@ -51,13 +59,13 @@ public static class Cli
             error.WriteLine(missing);
             return 2;
         }
-        var overlay = new Runner.LiveOverlay(topology, OverlayName(path), daemon, output);
+        var overlay = new Runner.LiveOverlay(topology, OverlayName(path), daemon, controller, output);
         output.WriteLine($"overlay {OverlayName(path)}: bringing up {path}: {topology.Hosts.Length} hosts, {topology.Networks.Length} networks, {topology.Ports.Length} ports");
         try
         {
             overlay.Up();
         }
-        catch (InvalidOperationException e)
+        catch (Exception e) when (e is InvalidOperationException or HttpRequestException)
         {
             error.WriteLine($"overlay up failed: {e.Message}");
             return 1;
@@ -85,7 +93,8 @@ public static class Cli
         if (!check)
         {
             output.WriteLine($"The overlay is up. Try: ip netns exec {overlay.GuestNamespace(topology.Ports[0])} ping {topology.Ports[^1].Ipv4.FirstOrDefault()}");
-            output.WriteLine($"Switch logs and status sockets are in {overlay.StateDirectory}. Ctrl+C brings it down.");
+            output.WriteLine($"The controller's API: curl --unix-socket {overlay.ControllerSocket} -H \"Authorization: Bearer $(cat {overlay.AdminTokenFile})\" http://controller/api/v1/ports");
+            output.WriteLine($"Controller and switch logs, the database and status sockets are in {overlay.StateDirectory}. Ctrl+C brings it down.");
             using var stop = new ManualResetEventSlim();
             using var interrupt = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGINT, c => { c.Cancel = true; stop.Set(); });
             using var terminate = System.Runtime.InteropServices.PosixSignalRegistration.Create(System.Runtime.InteropServices.PosixSignal.SIGTERM, c => { c.Cancel = true; stop.Set(); });
@@ -97,18 +106,18 @@ public static class Cli
 
     private static int Down(TopologyFile topology, TextWriter output)
     {
-        new Runner.LiveOverlay(topology, OverlayName(topology.Source), FindDaemon(), output).Down();
+        new Runner.LiveOverlay(topology, OverlayName(topology.Source), "", "", output).Down();
         return 0;
     }
 
     /// <summary>Everything an overlay creates is named after its topology file: "demo" for topologies/demo.yaml.</summary>
     private static string OverlayName(string path) => Path.GetFileNameWithoutExtension(path);
 
-    /// <summary>overlay-switchd.dll beside this tool (it is built into the same folder), else the repository's build output.</summary>
-    private static string FindDaemon()
+    /// <summary>A daemon's dll beside this tool (they are built into the same folder), else the repository's build output of <paramref name="project"/>.</summary>
+    private static string FindBeside(string dll, string project)
     {
-        string beside = Path.Combine(AppContext.BaseDirectory, "overlay-switchd.dll");
-        return File.Exists(beside) ? beside : Path.GetFullPath("switch/OverlaySwitch.Switch.Host/bin/Release/net10.0/overlay-switchd.dll");
+        string beside = Path.Combine(AppContext.BaseDirectory, dll);
+        return File.Exists(beside) ? beside : Path.GetFullPath($"{project}/bin/Release/net10.0/{dll}");
     }
 
     private static TopologyFile? Load(string path, TextWriter error)
@@ -128,16 +137,19 @@ public static class Cli
         return null;
     }
 
-    private static bool TryParseUpOptions(string[] options, out bool check, out string? switchd)
+    private static bool TryParseUpOptions(string[] options, out bool check, out string? switchd, out string? controller)
     {
         check = false;
         switchd = null;
+        controller = null;
         for (int i = 0; i < options.Length; i++)
         {
             if (options[i] == "--check")
                 check = true;
             else if (options[i] == "--switchd" && i + 1 < options.Length)
                 switchd = options[++i];
+            else if (options[i] == "--controller" && i + 1 < options.Length)
+                controller = options[++i];
             else
                 return false;
         }

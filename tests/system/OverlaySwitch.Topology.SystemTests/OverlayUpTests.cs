@@ -1,13 +1,16 @@
 using System.Diagnostics;
+using Xunit.Abstractions;
 
 namespace OverlaySwitch.Tests.System.Topology;
 
 /// <summary>
-/// The README's main job: `overlay up topologies/demo.yaml --check` brings up three switch daemons
-/// in host namespaces over a routed underlay with six namespace guests, checks pings, path MTU and
-/// tenant isolation with real Linux stacks, and leaves nothing behind. Needs root (CI is root).
+/// The README's main job: `overlay up topologies/demo.yaml --check` brings up the controller in the
+/// router namespace and three switch daemons in host namespaces over a routed underlay, creates the
+/// topology through the controller's REST API (the switches learn it from the watch stream), with
+/// six namespace guests; checks pings, path MTU and tenant isolation with real Linux stacks and a
+/// port created on the running overlay, and leaves nothing behind. Needs root (CI is root).
 /// </summary>
-public class OverlayUpTests
+public class OverlayUpTests(ITestOutputHelper log)
 {
     [Fact]
     public void Demo_overlay_comes_up_passes_its_checks_and_leaves_nothing_behind()
@@ -21,14 +24,18 @@ public class OverlayUpTests
         try
         {
             (int exit, string output) = Run("dotnet", overlay, "up", topology, "--check");
+            log.WriteLine(output);
 
             Assert.True(exit == 0, output);
-            Assert.Contains("28 checks: 28 passed, 0 failed", output);
+            Assert.Contains("29 checks: 29 passed, 0 failed", output);
+            Assert.Contains("controller: all 6 ports realized on their hosts", output);
+            Assert.Matches(@"PASS new port red-new \(red, 192\.168\.10\.100\) on host-b, pinged by red-a1: REST 201 after \d+ ms, .* first ping reply \d+ ms after the 201", output);
             Assert.Contains("Frag needed and DF set (mtu = 1450)', guest route mtu 1450", output);
             Assert.Contains("no reply: the address does not exist in this tenant's network", output);
             string name = Path.GetFileNameWithoutExtension(topology);
             Assert.DoesNotContain(name, Run("ip", "netns", "list").Output);
             Assert.False(Directory.Exists($"/run/overlayswitch/{name}"));
+            Assert.DoesNotContain($"/run/overlayswitch/{name}/", Run("ps", "-eo", "args").Output);
         }
         finally
         {

@@ -1,4 +1,8 @@
+using System.Collections.Immutable;
+using System.Diagnostics;
 using System.Text.RegularExpressions;
+using OverlaySwitch.Contracts;
+using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Topology.Runner;
 
@@ -9,7 +13,8 @@ public sealed record LiveCheck(string Network, string Name, bool Passed, string 
 /// What `overlay up` shows a newcomer, with real Linux stacks as guests: every port reaches every
 /// other port of its network over IPv4 and IPv6 (across hosts that is VXLAN over the routed
 /// underlay), a too-big DF packet gets the switch's ICMP error with the overlay MTU and the guest
-/// kernel learns it, and a tenant cannot reach another tenant's addresses.
+/// kernel learns it, a tenant cannot reach another tenant's addresses, and a port created through
+/// the controller's REST API on the running overlay answers pings within a second.
 /// </summary>
 public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overlay)
 {
@@ -32,6 +37,8 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
                 checks.Add(PathMtu(network, first, remote));
         }
         checks.AddRange(CrossTenant());
+        if (ControlPlane() is LiveCheck controlPlane)
+            checks.Add(controlPlane);
         return checks;
     }
 
@@ -75,6 +82,107 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
                 r.Ok ? "a reply came back across tenants" : "no reply: the address does not exist in this tenant's network");
         }
     }
+
+    /// <summary>
+    /// The control plane at work: a new port of the first network, on another host than that
+    /// network's first port and in a new guest namespace, is created through the REST API while
+    /// everything runs. Its switch makes the tap, every switch of the network learns it from the
+    /// watch stream, and the first port's guest pings it. Passes when the first reply comes within a
+    /// second of the API's 201, not counting the time of the ping that got it. The port is deleted
+    /// again through the API (its switch deletes the tap) and its namespace removed.
+    /// </summary>
+    private LiveCheck? ControlPlane()
+    {
+        TopologyNetwork? network = topology.Networks.FirstOrDefault(n => topology.Ports.Any(p => p.Network == n.Name && p.Ipv4.Length + p.Ipv6.Length > 0));
+        if (network is null)
+            return null;
+        var members = topology.Ports.Where(p => p.Network == network.Name).ToList();
+        TopologyPort from = members.FirstOrDefault(p => p.Ipv4.Length > 0) ?? members.First(p => p.Ipv6.Length > 0);
+        TopologyHost fromHost = topology.Host(from.Host);
+        // Another host that can tunnel to the pinging one; one that has no port of the network yet first (the network then comes to it).
+        TopologyHost host = topology.Hosts.Where(h => h != fromHost && TopologyFile.TunnelAddress(fromHost, h) is not null)
+            .OrderBy(h => members.Any(p => p.Host == h.Name) ? 1 : 0).FirstOrDefault() ?? fromHost;
+        TopologyPort added = NewPort(network, members, from, host);
+        bool v6 = from.Ipv4.Length == 0;
+        string address = v6 ? added.Ipv6[0].ToString() : added.Ipv4[0].ToString();
+        string name = $"new port {added.Name} ({network.Name}, {address}) on {host.Name}, pinged by {from.Name}";
+        string ns = overlay.AddGuestNamespace(added);
+        try
+        {
+            var clock = Stopwatch.StartNew();
+            Port port = overlay.CreatePort(added);
+            TimeSpan created = clock.Elapsed;
+            TimeSpan? tap = WaitFor(() => Shell.Run("ip", ["-n", ns, "link", "show", LiveOverlay.GuestDevice]).Ok, clock, TimeSpan.FromSeconds(5));
+            if (tap is null)
+                return new LiveCheck("control plane", name, false, $"created through REST (201 after {Ms(created)}), but no tap appeared in {ns} within 5 s");
+            overlay.ConfigureGuest(added, quiet: true);
+            RealizationStatus status = null!;
+            TimeSpan? realized = WaitFor(() => (status = overlay.Api.PortStatusAsync(port.Id).GetAwaiter().GetResult()).Realized, clock, TimeSpan.FromSeconds(5));
+            TimeSpan? answered = null, pingTook = TimeSpan.Zero;
+            string rtt = "";
+            Shell.Result last = new(-1, "");
+            while (answered is null && clock.Elapsed < TimeSpan.FromSeconds(5))
+            {
+                var ping = Stopwatch.StartNew();
+                last = Shell.InNamespace(overlay.GuestNamespace(from), "ping", v6 ? "-6" : "-4", "-c", "1", "-W", "1", address);
+                if (last.Ok)
+                {
+                    answered = clock.Elapsed;
+                    pingTook = ping.Elapsed;
+                    rtt = RttPattern().Match(last.Output).Groups[1].Value;
+                }
+            }
+            string evidence = $"REST 201 after {Ms(created)}, tap in {ns} after {Ms(tap.Value)}, "
+                + (realized is null ? $"not realized on {string.Join(", ", status.PendingHosts.Select(overlay.HostName))} within 5 s, "
+                    : $"realized on {string.Join(", ", status.Hosts.Select(overlay.HostName))} after {Ms(realized.Value)}, ")
+                + (answered is null ? $"no ping reply within 5 s: {LastLine(last.Output)}"
+                    : $"first ping reply {Ms(answered.Value)} after the 201 (that ping took {Ms(pingTook.Value)}, rtt {rtt} ms)");
+            bool passed = answered is not null && answered.Value - pingTook.Value <= TimeSpan.FromSeconds(1);
+
+            var removal = Stopwatch.StartNew();
+            overlay.DeletePort(added);
+            TimeSpan? gone = WaitFor(() => !Shell.Run("ip", ["-n", ns, "link", "show", LiveOverlay.GuestDevice]).Ok, removal, TimeSpan.FromSeconds(5));
+            evidence += gone is null ? "; deleted through REST, but its tap was still there 5 s later" : $"; deleted through REST, tap gone after {Ms(gone.Value)}";
+            return new LiveCheck("control plane", name, passed && gone is not null, evidence);
+        }
+        finally
+        {
+            overlay.DeleteGuestNamespace(added);
+        }
+    }
+
+    /// <summary>A port for <paramref name="network"/> on <paramref name="host"/> with a MAC and addresses no member has (next to <paramref name="like"/>'s: same /24 and /64).</summary>
+    private TopologyPort NewPort(TopologyNetwork network, List<TopologyPort> members, TopologyPort like, TopologyHost host)
+    {
+        string portName = $"{network.Name}-new";
+        for (int i = 2; topology.Ports.Any(p => p.Name == portName); i++)
+            portName = $"{network.Name}-new{i}";
+        var macs = members.Select(p => p.Mac).ToHashSet();
+        MacAddress mac = Enumerable.Range(1, 250).Select(i => MacAddress.Parse($"02:0e:00:00:00:{i:x2}")).First(m => !macs.Contains(m));
+        var v4Used = members.SelectMany(p => p.Ipv4).Append(network.GatewayV4 ?? default).ToHashSet();
+        var v6Used = members.SelectMany(p => p.Ipv6).Append(network.GatewayV6 ?? default).ToHashSet();
+        ImmutableArray<Ipv4Address> ipv4 = like.Ipv4.Length == 0 ? []
+            : [Enumerable.Range(100, 154).Select(i => new Ipv4Address((like.Ipv4[0].Value & 0xFFFF_FF00) | (uint)i)).First(a => !v4Used.Contains(a))];
+        UInt128 prefix = like.Ipv6.Length == 0 ? 0 : like.Ipv6[0].Value & ~(UInt128)ulong.MaxValue;
+        ImmutableArray<Ipv6Address> ipv6 = like.Ipv6.Length == 0 ? []
+            : [Enumerable.Range(0x100, 0x100).Select(i => new Ipv6Address(prefix | (uint)i)).First(a => !v6Used.Contains(a))];
+        return new TopologyPort(portName, network.Name, host.Name, mac, ipv4, ipv6);
+    }
+
+    /// <summary>Polls <paramref name="condition"/> every 10 ms; the time on <paramref name="clock"/> when it held, or null after <paramref name="timeout"/>.</summary>
+    private static TimeSpan? WaitFor(Func<bool> condition, Stopwatch clock, TimeSpan timeout)
+    {
+        TimeSpan deadline = clock.Elapsed + timeout;
+        while (!condition())
+        {
+            if (clock.Elapsed > deadline)
+                return null;
+            Thread.Sleep(10);
+        }
+        return clock.Elapsed;
+    }
+
+    private static string Ms(TimeSpan t) => $"{t.TotalMilliseconds:0} ms";
 
     private static string LastLine(string output) => output.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault() ?? "";
 

@@ -2,31 +2,47 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
 using System.Text.Json;
-using OverlaySwitch.Overlay;
+using OverlaySwitch.Contracts;
+using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Topology.Runner;
 
 /// <summary>
-/// A topology brought up for real on this machine: a network namespace per host running its own
-/// overlay-switchd, a router namespace joining the hosts' underlay subnets, and a namespace per
-/// port whose Linux network stack is the guest (a tap port of its host's switch). Everything it
-/// creates is named after the topology and removed by <see cref="Down"/>, daemons by their PID.
-/// Needs root, iproute2 and the built daemon.
+/// A topology brought up for real on this machine, run by the controller: a router namespace
+/// joining the hosts' underlay subnets runs overlay-controller (embedded SQLite store), a network
+/// namespace per host runs its own overlay-switchd configured with nothing but its underlay and the
+/// controller's address, and a namespace per port holds the Linux network stack that is its guest
+/// (a tap port). The tenants, networks, hosts and ports are created through the controller's REST
+/// API; the switches learn them from its watch stream. Everything it creates is named after the
+/// topology and removed by <see cref="Down"/>, the daemons by their PID. Needs root, iproute2 and
+/// the built daemons.
 /// </summary>
 public sealed class LiveOverlay
 {
+    /// <summary>The controller's TCP port in the router namespace, on every address (IPv4 and IPv6).</summary>
+    public const int ControllerPort = 8080;
+    /// <summary>The tap device of every guest, inside its namespace.</summary>
+    public const string GuestDevice = "eth0";
+
     private readonly TopologyFile _topology;
     private readonly string _name;
     private readonly string _daemon;
+    private readonly string _controller;
     private readonly TextWriter _log;
+    private readonly Dictionary<string, string> _networkIds = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _hostIds = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, string> _portIds = new(StringComparer.Ordinal);
+    private ControllerApi? _api;
 
     /// <param name="name">Prefix of everything created (namespaces, state directory): one overlay per name per machine.</param>
     /// <param name="daemon">Path of overlay-switchd.dll.</param>
-    public LiveOverlay(TopologyFile topology, string name, string daemon, TextWriter log)
+    /// <param name="controller">Path of overlay-controller.dll.</param>
+    public LiveOverlay(TopologyFile topology, string name, string daemon, string controller, TextWriter log)
     {
         _topology = topology;
         _name = name;
         _daemon = daemon;
+        _controller = controller;
         _log = log;
         StateDirectory = Path.Combine("/run/overlayswitch", name);
     }
@@ -35,7 +51,27 @@ public sealed class LiveOverlay
     public string RouterNamespace => $"{_name}-router";
     public string HostNamespace(TopologyHost host) => $"{_name}-{host.Name}";
     public string GuestNamespace(TopologyPort port) => $"{_name}-{port.Name}";
+    /// <summary>The controller's API socket (HTTP over a UNIX socket), for tools in any namespace.</summary>
+    public string ControllerSocket => Path.Combine(StateDirectory, "controller.sock");
+    public string AdminTokenFile => Path.Combine(StateDirectory, "admin.token");
     private string PidFile => Path.Combine(StateDirectory, "pids");
+    /// <summary>Every namespace made, one a line, so <see cref="Down"/> also finds those made after the topology's (by checks).</summary>
+    private string NamespaceFile => Path.Combine(StateDirectory, "namespaces");
+
+    /// <summary>The controller's REST API, with the admin token; set once <see cref="Up"/> has started the controller.</summary>
+    public ControllerApi Api => _api ?? throw new InvalidOperationException("the controller is not running");
+
+    public string NetworkId(string network) => _networkIds[network];
+    public string HostId(string host) => _hostIds[host];
+    public string HostName(string hostId) => _hostIds.FirstOrDefault(h => h.Value == hostId).Key ?? hostId;
+
+    /// <summary>The address a host's agent reaches the controller at: its default gateway, the router (IPv4 where the host has it).</summary>
+    public static Uri ControllerUrl(TopologyHost host)
+    {
+        IPAddress gateway = RouterAddress(host.VtepV4 ?? host.VtepV6!);
+        string literal = gateway.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{gateway}]" : gateway.ToString();
+        return new Uri($"http://{literal}:{ControllerPort}/");
+    }
 
     /// <summary>Brings the whole overlay up; on failure it tears down what it made and rethrows.</summary>
     public void Up()
@@ -45,11 +81,20 @@ public sealed class LiveOverlay
         try
         {
             BuildUnderlay();
+            StartController();
+            CreateTenantsNetworksAndHosts();
             foreach (TopologyPort port in _topology.Ports)
-                AddNamespace(GuestNamespace(port));
+            {
+                AddGuestNamespace(port);
+                CreatePort(port);
+            }
+            _log.WriteLine($"  controller: ports {string.Join(", ", _topology.Ports.Select(p => $"{p.Name} ({p.Host})"))} created (tap {GuestDevice} in each guest's namespace)");
+            var clock = Stopwatch.StartNew();
             var daemons = _topology.Hosts.Select(StartSwitch).ToList();
             foreach ((TopologyHost host, Process process, string socket) in daemons)
                 WaitUntilReady(host, process, socket);
+            WaitRealized(_portIds.Values, TimeSpan.FromSeconds(30));
+            _log.WriteLine($"  controller: all {_portIds.Count} ports realized on their hosts {clock.Elapsed.TotalSeconds:0.0} s after the switches started");
             foreach (TopologyPort port in _topology.Ports)
                 ConfigureGuest(port);
         }
@@ -60,12 +105,14 @@ public sealed class LiveOverlay
         }
     }
 
-    /// <summary>Stops the daemons (SIGTERM, then SIGKILL, by PID) and deletes every namespace of this overlay.</summary>
+    /// <summary>Stops the switches and the controller (SIGTERM, then SIGKILL, by PID) and deletes every namespace of this overlay.</summary>
     public void Down(bool quiet = false)
     {
+        _api?.Dispose();
+        _api = null;
         if (File.Exists(PidFile))
         {
-            var pids = File.ReadAllLines(PidFile).Select(int.Parse).ToList();
+            var pids = File.ReadAllLines(PidFile).Where(l => l.Length > 0).Select(int.Parse).ToList();
             foreach (int pid in pids)
                 Shell.Run("kill", ["-TERM", pid.ToString()]);
             foreach (int pid in pids)
@@ -83,15 +130,21 @@ public sealed class LiveOverlay
             }
             File.Delete(PidFile);
         }
-        foreach (TopologyPort port in _topology.Ports)
+        var namespaces = new List<string>();
+        if (File.Exists(NamespaceFile))
+            namespaces.AddRange(File.ReadAllLines(NamespaceFile).Where(l => l.Length > 0));
+        // Also what the topology names, in case the state directory is gone.
+        namespaces.AddRange(_topology.Ports.Select(GuestNamespace));
+        namespaces.AddRange(_topology.Hosts.Select(HostNamespace));
+        namespaces.Add(RouterNamespace);
+        foreach (string ns in namespaces.Distinct(StringComparer.Ordinal))
         {
-            // Taps are persistent: delete them inside their namespace, or they would outlive it.
-            Shell.Run("ip", ["-n", GuestNamespace(port), "link", "del", "eth0"]);
-            DeleteNamespace(GuestNamespace(port));
+            if (!File.Exists(Path.Combine("/run/netns", ns)))
+                continue;
+            // Guests' taps are persistent: delete them inside their namespace, or they would outlive it.
+            Shell.Run("ip", ["-n", ns, "link", "del", GuestDevice]);
+            DeleteNamespace(ns);
         }
-        foreach (TopologyHost host in _topology.Hosts)
-            DeleteNamespace(HostNamespace(host));
-        DeleteNamespace(RouterNamespace);
         if (Directory.Exists(StateDirectory))
             Directory.Delete(StateDirectory, recursive: true);
         if (!quiet)
@@ -148,25 +201,154 @@ public sealed class LiveOverlay
         return new IPAddress(router);
     }
 
+    /// <summary>
+    /// overlay-controller in the router namespace, on port 8080 of every address there (each host
+    /// reaches it through its default route, IPv6-only hosts too) and on a UNIX socket in the state
+    /// directory, where this tool talks to it. Its database and admin token are in the state directory.
+    /// </summary>
+    private void StartController()
+    {
+        File.Delete(ControllerSocket); // a socket left by a controller that was killed would refuse the bind
+        Process process = StartLogged(RouterNamespace, Path.Combine(StateDirectory, "controller.log"),
+            "dotnet", _controller, "--urls", $"http://[::]:{ControllerPort};http://unix:{ControllerSocket}",
+            $"--Controller:DatabasePath={Path.Combine(StateDirectory, "controller.db")}",
+            $"--Controller:AdminTokenFile={AdminTokenFile}");
+        var api = new ControllerApi(ControllerSocket);
+        _api = api;
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!api.IsServingAsync().GetAwaiter().GetResult())
+        {
+            if (process.HasExited)
+                throw new InvalidOperationException($"overlay-controller exited ({process.ExitCode}); see {Path.Combine(StateDirectory, "controller.log")}");
+            if (DateTime.UtcNow > deadline)
+                throw new InvalidOperationException($"overlay-controller did not answer on {ControllerSocket} in 30 s; see {Path.Combine(StateDirectory, "controller.log")}");
+            Thread.Sleep(100);
+        }
+        api.UseToken(File.ReadAllText(AdminTokenFile).Trim());
+        _log.WriteLine($"  controller: overlay-controller up (pid {process.Id}) in namespace {RouterNamespace} on port {ControllerPort} and {ControllerSocket}, SQLite store in {StateDirectory}");
+    }
+
+    /// <summary>The topology's tenants, networks and hosts through the REST API, and a token file (mode 0600) per host for its agent.</summary>
+    private void CreateTenantsNetworksAndHosts()
+    {
+        var tenants = new Dictionary<string, string>(StringComparer.Ordinal);
+        foreach (string tenant in _topology.Networks.Select(n => n.Tenant).Distinct(StringComparer.Ordinal))
+            tenants[tenant] = Api.CreateTenantAsync(tenant).GetAwaiter().GetResult().Id;
+        foreach (TopologyNetwork n in _topology.Networks)
+        {
+            var spec = new NetworkSpec(tenants[n.Tenant], n.Name, n.Vni, Subnets(n), n.Mtu,
+                n.UnknownTarget == Overlay.UnknownTargetPolicy.Flood ? UnknownTargetPolicy.Flood : UnknownTargetPolicy.Drop,
+                n.Pmtu == Overlay.PmtuPolicy.NotifyDontFragmentOnly ? PmtuPolicy.NotifyDontFragmentOnly : PmtuPolicy.NotifyAll,
+                n.GatewayV4?.ToString(), n.GatewayV6?.ToString(), null);
+            Network network = Api.CreateNetworkAsync(spec).GetAwaiter().GetResult();
+            _networkIds[n.Name] = network.Id;
+            _log.WriteLine($"  controller: network {n.Name} of tenant {n.Tenant}: VNI {network.Vni}, subnets {string.Join(", ", network.Subnets)}, MTU {network.Mtu} ({network.Id})");
+        }
+        foreach (TopologyHost h in _topology.Hosts)
+        {
+            SwitchHost host = Api.CreateHostAsync(new SwitchHostSpec(h.Name, h.VtepV4?.ToString(), h.VtepV6?.ToString(), h.UnderlayMtu, h.Subnet))
+                .GetAwaiter().GetResult();
+            _hostIds[h.Name] = host.Id;
+            IssuedToken token = Api.IssueHostTokenAsync(host.Id, $"{h.Name}-agent").GetAwaiter().GetResult();
+            string directory = Path.Combine(StateDirectory, h.Name);
+            Directory.CreateDirectory(directory);
+            WriteSecret(Path.Combine(directory, "host.token"), token.Token);
+            _log.WriteLine($"  controller: host {h.Name} ({host.Id}), its agent's token in {Path.Combine(directory, "host.token")}");
+        }
+    }
+
+    /// <summary>
+    /// A network's subnets as the controller wants them, from what the topology says: the /24 and
+    /// /64 of its ports' and gateways' addresses (the prefixes the guests are configured with).
+    /// </summary>
+    public IReadOnlyList<string> Subnets(TopologyNetwork network)
+    {
+        var ports = _topology.Ports.Where(p => p.Network == network.Name).ToList();
+        var v4 = ports.SelectMany(p => p.Ipv4).Concat(network.GatewayV4 is Ipv4Address g4 ? new[] { g4 } : [])
+            .Select(a => new Ipv4Address(a.Value & 0xFFFF_FF00)).Distinct().OrderBy(a => a.Value).Select(a => $"{a}/24");
+        UInt128 hostBits = ulong.MaxValue;
+        var v6 = ports.SelectMany(p => p.Ipv6).Concat(network.GatewayV6 is Ipv6Address g6 ? new[] { g6 } : [])
+            .Select(a => new Ipv6Address(a.Value & ~hostBits)).Distinct().OrderBy(a => a.Value).Select(a => $"{a}/64");
+        return [.. v4, .. v6];
+    }
+
+    /// <summary>A new namespace for <paramref name="port"/>'s guest (its tap is made there by the switch once the port is bound to it).</summary>
+    public string AddGuestNamespace(TopologyPort port)
+    {
+        string ns = GuestNamespace(port);
+        AddNamespace(ns);
+        return ns;
+    }
+
+    /// <summary>Creates <paramref name="port"/> through the REST API: a tap port named eth0 in the guest's namespace, bound to its host.</summary>
+    public Port CreatePort(TopologyPort port)
+    {
+        var spec = new PortSpec(NetworkId(port.Network), port.Name, port.Mac.ToString(),
+            [.. port.Ipv4.Select(a => a.ToString()), .. port.Ipv6.Select(a => a.ToString())],
+            HostId(port.Host), PortKind.Tap, GuestDevice, GuestNamespace(port));
+        Port created = Api.CreatePortAsync(spec).GetAwaiter().GetResult();
+        _portIds[port.Name] = created.Id;
+        return created;
+    }
+
+    /// <summary>Deletes a port made with <see cref="CreatePort"/> through the REST API (its switch then deletes its tap).</summary>
+    public void DeletePort(TopologyPort port)
+    {
+        Api.DeletePortAsync(_portIds[port.Name]).GetAwaiter().GetResult();
+        _portIds.Remove(port.Name);
+    }
+
+    /// <summary>Waits until every port in <paramref name="portIds"/> is realized on every host that needs it.</summary>
+    public void WaitRealized(IEnumerable<string> portIds, TimeSpan timeout)
+    {
+        var pending = portIds.ToHashSet(StringComparer.Ordinal);
+        var deadline = DateTime.UtcNow + timeout;
+        while (true)
+        {
+            RealizationStatus? last = null;
+            foreach (string id in pending.ToList())
+            {
+                last = Api.PortStatusAsync(id).GetAwaiter().GetResult();
+                if (last.Realized)
+                    pending.Remove(id);
+            }
+            if (pending.Count == 0)
+                return;
+            if (DateTime.UtcNow > deadline)
+                throw new InvalidOperationException($"{pending.Count} port(s) not realized after {timeout.TotalSeconds:0} s, e.g. {pending.First()}: pending on "
+                    + $"{string.Join(", ", last?.PendingHosts.Select(HostName) ?? [])}; see the switch logs in {StateDirectory}");
+            Thread.Sleep(20);
+        }
+    }
+
     private (TopologyHost, Process, string) StartSwitch(TopologyHost host)
     {
         string directory = Path.Combine(StateDirectory, host.Name);
         Directory.CreateDirectory(directory);
         string config = Path.Combine(directory, "switch.json");
         File.WriteAllText(config, SwitchConfigJson(host, directory));
+        Process process = StartLogged(HostNamespace(host), Path.Combine(directory, "switch.log"), "dotnet", _daemon, "--config", config);
+        return (host, process, Path.Combine(directory, "overlay-switchd.ctl"));
+    }
+
+    /// <summary>
+    /// Starts a daemon inside a namespace (ip execs it, so the PID is the daemon's), records its PID
+    /// for <see cref="Down"/> and copies its output into a log file an operator can read.
+    /// </summary>
+    private Process StartLogged(string ns, string logPath, params string[] command)
+    {
         var start = new ProcessStartInfo("ip") { UseShellExecute = false, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in new[] { "netns", "exec", HostNamespace(host), "dotnet", _daemon, "--config", config })
+        foreach (string a in new[] { "netns", "exec", ns }.Concat(command))
             start.ArgumentList.Add(a);
         Process process = Process.Start(start)!;
         File.AppendAllText(PidFile, $"{process.Id}\n");
-        // The log goes to a file an operator can read; the pipes must be drained either way.
-        string logPath = Path.Combine(directory, "switch.log");
+        // The pipes must be drained either way.
         var logFile = new StreamWriter(logPath) { AutoFlush = true };
         process.OutputDataReceived += (_, e) => { if (e.Data is not null) lock (logFile) logFile.WriteLine(e.Data); };
         process.ErrorDataReceived += (_, e) => { if (e.Data is not null) lock (logFile) logFile.WriteLine(e.Data); };
         process.BeginOutputReadLine();
         process.BeginErrorReadLine();
-        return (host, process, Path.Combine(directory, "overlay-switchd.ctl"));
+        return process;
     }
 
     private void WaitUntilReady(TopologyHost host, Process process, string statusSocket)
@@ -178,7 +360,7 @@ public sealed class LiveOverlay
                 throw new InvalidOperationException($"overlay-switchd of {host.Name} exited ({process.ExitCode}); see {Path.Combine(StateDirectory, host.Name, "switch.log")}");
             if (File.Exists(statusSocket))
             {
-                _log.WriteLine($"  switch: {host.Name} up (pid {process.Id}), status: {statusSocket}");
+                _log.WriteLine($"  switch: {host.Name} up (pid {process.Id}), controller {ControllerUrl(host)}, status: {statusSocket}");
                 return;
             }
             Thread.Sleep(100);
@@ -186,39 +368,12 @@ public sealed class LiveOverlay
         throw new InvalidOperationException($"overlay-switchd of {host.Name} did not come up in 30 s");
     }
 
-    /// <summary>The daemon's configuration: the topology's desired state for this host, ports as taps in their namespaces.</summary>
+    /// <summary>
+    /// The daemon's configuration: only what is local to the host (its underlay) and how to reach
+    /// the controller; networks, ports and remote endpoints come from the controller.
+    /// </summary>
     private string SwitchConfigJson(TopologyHost host, string directory)
     {
-        OverlayConfig desired = _topology.ToOverlayConfig(host.Name);
-        var ports = _topology.PortsOn(host.Name).Select(p => new
-        {
-            Name = p.Name,
-            Kind = "Tap",
-            Device = "eth0",
-            Namespace = GuestNamespace(p),
-            Vni = _topology.Network(p.Network).Vni,
-            Mac = p.Mac.ToString(),
-            Ipv4 = p.Ipv4.Select(a => a.ToString()),
-            Ipv6 = p.Ipv6.Select(a => a.ToString()),
-        });
-        var remotes = desired.Endpoints.Values.Where(e => !e.Location.IsLocal).OrderBy(e => e.Id, StringComparer.Ordinal).Select(e => new
-        {
-            Name = e.Id,
-            e.Vni,
-            Mac = e.Mac.ToString(),
-            Ipv4 = e.Ipv4.Select(a => a.ToString()),
-            Ipv6 = e.Ipv6.Select(a => a.ToString()),
-            Vtep = e.Location.RemoteVtep!.ToString(),
-        });
-        var networks = desired.Networks.Values.OrderBy(n => n.Vni).Select(n => new
-        {
-            n.Vni,
-            n.Mtu,
-            UnknownTarget = n.UnknownTarget.ToString(),
-            Pmtu = n.Pmtu.ToString(),
-            GatewayV4 = n.GatewayV4?.ToString(),
-            GatewayV6 = n.GatewayV6?.ToString(),
-        });
         var document = new
         {
             Switch = new
@@ -227,32 +382,51 @@ public sealed class LiveOverlay
                 SocketDirectory = directory,
                 DataplaneThreads = 1,
                 Underlay = new { VtepV4 = host.VtepV4?.ToString(), VtepV6 = host.VtepV6?.ToString(), Mtu = host.UnderlayMtu },
-                Vteps = desired.Vteps.Values.Select(v => new { Address = v.Address.ToString(), Mtu = v.UnderlayMtu }),
-                Networks = networks,
-                Ports = ports,
-                RemoteEndpoints = remotes,
+                Controller = new { Url = ControllerUrl(host).ToString(), HostId = HostId(host.Name), TokenFile = Path.Combine(directory, "host.token") },
             },
         };
         return JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull });
     }
 
     /// <summary>The guest's side of its tap: the port's MAC, its addresses (/24, /64), link up.</summary>
-    private void ConfigureGuest(TopologyPort port)
+    public void ConfigureGuest(TopologyPort port, bool quiet = false)
     {
         string ns = GuestNamespace(port);
-        Shell.Must("ip", "-n", ns, "link", "set", "eth0", "address", port.Mac.ToString());
+        Shell.Must("ip", "-n", ns, "link", "set", GuestDevice, "address", port.Mac.ToString());
         foreach (var a in port.Ipv4)
-            Shell.Must("ip", "-n", ns, "addr", "add", $"{a}/24", "dev", "eth0");
+            Shell.Must("ip", "-n", ns, "addr", "add", $"{a}/24", "dev", GuestDevice);
         foreach (var a in port.Ipv6)
-            Shell.Must("ip", "-n", ns, "addr", "add", $"{a}/64", "dev", "eth0", "nodad");
-        Shell.Must("ip", "-n", ns, "link", "set", "eth0", "up");
-        _log.WriteLine($"  guest: {port.Name} in namespace {ns} ({port.Mac}, {string.Join(", ", port.Ipv4.Select(a => a.ToString()).Concat(port.Ipv6.Select(a => a.ToString())))}) on {port.Host}");
+            Shell.Must("ip", "-n", ns, "addr", "add", $"{a}/64", "dev", GuestDevice, "nodad");
+        Shell.Must("ip", "-n", ns, "link", "set", GuestDevice, "up");
+        if (!quiet)
+            _log.WriteLine($"  guest: {port.Name} in namespace {ns} ({port.Mac}, {string.Join(", ", port.Ipv4.Select(a => a.ToString()).Concat(port.Ipv6.Select(a => a.ToString())))}) on {port.Host}");
     }
 
-    private static void AddNamespace(string ns)
+    /// <summary>Deletes a guest's namespace (and its tap, should the switch not have deleted it).</summary>
+    public void DeleteGuestNamespace(TopologyPort port)
     {
+        Shell.Run("ip", ["-n", GuestNamespace(port), "link", "del", GuestDevice]);
+        DeleteNamespace(GuestNamespace(port));
+    }
+
+    private void AddNamespace(string ns)
+    {
+        File.AppendAllText(NamespaceFile, ns + "\n");
         Shell.Must("ip", "netns", "add", ns);
         Shell.Must("ip", "-n", ns, "link", "set", "lo", "up");
+    }
+
+    /// <summary>Writes a secret to a new file that is mode 0600 from its first instant.</summary>
+    private static void WriteSecret(string path, string secret)
+    {
+        var options = new FileStreamOptions
+        {
+            Mode = FileMode.Create,
+            Access = FileAccess.Write,
+            UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite,
+        };
+        using var file = new FileStream(path, options);
+        file.Write(System.Text.Encoding.UTF8.GetBytes(secret + "\n"));
     }
 
     private static void DeleteNamespace(string ns) => Shell.Run("ip", ["netns", "del", ns]);
