@@ -199,8 +199,9 @@ ports = "; ".join(f'{p["name"]} tx {p["transmitPackets"]} rx {p["receivePackets"
 under = sum(u["receivedPackets"] for u in d["underlay"])
 w = d["workers"]
 sent = sum(x["sentPackets"] for x in w); errors = sum(x["sendErrors"] for x in w); full = sum(x["sendQueueFull"] for x in w)
+sleeps = sum(x["sleeps"] for x in w); polled = sum(x["framesPolled"] for x in w)
 drops = ", ".join(f"{k}={v}" for k, v in d["drops"].items() if v) or "none"
-print(f"switch {sys.argv[2]}: {ports}; underlay rx {under} sent {sent} sendErrors {errors} sendQueueFull {full}; drops: {drops}")
+print(f"switch {sys.argv[2]}: {ports}; underlay rx {under} sent {sent} sendErrors {errors} sendQueueFull {full}; worker sleeps {sleeps} frames polled {polled}; drops: {drops}")
 PY
 }
 
