@@ -87,8 +87,9 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
     /// The control plane at work: a new port of the first network, on another host than that
     /// network's first port and in a new guest namespace, is created through the REST API while
     /// everything runs. Its switch makes the tap, every switch of the network learns it from the
-    /// watch stream, and the first port's guest pings it. Passes when the first reply comes within a
-    /// second of the API's 201, not counting the time of the ping that got it. The port is deleted
+    /// watch stream, and the first port's guest pings it once the controller reports the port
+    /// realized. Passes when the first reply comes within a second of the POST, not counting the
+    /// time of the ping that got it. The port is deleted
     /// again through the API (its switch deletes the tap) and its namespace removed.
     /// </summary>
     private LiveCheck? ControlPlane()
@@ -132,11 +133,11 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
                     rtt = RttPattern().Match(last.Output).Groups[1].Value;
                 }
             }
-            string evidence = $"REST 201 after {Ms(created)}, tap in {ns} after {Ms(tap.Value)}, "
+            string evidence = $"POST answered 201 in {Ms(created)}; from the POST: tap in {ns} at {Ms(tap.Value)}, "
                 + (realized is null ? $"not realized on {string.Join(", ", status.PendingHosts.Select(overlay.HostName))} within 5 s, "
-                    : $"realized on {string.Join(", ", status.Hosts.Select(overlay.HostName))} after {Ms(realized.Value)}, ")
+                    : $"realized on {string.Join(", ", status.Hosts.Select(overlay.HostName))} at {Ms(realized.Value)}, ")
                 + (answered is null ? $"no ping reply within 5 s: {LastLine(last.Output)}"
-                    : $"first ping reply {Ms(answered.Value)} after the 201 (that ping took {Ms(pingTook.Value)}, rtt {rtt} ms)");
+                    : $"first ping reply at {Ms(answered.Value)} (that ping took {Ms(pingTook.Value)}, rtt {rtt} ms)");
             bool passed = answered is not null && answered.Value - pingTook.Value <= TimeSpan.FromSeconds(1);
 
             var removal = Stopwatch.StartNew();
