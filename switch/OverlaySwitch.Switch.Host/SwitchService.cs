@@ -2,6 +2,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OverlaySwitch.Dataplane;
+using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
 
@@ -96,18 +97,19 @@ public sealed partial class SwitchService : IHostedService, IDisposable
     /// Runs on: the controller agent. Replaces the networks, ports, remote endpoints and VTEPs with
     /// the controller's; the local settings (sockets, underlay) stay the file's.
     /// </summary>
+    /// <returns>Whether every port opened (a port that failed is logged and retried on the next change).</returns>
     /// <exception cref="OverlayConfigException">The state cannot be forwarded by; nothing changed.</exception>
-    public void ApplyDesired(DesiredState desired)
+    public bool ApplyDesired(DesiredState desired)
     {
         lock (_lock)
         {
             if (_builder is null)
-                return;
+                return false;
             DesiredState? previous = _desired;
             _desired = desired;
             try
             {
-                Apply(WithDesired(_config));
+                return Apply(WithDesired(_config)) == 0;
             }
             catch (OverlayConfigException)
             {
@@ -120,9 +122,13 @@ public sealed partial class SwitchService : IHostedService, IDisposable
     private SwitchConfig WithDesired(SwitchConfig local) => _desired is not DesiredState d ? local
         : local with { Networks = d.Networks, Ports = d.Ports, RemoteEndpoints = d.RemoteEndpoints, Vteps = d.Vteps };
 
-    /// <summary>Brings networks, VTEPs, endpoints, ports and tables to <paramref name="next"/>. Runs under the lock.</summary>
-    private void Apply(SwitchConfig next)
+    /// <summary>
+    /// Brings networks, VTEPs, endpoints, ports and tables to <paramref name="next"/>; returns how many
+    /// ports could not be opened. Runs under the lock.
+    /// </summary>
+    private int Apply(SwitchConfig next)
     {
+        int failures = 0;
         ForwardingTableBuilder builder = _builder!;
         DataplaneService dataplane = _dataplane!;
 
@@ -160,16 +166,29 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         foreach (PortConfig config in next.Ports)
         {
             int number = PortNumber(config.Name);
-            builder.Apply(new OverlayChange.UpsertEndpoint(config.ToEndpoint(number)));
             if (_ports.TryGetValue(config.Name, out var existing))
             {
+                builder.Apply(new OverlayChange.UpsertEndpoint(config.ToEndpoint(number)));
                 _ports[config.Name] = (config, existing.Port);
                 continue;
             }
-            _ports[config.Name] = (config, Open(config, number, next));
+            try
+            {
+                _ports[config.Name] = (config, Open(config, number, next));
+            }
+            catch (LinuxException e)
+            {
+                // E.g. a tap whose namespace does not exist (yet): this port stays out, the others run.
+                // It is tried again on the next change or reload.
+                Log.PortFailed(_logger, config.Name, e.Message);
+                failures++;
+                continue;
+            }
+            builder.Apply(new OverlayChange.UpsertEndpoint(config.ToEndpoint(number)));
         }
         Publish();
         _config = next;
+        return failures;
 
         void Publish()
         {
@@ -241,6 +260,9 @@ public sealed partial class SwitchService : IHostedService, IDisposable
 
         [LoggerMessage(EventId = 6, Level = LogLevel.Error, Message = "Reload ({Why}) failed part way: {Error}")]
         public static partial void ReloadFailed(ILogger logger, string why, string error);
+
+        [LoggerMessage(EventId = 7, Level = LogLevel.Error, Message = "Port {Port} could not be opened and stays out: {Error}")]
+        public static partial void PortFailed(ILogger logger, string port, string error);
 
         [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "overlay-switchd stopped")]
         public static partial void Stopped(ILogger logger);

@@ -34,10 +34,12 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
             await foreach (WatchEvent e in watch.WatchAsync(0, stoppingToken))
             {
                 view.Apply(e);
-                if (e.Type != WatchEventType.Heartbeat || AppliedRevision == 0)
-                    Apply(view, controller, e.Revision);
-                AppliedRevision = e.Revision;
-                await ReportAsync(watch, e.Revision, stoppingToken);
+                // Only a revision the switch really applied is reported: "realized" must mean it.
+                if (e.Type == WatchEventType.Heartbeat ? !_failed : Apply(view, controller, e.Revision))
+                {
+                    AppliedRevision = e.Revision;
+                    await ReportAsync(watch, e.Revision, stoppingToken);
+                }
             }
         }
         catch (OperationCanceledException) when (stoppingToken.IsCancellationRequested)
@@ -50,7 +52,10 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
         }
     }
 
-    private void Apply(WatchedView view, ControllerConnection controller, long revision)
+    /// <summary>Whether the last change failed to apply: heartbeats then report nothing until one applies.</summary>
+    private bool _failed;
+
+    private bool Apply(WatchedView view, ControllerConnection controller, long revision)
     {
         var skipped = new List<string>();
         DesiredState desired = DesiredState.FromView(view, config, controller.HostId, controller.VhostUserRole, skipped);
@@ -58,14 +63,17 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
             Log.Skipped(logger, why);
         try
         {
-            service.ApplyDesired(desired);
-            Log.Applied(logger, revision, desired.Networks.Count, desired.Ports.Count, desired.RemoteEndpoints.Count);
+            _failed = !service.ApplyDesired(desired); // a port that did not open is not realized
+            if (!_failed)
+                Log.Applied(logger, revision, desired.Networks.Count, desired.Ports.Count, desired.RemoteEndpoints.Count);
         }
-        catch (OverlayConfigException ex)
+        catch (Exception ex) when (ex is OverlayConfigException or FormatException or ArgumentException)
         {
             // The controller validates what it accepts, so this is a disagreement worth an error; the old state stays.
             Log.ApplyFailed(logger, revision, ex.Message);
+            _failed = true;
         }
+        return !_failed;
     }
 
     /// <summary>PUT /api/v1/hosts/{id} with this host's underlay identity, retried until the controller answers.</summary>
