@@ -23,6 +23,7 @@ namespace OverlaySwitch.Contracts;
 [JsonSerializable(typeof(IssuedToken))]
 [JsonSerializable(typeof(RealizationStatus))]
 [JsonSerializable(typeof(AgentReport))]
+[JsonSerializable(typeof(PortAttachment))]
 [JsonSerializable(typeof(AgentStatus))]
 [JsonSerializable(typeof(TenantSpec))]
 [JsonSerializable(typeof(NetworkSpec))]

@@ -93,11 +93,24 @@ public sealed record Page<T>(IReadOnlyList<T> Items, string? NextPageToken, long
 /// <summary>A token as created: the secret is shown once and never again.</summary>
 public sealed record IssuedToken(string Id, string Token, string Role, string? TenantId, string? HostId, long Revision);
 
-/// <summary>Whether the latest change to a network or port is applied by every host that needs it.</summary>
-public sealed record RealizationStatus(long Revision, bool Realized, IReadOnlyList<string> Hosts, IReadOnlyList<string> PendingHosts);
+/// <summary>
+/// Whether the latest change to a network or port is applied by every host that needs it. For a
+/// port, <see cref="Attached"/> says whether its guest is attached on its host (vhost-user: a
+/// frontend is connected; tap: the device is open); null (left out) when that host has not
+/// reported its ports or the port is bound to no host.
+/// </summary>
+public sealed record RealizationStatus(long Revision, bool Realized, IReadOnlyList<string> Hosts, IReadOnlyList<string> PendingHosts, bool? Attached = null);
 
-/// <summary>What an agent reports after applying the watch stream up to a revision.</summary>
-public sealed record AgentReport(long AppliedRevision);
+/// <summary>A port a switch serves (the controller's port id) and whether its guest is attached.</summary>
+public sealed record PortAttachment(string PortId, bool Attached);
 
-/// <summary>A host's agent as the controller sees it.</summary>
-public sealed record AgentStatus(string HostId, long AppliedRevision, DateTimeOffset? ReportedAt, bool Watching, long ControllerRevision);
+/// <summary>
+/// What an agent reports after applying the watch stream up to a revision, and the local ports it
+/// serves. <see cref="Ports"/> is optional: null (left out, as older agents do) keeps the ports of
+/// the previous report; an empty list says the switch serves none.
+/// </summary>
+public sealed record AgentReport(long AppliedRevision, IReadOnlyList<PortAttachment>? Ports = null);
+
+/// <summary>A host's agent as the controller sees it; <see cref="Ports"/> as it last reported them (null: never).</summary>
+public sealed record AgentStatus(string HostId, long AppliedRevision, DateTimeOffset? ReportedAt, bool Watching, long ControllerRevision,
+    IReadOnlyList<PortAttachment>? Ports = null);

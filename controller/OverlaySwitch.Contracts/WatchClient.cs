@@ -130,12 +130,15 @@ public sealed partial class WatchClient
         }
     }
 
-    /// <summary>Tells the controller the host has applied everything up to <paramref name="appliedRevision"/>.</summary>
-    public async Task ReportAsync(long appliedRevision, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Tells the controller the host has applied everything up to <paramref name="appliedRevision"/>
+    /// and, when <paramref name="ports"/> is given, which local ports it serves and whether each is attached.
+    /// </summary>
+    public async Task ReportAsync(long appliedRevision, IReadOnlyList<PortAttachment>? ports = null, CancellationToken cancellationToken = default)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, $"api/v1/hosts/{Uri.EscapeDataString(_hostId)}/status")
         {
-            Content = JsonContent.Create(new AgentReport(appliedRevision), ContractsJsonContext.Default.AgentReport),
+            Content = JsonContent.Create(new AgentReport(appliedRevision, ports), ContractsJsonContext.Default.AgentReport),
         };
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _options.Token);
         using HttpResponseMessage response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);

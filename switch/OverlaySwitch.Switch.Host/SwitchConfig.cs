@@ -8,8 +8,8 @@ using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Host;
 
-/// <summary>How to reach the controller. The token is a secret: it is never logged.</summary>
-public sealed record ControllerConnection(Uri Url, string HostId, string Token, VhostUserSocketRole VhostUserRole)
+/// <summary>How to reach the controller. The token is a secret: it is never logged. <see cref="CaCertificateFile"/>: PEM certificates trusted for an https controller.</summary>
+public sealed record ControllerConnection(Uri Url, string HostId, string Token, VhostUserSocketRole VhostUserRole, string? CaCertificateFile = null)
 {
     public override string ToString() => $"{Url} as host {HostId}";
 }
@@ -182,8 +182,10 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             if (o.Networks.Count + o.Ports.Count + o.RemoteEndpoints.Count + o.Vteps.Count > 0)
                 e.Add("Switch:Controller: with a controller, networks, ports, remote endpoints and VTEPs come from it; remove them from this file.");
             VhostUserSocketRole role = ParseEnum<VhostUserSocketRole>(c.VhostUserRole, "Switch:Controller:VhostUserRole", e);
+            if (c.CaCertificateFile is not null && !File.Exists(c.CaCertificateFile))
+                e.Add($"Switch:Controller:CaCertificateFile: '{c.CaCertificateFile}' does not exist.");
             if (url is not null && token is not null)
-                controller = new ControllerConnection(url, c.HostId, token, role);
+                controller = new ControllerConnection(url, c.HostId, token, role, c.CaCertificateFile);
         }
 
         // The overlay core's own checks (duplicate MAC/IP in a network, ...) run on the whole result.

@@ -26,8 +26,14 @@ public sealed class SwitchOptions
 
 public sealed class ControllerOptions
 {
-    /// <summary>The controller's base address, e.g. http://controller:8080/.</summary>
+    /// <summary>The controller's base address, e.g. http://controller:8080/ or https://controller:8443/.</summary>
     public string Url { get; set; } = "";
+    /// <summary>
+    /// For an https controller whose certificate the system does not trust: a PEM file with the
+    /// controller's certificate (self-signed) or the CA that issued it. The server's certificate
+    /// must chain to it and match the URL's host name.
+    /// </summary>
+    public string? CaCertificateFile { get; set; }
     /// <summary>This switch's host id in the controller.</summary>
     public string HostId { get; set; } = "";
     /// <summary>The host's bearer token, or a file holding it (mode 0600, as the controller issued it).</summary>

@@ -61,16 +61,25 @@ public static class WatchApi
                 throw ApiException.NotFound("host", id);
             if (report.AppliedRevision < 0 || report.AppliedRevision > dispatcher.Revision)
                 throw ApiException.Invalid("appliedRevision", $"{report.AppliedRevision} is not a revision the controller has sent (latest {dispatcher.Revision})");
+            if (report.Ports is { } ports)
+            {
+                for (int i = 0; i < ports.Count; i++)
+                {
+                    if (ports[i] is null || string.IsNullOrEmpty(ports[i].PortId))
+                        throw ApiException.Invalid($"ports[{i}].portId", "must be a port id");
+                }
+                realization.ReportPorts(id, ports);
+            }
             realization.Report(id, report.AppliedRevision);
             return TypedResults.NoContent();
-        }).WithName("ReportAgentStatus").WithSummary("An agent reports the revision it has applied.");
+        }).WithName("ReportAgentStatus").WithSummary("An agent reports the revision it has applied and, optionally, the local ports it serves and whether each is attached.");
 
         hosts.MapGet("/{id}/status", (string id, Caller caller, StateService state, WatchDispatcher dispatcher, RealizationTracker realization) =>
         {
             if (state.Current.Hosts.Get(id) is null || caller.Role == CallerRole.Tenant || !caller.ActsFor(id))
                 throw ApiException.NotFound("host", id);
             (long applied, DateTimeOffset? at) = realization.Get(id);
-            return TypedResults.Ok(new AgentStatus(id, applied, at, dispatcher.IsWatching(id), dispatcher.Revision));
+            return TypedResults.Ok(new AgentStatus(id, applied, at, dispatcher.IsWatching(id), dispatcher.Revision, realization.PortsOf(id)));
         }).WithName("GetAgentStatus");
 
         return api;

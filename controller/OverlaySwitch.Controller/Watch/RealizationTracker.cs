@@ -7,12 +7,30 @@ namespace OverlaySwitch.Controller.Watch;
 /// <summary>
 /// The revision each host's agent reports it has applied, and from it whether a network's or a
 /// port's latest change is realized on every host that needs it (OVN's nb_cfg/hv_cfg). Reports
-/// live in memory: after a controller restart agents report again as they resume.
+/// live in memory: after a controller restart agents report again as they resume. So do the
+/// local ports each agent last reported and whether their guests are attached.
 /// Thread-safety: any thread.
 /// </summary>
 public sealed class RealizationTracker(TimeProvider time)
 {
     private readonly ConcurrentDictionary<string, (long Applied, DateTimeOffset At)> _applied = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, PortAttachment[]> _ports = new(StringComparer.Ordinal);
+
+    /// <summary>Replaces the host's reported local ports (sorted by id, one entry per id).</summary>
+    public void ReportPorts(string hostId, IEnumerable<PortAttachment> ports) =>
+        _ports[hostId] = [.. ports.DistinctBy(p => p.PortId, StringComparer.Ordinal).OrderBy(p => p.PortId, StringComparer.Ordinal)];
+
+    /// <summary>The host's last reported local ports; null when it never reported them.</summary>
+    public IReadOnlyList<PortAttachment>? PortsOf(string hostId) => _ports.GetValueOrDefault(hostId);
+
+    /// <summary>
+    /// Whether the port's guest is attached on the host it is bound to: null when it is bound to
+    /// none or that host has not reported its ports; false when the host reported and does not serve it (yet).
+    /// </summary>
+    public bool? Attached(Port port) =>
+        port.HostId is string h && _ports.TryGetValue(h, out PortAttachment[]? ports)
+            ? Array.Find(ports, p => p.PortId == port.Id)?.Attached == true
+            : null;
 
     public void Report(string hostId, long appliedRevision) =>
         _applied.AddOrUpdate(hostId, _ => (appliedRevision, time.GetUtcNow()), (_, old) => (Math.Max(old.Applied, appliedRevision), time.GetUtcNow()));
@@ -20,7 +38,11 @@ public sealed class RealizationTracker(TimeProvider time)
     public (long Applied, DateTimeOffset? At) Get(string hostId) =>
         _applied.TryGetValue(hostId, out var r) ? (r.Applied, r.At) : (0, null);
 
-    public void Forget(string hostId) => _applied.TryRemove(hostId, out _);
+    public void Forget(string hostId)
+    {
+        _applied.TryRemove(hostId, out _);
+        _ports.TryRemove(hostId, out _);
+    }
 
     /// <summary>
     /// A network's latest change is the newest of: the network itself, its ports and external
@@ -45,7 +67,7 @@ public sealed class RealizationTracker(TimeProvider time)
     {
         long revision = Math.Max(port.Revision, port.HostId is string h ? state.Hosts.Get(h)?.Revision ?? 0 : 0);
         string[] hosts = [.. state.HostsOf(port.NetworkId).Keys.Order(StringComparer.Ordinal)];
-        return Status(revision, hosts);
+        return Status(revision, hosts) with { Attached = Attached(port) };
     }
 
     private RealizationStatus Status(long revision, string[] hosts)

@@ -4,6 +4,7 @@ using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Contracts;
 using OverlaySwitch.Overlay;
+using OverlaySwitch.Ports;
 
 namespace OverlaySwitch.Host;
 
@@ -12,7 +13,9 @@ namespace OverlaySwitch.Host;
 /// its view and applies every event to the switch, reporting each applied revision so the API can
 /// show whether a change is realized. When the controller is unreachable the switch keeps
 /// forwarding with the last state; the watch client reconnects with back-off and resumes from the
-/// last applied revision. Runs on: the thread pool, never a dataplane thread.
+/// last applied revision. With each report go the local ports the switch serves and whether each
+/// is attached (vhost-user: a frontend is connected; tap: the device is open); the ports are polled
+/// once a second and a change is reported at once. Runs on: the thread pool, never a dataplane thread.
 /// </summary>
 public sealed partial class ControllerAgent(SwitchService service, SwitchConfig config, ILogger<ControllerAgent> logger, ILoggerFactory loggers)
     : BackgroundService
@@ -20,15 +23,29 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
     /// <summary>The last revision applied to the switch, for status and tests.</summary>
     public long AppliedRevision { get; private set; }
 
+    /// <summary>How often the local ports are looked at for a change to report.</summary>
+    public static readonly TimeSpan PortPollInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>Serializes reports (after an applied revision, and from the port poll).</summary>
+    private readonly SemaphoreSlim _reportLock = new(1, 1);
+    /// <summary>The ports the controller last accepted; null: none yet, or the last report failed.</summary>
+    private PortAttachment[]? _reportedPorts;
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         if (config.Controller is not ControllerConnection controller)
             return;
-        using var http = new HttpClient { BaseAddress = controller.Url, Timeout = Timeout.InfiniteTimeSpan };
+        using var http = new HttpClient(ControllerHttp.CreateHandler(controller.CaCertificateFile))
+        {
+            BaseAddress = controller.Url,
+            Timeout = Timeout.InfiniteTimeSpan,
+        };
         await RegisterAsync(http, controller, stoppingToken);
 
         var watch = new WatchClient(http, controller.HostId, new WatchClientOptions { Token = controller.Token }, loggers.CreateLogger<WatchClient>());
         var view = new WatchedView();
+        using var stopPolling = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
+        Task polling = PollPortsAsync(watch, stopPolling.Token);
         try
         {
             await foreach (WatchEvent e in watch.WatchAsync(0, stoppingToken))
@@ -38,7 +55,7 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
                 if (e.Type == WatchEventType.Heartbeat ? !_failed : Apply(view, controller, e.Revision))
                 {
                     AppliedRevision = e.Revision;
-                    await ReportAsync(watch, e.Revision, stoppingToken);
+                    await ReportAsync(watch, e.Revision, always: true, stoppingToken);
                 }
             }
         }
@@ -50,7 +67,31 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
             // A bad token or an unknown host will not fix itself: say so and keep the last state.
             Log.Refused(logger, ex.Message);
         }
+        finally
+        {
+            await stopPolling.CancelAsync();
+            await polling;
+        }
     }
+
+    /// <summary>Once a second: reports the local ports when the set or an attached flag changed.</summary>
+    private async Task PollPortsAsync(WatchClient watch, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(PortPollInterval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+                await ReportAsync(watch, AppliedRevision, always: false, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    /// <summary>The ports the switch serves now (named by the controller's port ids), sorted by id.</summary>
+    private PortAttachment[] LocalPorts() =>
+        [.. service.Ports.Select(p => new PortAttachment(p.Name, p is TapPort || (p as VhostUserPort)?.IsConnected == true))
+            .OrderBy(p => p.PortId, StringComparer.Ordinal)];
 
     /// <summary>Whether the last change failed to apply: heartbeats then report nothing until one applies.</summary>
     private bool _failed;
@@ -107,16 +148,35 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
         }
     }
 
-    private async Task ReportAsync(WatchClient watch, long revision, CancellationToken cancellationToken)
+    /// <summary>
+    /// Reports <paramref name="revision"/> with the local ports: <paramref name="always"/> after an
+    /// applied revision, otherwise only when the ports differ from those last reported.
+    /// </summary>
+    private async Task ReportAsync(WatchClient watch, long revision, bool always, CancellationToken cancellationToken)
     {
+        await _reportLock.WaitAsync(cancellationToken);
         try
         {
-            await watch.ReportAsync(revision, cancellationToken);
+            PortAttachment[] ports = LocalPorts();
+            if (!always && _reportedPorts is not null && ports.SequenceEqual(_reportedPorts))
+                return;
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(TimeSpan.FromSeconds(10));
+            try
+            {
+                await watch.ReportAsync(revision, ports, timeout.Token);
+                _reportedPorts = ports;
+            }
+            catch (Exception ex) when (ex is HttpRequestException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
+            {
+                // The next event or poll reports again; realization and attachment only lag.
+                _reportedPorts = null;
+                Log.ReportFailed(logger, revision, ex.Message);
+            }
         }
-        catch (HttpRequestException ex)
+        finally
         {
-            // The next event reports again; realization only lags.
-            Log.ReportFailed(logger, revision, ex.Message);
+            _reportLock.Release();
         }
     }
 
