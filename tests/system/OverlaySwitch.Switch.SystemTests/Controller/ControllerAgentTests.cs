@@ -75,6 +75,21 @@ public sealed class ControllerAgentTests(ITestOutputHelper output)
             scope.Check(s1.Ports.Select(p => p.Name).SequenceEqual([portA.Id]) && s2.Ports.Select(p => p.Name).SequenceEqual([portB.Id]),
                 $"each switch should serve exactly its port from the controller:\nhost1: {s1.Json}\nhost2: {s2.Json}");
             scope.Log($"host1: {string.Join("; ", s1.Ports.Select(p => $"{p.Name} tx {p.TransmitPackets} rx {p.ReceivePackets}"))}; host2: {string.Join("; ", s2.Ports.Select(p => $"{p.Name} tx {p.TransmitPackets} rx {p.ReceivePackets}"))}");
+
+            // Each agent reports the ports its switch serves: b's tap is attached on host 2. When b is
+            // deleted, host 2's switch closes the tap and its agent reports that it serves none.
+            scope.WaitUntil(() => controller.Get<RealizationStatus>($"api/v1/ports/{portB.Id}/status").Attached == true, TimeSpan.FromSeconds(5),
+                "port b's status to show it attached", () => $"{controller.Get<AgentStatus>($"api/v1/hosts/{hosts[1].Host.Id}/status")}");
+            AgentStatus agent2 = controller.Get<AgentStatus>($"api/v1/hosts/{hosts[1].Host.Id}/status");
+            scope.Check(agent2.Ports is [PortAttachment only] && only == new PortAttachment(portB.Id, true),
+                $"host 2's agent should report exactly b, attached: {string.Join(", ", agent2.Ports ?? [])}");
+            scope.Check(controller.Get<RealizationStatus>($"api/v1/ports/{portA.Id}/status").Attached == true, "port a's status should show it attached on host 1");
+            var deleted = Stopwatch.StartNew();
+            controller.Delete($"api/v1/ports/{portB.Id}");
+            scope.WaitUntil(() => controller.Get<AgentStatus>($"api/v1/hosts/{hosts[1].Host.Id}/status").Ports is { Count: 0 }, TimeSpan.FromSeconds(5),
+                "host 2's agent to report that it serves no port after b's deletion",
+                () => string.Join(", ", controller.Get<AgentStatus>($"api/v1/hosts/{hosts[1].Host.Id}/status").Ports ?? []));
+            scope.Log($"host 2's agent reported b attached, and no port {Ms(deleted.Elapsed)} after b's DELETE");
         });
 
     /// <summary>

@@ -144,6 +144,9 @@ public sealed partial class OverlayController : IDiagnosable, IDisposable
 
     public T Get<T>(string path) => Send<T>(HttpMethod.Get, path, null);
 
+    /// <summary>DELETE with the admin token; a non-2xx answer fails the test.</summary>
+    public void Delete(string path) => Send<object>(HttpMethod.Delete, path, null);
+
     private T Send<T>(HttpMethod method, string path, object? body)
     {
         HttpClient http = _http ?? throw new InvalidOperationException("the controller is not serving");
@@ -156,7 +159,7 @@ public sealed partial class OverlayController : IDiagnosable, IDisposable
             string text = await response.Content.ReadAsStringAsync();
             if (!response.IsSuccessStatusCode)
                 throw _scope.Failure($"{method} {path} -> {(int)response.StatusCode}: {text}");
-            return JsonSerializer.Deserialize<T>(text, ContractsJson.Options)!;
+            return text.Length == 0 ? default! : JsonSerializer.Deserialize<T>(text, ContractsJson.Options)!;
         }).GetAwaiter().GetResult();
     }
 
