@@ -1,3 +1,4 @@
+using OverlaySwitch.Testing.Tools;
 using System.Net.Sockets;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Tests.Tools;

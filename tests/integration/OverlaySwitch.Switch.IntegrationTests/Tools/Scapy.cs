@@ -1,3 +1,4 @@
+using OverlaySwitch.Testing.Tools;
 using System.Text.Json;
 
 namespace OverlaySwitch.Tests.Tools;

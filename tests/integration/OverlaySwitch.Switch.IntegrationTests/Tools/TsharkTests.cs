@@ -1,3 +1,4 @@
+using OverlaySwitch.Testing.Tools;
 using OverlaySwitch.Diagnostics;
 
 namespace OverlaySwitch.Tests.Tools;

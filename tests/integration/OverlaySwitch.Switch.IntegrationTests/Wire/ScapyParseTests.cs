@@ -1,3 +1,4 @@
+using OverlaySwitch.Testing.Tools;
 using System.Buffers.Binary;
 using OverlaySwitch.Tests.Tools;
 using OverlaySwitch.Wire;

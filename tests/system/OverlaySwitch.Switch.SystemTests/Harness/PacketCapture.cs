@@ -1,3 +1,4 @@
+using OverlaySwitch.Testing.Tools;
 using System.Diagnostics;
 using System.Globalization;
 

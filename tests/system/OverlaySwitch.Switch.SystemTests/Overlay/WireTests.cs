@@ -1,3 +1,4 @@
+using OverlaySwitch.Testing.Tools;
 using System.Globalization;
 using OverlaySwitch.Tests.System.Harness;
 using Xunit.Abstractions;

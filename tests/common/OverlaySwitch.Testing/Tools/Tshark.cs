@@ -1,7 +1,7 @@
 using System.Text.Json;
 using OverlaySwitch.Diagnostics;
 
-namespace OverlaySwitch.Tests.Tools;
+namespace OverlaySwitch.Testing.Tools;
 
 /// <summary>
 /// Dissects frames with tshark, a decoder nobody here wrote, so tests can check our bytes against it.
@@ -56,6 +56,10 @@ public static class Tshark
             throw new InvalidOperationException(
                 $"tshark {string.Join(' ', arguments)} exited with {result.ExitCode}:\n{WithoutRootWarning(result.StandardError)}");
         }
+
+        // A capture with no packets prints nothing at all (not an empty array).
+        if (string.IsNullOrWhiteSpace(result.StandardOutput))
+            return [];
 
         // Deep stacks (e.g. an ICMP error quoting a VXLAN packet) nest deeper than the default limit of 64.
         using JsonDocument document = JsonDocument.Parse(result.StandardOutput, new JsonDocumentOptions { MaxDepth = 256 });

@@ -1,10 +1,10 @@
 using System.ComponentModel;
 using System.Diagnostics;
 
-namespace OverlaySwitch.Tests.Tools;
+namespace OverlaySwitch.Testing.Tools;
 
 /// <summary>Runs the external programs the tests cross-check against (tshark, scapy) with a hard timeout.</summary>
-internal static class ExternalTool
+public static class ExternalTool
 {
     /// <summary>What a test failure says when a prerequisite is missing. Tests fail rather than skip: the test command installs these.</summary>
     public const string InstallHint = "run ./test.sh, which installs tshark and python3-scapy";
