@@ -51,9 +51,15 @@ public sealed class ForwardingTableBuilder
         return builder;
     }
 
-    /// <summary>Validates and applies one change; on <see cref="OverlayConfigException"/> nothing changed.</summary>
+    /// <summary>
+    /// Validates and applies one change; on <see cref="OverlayConfigException"/> nothing changed. A
+    /// change that restates what is already there (the agent re-applies the whole view on every
+    /// watch event) touches nothing, so the next <see cref="Build"/> rebuilds only real changes.
+    /// </summary>
     public void Apply(OverlayChange change)
     {
+        if (IsNoOp(change))
+            return;
         switch (change)
         {
             case OverlayChange.UpsertNetwork(NetworkConfig network):
@@ -91,6 +97,16 @@ public sealed class ForwardingTableBuilder
         }
         _revision++;
     }
+
+    private bool IsNoOp(OverlayChange change) => change switch
+    {
+        OverlayChange.UpsertNetwork(NetworkConfig n) => Config.Networks.TryGetValue(n.Vni, out NetworkConfig? old)
+            && old with { ExtraFloodVteps = n.ExtraFloodVteps } == n && old.ExtraFloodVteps.SequenceEqual(n.ExtraFloodVteps),
+        OverlayChange.UpsertEndpoint(EndpointConfig e) => Config.Endpoints.TryGetValue(e.Id, out EndpointConfig? old)
+            && old with { Ipv4 = e.Ipv4, Ipv6 = e.Ipv6 } == e && old.Ipv4.SequenceEqual(e.Ipv4) && old.Ipv6.SequenceEqual(e.Ipv6),
+        OverlayChange.UpsertVtep(VtepConfig v) => Config.Vteps.TryGetValue(v.Address, out VtepConfig? old) && old == v,
+        _ => false,
+    };
 
     /// <summary>A new snapshot: dirty networks rebuilt, the others shared with the previous one.</summary>
     public ForwardingTables Build()

@@ -89,6 +89,32 @@ public class ForwardingTableBuilderTests
     }
 
     [Fact]
+    public void Restating_the_whole_state_rebuilds_nothing()
+    {
+        var remote = IPAddress.Parse("10.0.0.2");
+        OverlayChange[] State() =>
+        [
+            new OverlayChange.UpsertVtep(new VtepConfig(remote, 9000)),
+            new OverlayChange.UpsertNetwork(new NetworkConfig(1) { ExtraFloodVteps = [remote] }),
+            new OverlayChange.UpsertEndpoint(new EndpointConfig("a", 1, MacAddress.Parse("02:00:00:00:00:01"), EndpointLocation.Local(0)) { Ipv4 = [Ipv4Address.Parse("192.168.1.1")] }),
+            new OverlayChange.UpsertEndpoint(new EndpointConfig("b", 1, MacAddress.Parse("02:00:00:00:00:02"), EndpointLocation.Remote(remote)) { Ipv6 = [Ipv6Address.Parse("fd00::2")] }),
+        ];
+        var builder = new ForwardingTableBuilder(Local);
+        foreach (OverlayChange change in State())
+            builder.Apply(change);
+        ForwardingTables before = builder.Build();
+
+        // The agent applies its whole view again on every watch event: equal values in new objects and arrays.
+        foreach (OverlayChange change in State())
+            builder.Apply(change);
+        ForwardingTables after = builder.Build();
+
+        Assert.Same(before.GetNetwork(1), after.GetNetwork(1));
+        builder.Apply(new OverlayChange.UpsertEndpoint(new EndpointConfig("b", 1, MacAddress.Parse("02:00:00:00:00:02"), EndpointLocation.Remote(remote)) { Ipv6 = [Ipv6Address.Parse("fd00::3")] }));
+        Assert.NotSame(after.GetNetwork(1), builder.Build().GetNetwork(1));
+    }
+
+    [Fact]
     public void The_same_MAC_and_IP_in_two_networks_are_separate_entries()
     {
         var builder = new ForwardingTableBuilder(Local);
