@@ -101,8 +101,12 @@ public sealed record IssuedToken(string Id, string Token, string Role, string? T
 /// </summary>
 public sealed record RealizationStatus(long Revision, bool Realized, IReadOnlyList<string> Hosts, IReadOnlyList<string> PendingHosts, bool? Attached = null);
 
-/// <summary>A port a switch serves (the controller's port id) and whether its guest is attached.</summary>
-public sealed record PortAttachment(string PortId, bool Attached);
+/// <summary>
+/// A port a switch serves (the controller's port id) and whether its guest is attached.
+/// <see cref="Error"/> says why the switch could not realize the port (null when it did): a port
+/// that fails stays out of the switch while every other port is realized.
+/// </summary>
+public sealed record PortAttachment(string PortId, bool Attached, string? Error = null);
 
 /// <summary>
 /// What an agent reports after applying the watch stream up to a revision, and the local ports it
