@@ -27,6 +27,9 @@ public static class PortNames
         return TapPrefix + Convert.ToHexStringLower(hash[..6]);
     }
 
+    /// <summary>The name a port's switch gives it: <see cref="TapDevice"/> for a tap port, <see cref="SocketFile"/> for a vhost-user one.</summary>
+    public static string DeviceOf(string portId, PortKind kind) => kind == PortKind.Tap ? TapDevice(portId) : SocketFile(portId);
+
     /// <summary>The vhost-user socket of a port, a file name inside the switch's socket directory.</summary>
     public static string SocketFile(string portId)
     {

@@ -19,18 +19,23 @@ public sealed record NetworkSpec(
 
 public sealed record SwitchHostSpec(string? Name, string? VtepV4, string? VtepV6, int? UnderlayMtu, string? Site);
 
+/// <summary>
+/// A port's identity, which its tenant owns. Where it runs (host, namespace) is its binding
+/// (<see cref="PortBinding"/>), and its device or socket name is derived from its id.
+/// </summary>
 public sealed record PortSpec(
     string? NetworkId,
     string? Name,
     string? Mac,
     IReadOnlyList<string>? Ips,
-    string? HostId,
-    PortKind? Kind,
-    string? InterfaceName,
-    string? Namespace);
+    PortKind? Kind);
 
-/// <summary>Moves a port's binding; the port's identity stays.</summary>
-public sealed record PortBinding(string? HostId);
+/// <summary>
+/// Where a port runs: its host and, for a tap port, the network namespace its device goes into
+/// (null: the switch's own). Set by the admin or the host's orchestrator, never by a tenant;
+/// changing the host is a migration; a null host unbinds the port.
+/// </summary>
+public sealed record PortBinding(string? HostId, string? Namespace = null);
 
 public sealed record ExternalEndpointSpec(string? NetworkId, string? Name, string? Mac, IReadOnlyList<string>? Ips, string? Vtep);
 

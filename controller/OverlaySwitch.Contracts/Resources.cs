@@ -58,8 +58,10 @@ public sealed record SwitchHost(
     long Revision);
 
 /// <summary>
-/// A VM or namespace interface. Identity (id, network, MAC, IPs) is stable; the binding (host)
-/// moves on migration. <see cref="Vni"/> is the network's, repeated so an agent needs no lookup.
+/// A VM or namespace interface. Identity (id, network, MAC, IPs, kind) is the tenant's and stable;
+/// the binding (<see cref="HostId"/>, <see cref="Namespace"/>) is the admin's or the host
+/// orchestrator's and moves on migration. <see cref="Vni"/> is the network's, repeated so an agent
+/// needs no lookup.
 /// </summary>
 public sealed record Port(
     string Id,
@@ -71,9 +73,16 @@ public sealed record Port(
     IReadOnlyList<string> Ips,
     string? HostId,
     PortKind Kind,
-    string? InterfaceName,
     string? Namespace,
-    long Revision);
+    long Revision)
+{
+    /// <summary>
+    /// What the port's switch makes for it, derived from the id (<see cref="PortNames"/>): the tap
+    /// device (in <see cref="Namespace"/>) of a tap port, the socket file (in the switch's socket
+    /// directory) of a vhost-user port. Shown so users know the names; nobody chooses them.
+    /// </summary>
+    public string Device => PortNames.DeviceOf(Id, Kind);
+}
 
 /// <summary>A MAC/IP behind a VTEP the controller does not run, e.g. a Linux vxlan device.</summary>
 public sealed record ExternalEndpoint(
@@ -97,9 +106,11 @@ public sealed record IssuedToken(string Id, string Token, string Role, string? T
 /// Whether the latest change to a network or port is applied by every host that needs it. For a
 /// port, <see cref="Attached"/> says whether its guest is attached on its host (vhost-user: a
 /// frontend is connected; tap: the device is open); null (left out) when that host has not
-/// reported its ports or the port is bound to no host.
+/// reported its ports or the port is bound to no host. <see cref="Error"/> is why the port's host
+/// could not realize it, as that host reported (null, left out, when it did or has not said).
 /// </summary>
-public sealed record RealizationStatus(long Revision, bool Realized, IReadOnlyList<string> Hosts, IReadOnlyList<string> PendingHosts, bool? Attached = null);
+public sealed record RealizationStatus(long Revision, bool Realized, IReadOnlyList<string> Hosts, IReadOnlyList<string> PendingHosts, bool? Attached = null,
+    string? Error = null);
 
 /// <summary>
 /// A port a switch serves (the controller's port id) and whether its guest is attached.

@@ -43,26 +43,51 @@ public sealed partial class StateService
     }
 
     /// <summary>
-    /// Moves a port's binding (migration). The admin and the port's tenant may bind it anywhere; a
-    /// host token may only claim it for its own host (the port appeared there).
+    /// Sets a port's binding: its host (migration when it changes) and, for a tap port, the network
+    /// namespace of its device. Binding is the admin's (any host) or, for a host token, a re-statement
+    /// of the binding the admin made to that same host; a tenant never binds: where its port runs and
+    /// which host objects it touches are not the tenant's to choose.
     /// </summary>
     public Task<Port> BindPortAsync(Caller caller, string id, PortBinding binding, long? ifMatch, CancellationToken cancellationToken)
     {
+        if (caller.Role == CallerRole.Tenant)
+            throw ApiException.Forbidden("A tenant token may not bind ports: the admin or the host's orchestrator binds a port to a host.");
         return WriteAsync<Port>((state, revision) =>
         {
-            Port before = caller.Role == CallerRole.Host
-                ? state.Ports.Get(id) ?? throw ApiException.NotFound("port", id)
-                : VisiblePort(state, caller, id);
+            Port before = state.Ports.Get(id) ?? throw ApiException.NotFound("port", id);
             CheckIfMatch("port", id, before.Revision, ifMatch);
-            if (caller.Role == CallerRole.Host && binding.HostId != caller.HostId)
-                throw ApiException.Forbidden("A host token may bind ports only to its own host.");
+            if (caller.Role == CallerRole.Host && (binding.HostId != caller.HostId || before.HostId != caller.HostId || binding.Namespace != before.Namespace))
+                throw ApiException.Forbidden($"A host token may only re-state the binding the admin made to its own host, and port '{id}' is not bound to it that way; the admin binds ports.");
             if (binding.HostId is not null && !state.Hosts.Contains(binding.HostId))
                 throw ApiException.NotFound("host", binding.HostId);
-            if (binding.HostId == before.HostId)
+            if (binding.Namespace is { } ns)
+            {
+                if (binding.HostId is null)
+                    throw ApiException.Invalid("namespace", "a port bound to no host has no namespace");
+                if (before.Kind != PortKind.Tap)
+                    throw ApiException.Invalid("namespace", "only tap ports live in a namespace");
+                if (NamespaceError(ns) is string error)
+                    throw ApiException.Invalid("namespace", error);
+            }
+            if (binding.HostId == before.HostId && binding.Namespace == before.Namespace)
                 return ([], before);
-            Port after = before with { HostId = binding.HostId, Revision = revision };
+            Port after = before with { HostId = binding.HostId, Namespace = binding.Namespace, Revision = revision };
             return ([StateChange.Upsert(ObjectKind.Port, id, before, after)], after);
         }, cancellationToken);
+    }
+
+    /// <summary>Longest network namespace name accepted: NAME_MAX, as it is a file in /run/netns.</summary>
+    public const int MaxNamespaceLength = 255;
+
+    /// <summary>
+    /// Why <paramref name="name"/> cannot be a network namespace name (a file name in /run/netns),
+    /// or null: printable ASCII without spaces or '/', not "." or "..", at most 255 characters.
+    /// </summary>
+    public static string? NamespaceError(string name)
+    {
+        if (name.Length is 0 or > MaxNamespaceLength || name is "." or ".." || !name.All(c => c is > ' ' and < (char)0x7F and not '/'))
+            return $"{UserText.Quote(name)} is not a network namespace name (1-{MaxNamespaceLength} printable characters, no spaces or '/', not '.' or '..')";
+        return null;
     }
 
     public Task<bool> DeletePortAsync(Caller caller, string id, long? ifMatch, CancellationToken cancellationToken)
@@ -85,16 +110,11 @@ public sealed partial class StateService
         CheckName(errors, "name", spec.Name);
         (string mac, List<string> ips) = ValidMember(errors, network, spec.Mac, spec.Ips);
         PortKind kind = spec.Kind ?? PortKind.VhostUser;
-        if (spec.InterfaceName is { } ifname && (ifname.Length is 0 or > 100 || ifname.Contains('/') || ifname.Any(char.IsControl) || ifname is "." or ".."))
-            Add(errors, "interfaceName", $"'{ifname}' is not a socket or device name (1-100 characters, no '/')");
-        if (kind == PortKind.Tap && spec.InterfaceName is { Length: > 15 })
-            Add(errors, "interfaceName", $"'{spec.InterfaceName}' is longer than a Linux device name (15)");
-        if (spec.Namespace is not null && kind != PortKind.Tap)
-            Add(errors, "namespace", "only tap ports live in a namespace");
         ThrowIfAny(errors);
+        // A namespace is a tap device's: a bound port cannot become something the namespace does not fit.
+        if (before is { Namespace: { } ns } && kind != PortKind.Tap)
+            throw ApiException.Conflict($"port '{id}' is bound in namespace '{ns}', which only a tap port can be; bind it without a namespace first.");
 
-        if (spec.HostId is not null && !state.Hosts.Contains(spec.HostId))
-            throw ApiException.NotFound("host", spec.HostId);
         string name = spec.Name!;
         foreach (string other in state.PortsOf(network.Id))
         {
@@ -102,7 +122,7 @@ public sealed partial class StateService
                 throw ApiException.Conflict($"network '{network.Id}' has a port named '{name}' already.");
         }
         CheckMemberConflicts(state, network, id, mac, ips);
-        return new Port(id, network.TenantId, network.Id, network.Vni, name, mac, ips, spec.HostId, kind, spec.InterfaceName, spec.Namespace, revision);
+        return new Port(id, network.TenantId, network.Id, network.Vni, name, mac, ips, before?.HostId, kind, before?.Namespace, revision);
     }
 
     /// <summary>The MAC and the IPs of a port or external endpoint: well-formed, unicast, inside the network's subnets, no repeats.</summary>

@@ -32,6 +32,12 @@ public sealed class RealizationTracker(TimeProvider time)
             ? Array.Find(ports, p => p.PortId == port.Id)?.Attached == true
             : null;
 
+    /// <summary>Why the host the port is bound to could not realize it, as that host last reported; null when it did not say.</summary>
+    public string? Error(Port port) =>
+        port.HostId is string h && _ports.TryGetValue(h, out PortAttachment[]? ports)
+            ? Array.Find(ports, p => p.PortId == port.Id)?.Error
+            : null;
+
     public void Report(string hostId, long appliedRevision) =>
         _applied.AddOrUpdate(hostId, _ => (appliedRevision, time.GetUtcNow()), (_, old) => (Math.Max(old.Applied, appliedRevision), time.GetUtcNow()));
 
@@ -67,7 +73,7 @@ public sealed class RealizationTracker(TimeProvider time)
     {
         long revision = Math.Max(port.Revision, port.HostId is string h ? state.Hosts.Get(h)?.Revision ?? 0 : 0);
         string[] hosts = [.. state.HostsOf(port.NetworkId).Keys.Order(StringComparer.Ordinal)];
-        return Status(revision, hosts) with { Attached = Attached(port) };
+        return Status(revision, hosts) with { Attached = Attached(port), Error = Error(port) };
     }
 
     private RealizationStatus Status(long revision, string[] hosts)

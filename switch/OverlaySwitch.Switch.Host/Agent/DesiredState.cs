@@ -40,11 +40,11 @@ public sealed record DesiredState(IReadOnlyList<NetworkConfig> Networks, IReadOn
             MacAddress mac = MacAddress.Parse(p.Mac);
             if (p.HostId == hostId)
             {
-                string name = p.InterfaceName ?? p.Name;
+                // Device and socket names come from the port's id (PortNames), never from what a tenant wrote.
                 bool tap = p.Kind == Contracts.PortKind.Tap;
                 ports.Add(new PortConfig(p.Id, tap ? PortKind.Tap : PortKind.VhostUser, vhostUserRole,
-                    tap ? "" : Path.Combine(local.SocketDirectory, name.EndsWith(".sock", StringComparison.Ordinal) ? name : name + ".sock"),
-                    1, tap ? name : "", tap ? p.Namespace : null, p.Vni, mac, ipv4, ipv6));
+                    tap ? "" : Path.Combine(local.SocketDirectory, PortNames.SocketFile(p.Id)),
+                    1, tap ? PortNames.TapDevice(p.Id) : "", tap ? p.Namespace : null, p.Vni, mac, ipv4, ipv6));
             }
             else if (p.HostId is not null && view.Hosts.TryGetValue(p.HostId, out SwitchHost? host) && TunnelAddress(local.Local, host) is IPAddress vtep)
             {

@@ -34,6 +34,17 @@ async Task<T> Post<T>(string url, object body)
     return JsonSerializer.Deserialize<T>(text, ContractsJson.Options)!;
 }
 
+// A port is created (its tenant's part), then bound to its host (the admin's part).
+async Task<Port> BoundPort(PortSpec spec, string hostId)
+{
+    Port created = await Post<Port>("api/v1/ports", spec);
+    using HttpResponseMessage r = await http.PutAsJsonAsync($"api/v1/ports/{created.Id}/binding", new PortBinding(hostId), ContractsJson.Options);
+    string text = await r.Content.ReadAsStringAsync();
+    if (!r.IsSuccessStatusCode)
+        throw new InvalidOperationException($"PUT binding of {created.Id}: {(int)r.StatusCode} {text}");
+    return JsonSerializer.Deserialize<Port>(text, ContractsJson.Options)!;
+}
+
 async Task Parallel(int count, Func<int, Task> body, int width = 16)
 {
     int next = -1;
@@ -56,9 +67,10 @@ await Parallel(networkCount, async i => networks[i] = await Post<Network>("api/v
 var random = new Random(1);
 var ports = new Port[portCount];
 int[] portHost = [.. Enumerable.Range(0, portCount).Select(_ => random.Next(agentCount))];
-await Parallel(portCount, async i => ports[i] = await Post<Port>("api/v1/ports",
-    new PortSpec(networks[i % networkCount].Id, $"p{i}", $"02:00:00:{i >> 16 & 0xff:x2}:{i >> 8 & 0xff:x2}:{i & 0xff:x2}", [$"10.0.{i / networkCount / 250}.{i / networkCount % 250 + 1}"], hosts[portHost[i]].Id, null, null, null)));
-Console.WriteLine($"setup: {agentCount} hosts, {networkCount} networks, {portCount} ports in {setup.Elapsed.TotalSeconds:0.0} s ({(agentCount + networkCount + portCount) / setup.Elapsed.TotalSeconds:0} writes/s, each durable before its 201)");
+await Parallel(portCount, async i => ports[i] = await BoundPort(
+    new PortSpec(networks[i % networkCount].Id, $"p{i}", $"02:00:00:{i >> 16 & 0xff:x2}:{i >> 8 & 0xff:x2}:{i & 0xff:x2}", [$"10.0.{i / networkCount / 250}.{i / networkCount % 250 + 1}"], null),
+    hosts[portHost[i]].Id));
+Console.WriteLine($"setup: {agentCount} hosts, {networkCount} networks, {portCount} ports (created and bound) in {setup.Elapsed.TotalSeconds:0.0} s ({(agentCount + networkCount + 2 * portCount) / setup.Elapsed.TotalSeconds:0} writes/s, each durable before its answer)");
 
 // Which hosts need each network: those with one of its ports.
 var hostsOfNetwork = new Dictionary<string, HashSet<string>>();
@@ -113,7 +125,7 @@ for (int u = -warmup; u < updateCount; u++)
     Port port = ports[i];
     int expected = hostsOfNetwork[port.NetworkId].Count;
     int k = u + warmup;
-    var spec = new PortSpec(null, port.Name, port.Mac, [$"10.0.{200 + k / 250 % 50}.{k % 250 + 1}"], port.HostId, null, null, null);
+    var spec = new PortSpec(null, port.Name, port.Mac, [$"10.0.{200 + k / 250 % 50}.{k % 250 + 1}"], null);
     long start = Stopwatch.GetTimestamp();
     using HttpResponseMessage r = await http.PutAsJsonAsync($"api/v1/ports/{port.Id}", spec, ContractsJson.Options);
     long acceptedAt = Stopwatch.GetTimestamp();

@@ -75,9 +75,16 @@ public sealed class ApiClient(HttpClient http, string token)
         return $"02:00:00:{(n >> 16) & 0xFF:x2}:{(n >> 8) & 0xFF:x2}:{n & 0xFF:x2}";
     }
 
-    public Task<Port> CreatePortAsync(string networkId, string? hostId = null, string[]? ips = null, string? mac = null) =>
-        ExpectAsync<Port>(HttpMethod.Post, "/api/v1/ports",
-            new PortSpec(networkId, Unique("p"), mac ?? NextMac(), ips ?? [], hostId, null, null, null), HttpStatusCode.Created);
+    /// <summary>Creates a port and, with <paramref name="hostId"/>, binds it there (with this client's token: the admin's, for that).</summary>
+    public async Task<Port> CreatePortAsync(string networkId, string? hostId = null, string[]? ips = null, string? mac = null, PortKind? kind = null)
+    {
+        Port port = await ExpectAsync<Port>(HttpMethod.Post, "/api/v1/ports",
+            new PortSpec(networkId, Unique("p"), mac ?? NextMac(), ips ?? [], kind), HttpStatusCode.Created);
+        return hostId is null ? port : await BindAsync(port.Id, hostId);
+    }
+
+    public Task<Port> BindAsync(string portId, string? hostId, string? ns = null) =>
+        ExpectAsync<Port>(HttpMethod.Put, $"/api/v1/ports/{portId}/binding", new PortBinding(hostId, ns), HttpStatusCode.OK);
 
     public Task<ExternalEndpoint> CreateExternalAsync(string networkId, string vtep, string[]? ips = null) =>
         ExpectAsync<ExternalEndpoint>(HttpMethod.Post, "/api/v1/external-endpoints",

@@ -21,7 +21,7 @@ public sealed class ConditionalAndPagingTests(ControllerFactory controller) : IC
         using HttpResponseMessage notModified = await admin.SendAsync(HttpMethod.Get, $"/api/v1/ports/{port.Id}", null, h => h.IfNoneMatch.Add(get.Headers.ETag));
         Assert.Equal(HttpStatusCode.NotModified, notModified.StatusCode);
 
-        var update = new PortSpec(null, port.Name, port.Mac, ["10.0.0.8"], null, null, null, null);
+        var update = new PortSpec(null, port.Name, port.Mac, ["10.0.0.8"], null);
         using HttpResponseMessage updated = await admin.SendAsync(HttpMethod.Put, $"/api/v1/ports/{port.Id}", update, h => h.IfMatch.Add(get.Headers.ETag));
         Assert.Equal(HttpStatusCode.OK, updated.StatusCode);
         Port after = JsonSerializer.Deserialize<Port>(await updated.Content.ReadAsStringAsync(), ContractsJson.Options)!;

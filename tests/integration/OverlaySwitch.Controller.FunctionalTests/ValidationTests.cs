@@ -25,7 +25,7 @@ public sealed class ValidationTests(ControllerFactory controller) : IClassFixtur
     {
         (ApiClient admin, Network network) = await NetworkAsync();
         JsonElement problem = await admin.ProblemAsync(HttpMethod.Post, "/api/v1/ports",
-            new PortSpec(network.Id, "p", mac, [], null, null, null, null), HttpStatusCode.BadRequest);
+            new PortSpec(network.Id, "p", mac, [], null), HttpStatusCode.BadRequest);
         Assert.Contains(reason, problem.GetProperty("errors").GetProperty("mac")[0].GetString());
     }
 
@@ -39,7 +39,7 @@ public sealed class ValidationTests(ControllerFactory controller) : IClassFixtur
     {
         (ApiClient admin, Network network) = await NetworkAsync();
         JsonElement problem = await admin.ProblemAsync(HttpMethod.Post, "/api/v1/ports",
-            new PortSpec(network.Id, "p", ApiClient.NextMac(), [ip], null, null, null, null), HttpStatusCode.BadRequest);
+            new PortSpec(network.Id, "p", ApiClient.NextMac(), [ip], null), HttpStatusCode.BadRequest);
         Assert.Contains(reason, problem.GetProperty("errors").GetProperty("ips")[0].GetString());
     }
 
@@ -48,7 +48,7 @@ public sealed class ValidationTests(ControllerFactory controller) : IClassFixtur
     {
         (ApiClient admin, Network network) = await NetworkAsync();
         JsonElement problem = await admin.ProblemAsync(HttpMethod.Post, "/api/v1/ports",
-            new PortSpec(network.Id, "bad name!", "01:00:00:00:00:01", ["10.9.9.9"], null, null, null, null), HttpStatusCode.BadRequest);
+            new PortSpec(network.Id, "bad name!", "01:00:00:00:00:01", ["10.9.9.9"], null), HttpStatusCode.BadRequest);
         JsonElement errors = problem.GetProperty("errors");
         Assert.Equal(["ips", "mac", "name"], errors.EnumerateObject().Select(p => p.Name).Order());
     }
@@ -95,19 +95,19 @@ public sealed class ValidationTests(ControllerFactory controller) : IClassFixtur
         Port first = await admin.CreatePortAsync(network.Id, ips: ["10.0.0.5", "fd00:1::5"]);
 
         JsonElement mac = await admin.ProblemAsync(HttpMethod.Post, "/api/v1/ports",
-            new PortSpec(network.Id, "p2", first.Mac.ToUpperInvariant().Replace(':', '-'), [], null, null, null, null), HttpStatusCode.Conflict);
+            new PortSpec(network.Id, "p2", first.Mac.ToUpperInvariant().Replace(':', '-'), [], null), HttpStatusCode.Conflict);
         Assert.Contains($"MAC {first.Mac} belongs to '{first.Id}'", mac.Detail());
         JsonElement ip = await admin.ProblemAsync(HttpMethod.Post, "/api/v1/ports",
-            new PortSpec(network.Id, "p3", ApiClient.NextMac(), ["fd00:1:0::5"], null, null, null, null), HttpStatusCode.Conflict);
+            new PortSpec(network.Id, "p3", ApiClient.NextMac(), ["fd00:1:0::5"], null), HttpStatusCode.Conflict);
         Assert.Contains($"IP fd00:1::5 belongs to '{first.Id}'", ip.Detail());
         JsonElement external = await admin.ProblemAsync(HttpMethod.Post, "/api/v1/external-endpoints",
             new ExternalEndpointSpec(network.Id, "x", ApiClient.NextMac(), ["10.0.0.5"], "203.0.113.1"), HttpStatusCode.Conflict);
         Assert.Contains("IP 10.0.0.5 belongs to", external.Detail());
         JsonElement gateway = await admin.ProblemAsync(HttpMethod.Post, "/api/v1/ports",
-            new PortSpec(network.Id, "p4", ApiClient.NextMac(), ["10.0.0.1"], null, null, null, null), HttpStatusCode.Conflict);
+            new PortSpec(network.Id, "p4", ApiClient.NextMac(), ["10.0.0.1"], null), HttpStatusCode.Conflict);
         Assert.Contains("gateway", gateway.Detail());
         JsonElement name = await admin.ProblemAsync(HttpMethod.Post, "/api/v1/ports",
-            new PortSpec(network.Id, first.Name, ApiClient.NextMac(), [], null, null, null, null), HttpStatusCode.Conflict);
+            new PortSpec(network.Id, first.Name, ApiClient.NextMac(), [], null), HttpStatusCode.Conflict);
         Assert.Contains("named", name.Detail());
 
         // The same MAC and IP in another network are fine: networks are separate L2 domains.
@@ -177,8 +177,9 @@ public sealed class ValidationTests(ControllerFactory controller) : IClassFixtur
         await admin.CreatePortAsync(network.Id, host.Id);
         JsonElement bound = await admin.ProblemAsync(HttpMethod.Delete, $"/api/v1/hosts/{host.Id}", null, HttpStatusCode.Conflict);
         Assert.Contains("still has 1 port(s) bound", bound.Detail());
-        JsonElement missingHost = await admin.ProblemAsync(HttpMethod.Post, "/api/v1/ports",
-            new PortSpec(network.Id, "p", ApiClient.NextMac(), [], "host-none", null, null, null), HttpStatusCode.NotFound);
+        Port unbound = await admin.CreatePortAsync(network.Id);
+        JsonElement missingHost = await admin.ProblemAsync(HttpMethod.Put, $"/api/v1/ports/{unbound.Id}/binding",
+            new PortBinding("host-none"), HttpStatusCode.NotFound);
         Assert.Contains("host 'host-none' does not exist", missingHost.Detail());
     }
 }

@@ -64,14 +64,18 @@ public sealed class WatchTests(ControllerFactory controller) : IClassFixture<Con
         await using WatchStream watch = await WatchStream.OpenAsync(admin, w.A.Id, 0);
         await watch.NextAsync();
 
-        // A port on B in N: one upsert.
-        Port pc = await admin.CreatePortAsync(w.N.Id, w.B.Id);
+        // A port in N: one upsert; bound to B: one upsert again.
+        Port pc = await admin.CreatePortAsync(w.N.Id);
         WatchEvent e = await watch.NextChangeAsync();
         Assert.Equal(WatchEventType.Changes, e.Type);
         Assert.Equal(pc.Revision, e.Revision);
         ObjectChange change = Assert.Single(e.Changes!);
         Assert.Equal((ChangeOperation.Upsert, ResourceKind.Port), (change.Operation, change.Kind));
         Same.Json(pc, change.Port);
+        pc = await admin.BindAsync(pc.Id, w.B.Id);
+        e = await watch.NextChangeAsync();
+        Assert.Equal(pc.Revision, e.Revision);
+        Same.Json(pc, Assert.Single(e.Changes!).Port);
 
         // A's first port in M brings M in whole; moving it away takes M out whole.
         Port pm = await admin.CreatePortAsync(w.M.Id, w.A.Id);
@@ -123,7 +127,7 @@ public sealed class WatchTests(ControllerFactory controller) : IClassFixture<Con
         Port added = await admin.CreatePortAsync(w.N.Id, w.B.Id);
         await admin.CreatePortAsync(w.Elsewhere.Id, w.B.Id);
         Port pm = await admin.CreatePortAsync(w.M.Id, w.A.Id);
-        await admin.ExpectAsync<Port>(HttpMethod.Put, $"/api/v1/ports/{w.PortB.Id}", new PortSpec(null, w.PortB.Name, w.PortB.Mac, ["10.0.0.99"], w.PortB.HostId, null, null, null));
+        await admin.ExpectAsync<Port>(HttpMethod.Put, $"/api/v1/ports/{w.PortB.Id}", new PortSpec(null, w.PortB.Name, w.PortB.Mac, ["10.0.0.99"], null));
         using (HttpResponseMessage r = await admin.SendAsync(HttpMethod.Delete, $"/api/v1/external-endpoints/{w.External.Id}"))
             Assert.Equal(HttpStatusCode.NoContent, r.StatusCode);
 

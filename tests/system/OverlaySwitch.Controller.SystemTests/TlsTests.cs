@@ -42,7 +42,7 @@ public sealed class TlsTests : IDisposable
         Tenant tenant = await PostAsync<Tenant>(admin, "api/v1/tenants", new TenantSpec("tls"));
         Network network = await PostAsync<Network>(admin, "api/v1/networks", new NetworkSpec(tenant.Id, "net", null, [], null, null, null, null, null, null));
         SwitchHost host = await PostAsync<SwitchHost>(admin, "api/v1/hosts", new SwitchHostSpec("h", "192.0.2.1", null, null, null));
-        Port port = await PostAsync<Port>(admin, "api/v1/ports", new PortSpec(network.Id, "p", "02:00:00:00:00:01", [], host.Id, null, null, null));
+        Port port = await BoundPortAsync(admin, new PortSpec(network.Id, "p", "02:00:00:00:00:01", [], null), host.Id);
         IssuedToken token = await PostAsync<IssuedToken>(admin, $"api/v1/hosts/{host.Id}/tokens", new TokenSpec(null));
 
         using var agentHttp = new HttpClient(ControllerHttp.CreateHandler(certificateFile)) { BaseAddress = https, Timeout = Timeout.InfiniteTimeSpan };
@@ -93,6 +93,16 @@ public sealed class TlsTests : IDisposable
         string text = await r.Content.ReadAsStringAsync();
         Assert.True(r.IsSuccessStatusCode, $"POST {url}: {(int)r.StatusCode} {text}");
         return JsonSerializer.Deserialize<T>(text, ContractsJson.Options)!;
+    }
+
+    /// <summary>Creates a port (its tenant's part) and binds it to <paramref name="hostId"/> (the admin's part).</summary>
+    private static async Task<Port> BoundPortAsync(HttpClient admin, PortSpec spec, string hostId)
+    {
+        Port created = await PostAsync<Port>(admin, "api/v1/ports", spec);
+        using HttpResponseMessage r = await admin.PutAsJsonAsync($"api/v1/ports/{created.Id}/binding", new PortBinding(hostId), ContractsJson.Options);
+        string text = await r.Content.ReadAsStringAsync();
+        Assert.True(r.IsSuccessStatusCode, $"PUT binding: {(int)r.StatusCode} {text}");
+        return JsonSerializer.Deserialize<Port>(text, ContractsJson.Options)!;
     }
 
     public void Dispose()

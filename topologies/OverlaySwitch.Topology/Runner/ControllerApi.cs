@@ -75,6 +75,10 @@ public sealed class ControllerApi : IDisposable
     public Task<Port> CreatePortAsync(PortSpec spec) =>
         SendAsync(HttpMethod.Post, "api/v1/ports", spec, ContractsJsonContext.Default.PortSpec, ContractsJsonContext.Default.Port);
 
+    /// <summary>Binds a port to a host (and a tap port's device to a namespace there): the admin's part.</summary>
+    public Task<Port> BindPortAsync(string portId, PortBinding binding) =>
+        SendAsync(HttpMethod.Put, $"api/v1/ports/{Uri.EscapeDataString(portId)}/binding", binding, ContractsJsonContext.Default.PortBinding, ContractsJsonContext.Default.Port);
+
     /// <summary>Whether the port's latest change is applied by every host that needs it.</summary>
     public Task<RealizationStatus> PortStatusAsync(string portId) =>
         SendAsync<object, RealizationStatus>(HttpMethod.Get, $"api/v1/ports/{Uri.EscapeDataString(portId)}/status", null, null, ContractsJsonContext.Default.RealizationStatus);

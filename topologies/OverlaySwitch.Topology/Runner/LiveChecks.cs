@@ -113,9 +113,9 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
             var clock = Stopwatch.StartNew();
             Port port = overlay.CreatePort(added);
             TimeSpan created = clock.Elapsed;
-            TimeSpan? tap = WaitFor(() => Shell.Run("ip", ["-n", ns, "link", "show", LiveOverlay.GuestDevice]).Ok, clock, TimeSpan.FromSeconds(5));
+            TimeSpan? tap = WaitFor(() => Shell.Run("ip", ["-n", ns, "link", "show", port.Device]).Ok, clock, TimeSpan.FromSeconds(5));
             if (tap is null)
-                return new LiveCheck("control plane", name, false, $"created through REST (201 after {Ms(created)}), but no tap appeared in {ns} within 5 s");
+                return new LiveCheck("control plane", name, false, $"created and bound through REST (after {Ms(created)}), but no tap {port.Device} appeared in {ns} within 5 s");
             overlay.ConfigureGuest(added, quiet: true);
             RealizationStatus status = null!;
             TimeSpan? realized = WaitFor(() => (status = overlay.Api.PortStatusAsync(port.Id).GetAwaiter().GetResult()).Realized, clock, TimeSpan.FromSeconds(5));
@@ -133,7 +133,7 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
                     rtt = RttPattern().Match(last.Output).Groups[1].Value;
                 }
             }
-            string evidence = $"POST answered 201 in {Ms(created)}; from the POST: tap in {ns} at {Ms(tap.Value)}, "
+            string evidence = $"POST and binding answered in {Ms(created)}; from the POST: tap {port.Device} in {ns} at {Ms(tap.Value)}, "
                 + (realized is null ? $"not realized on {string.Join(", ", status.PendingHosts.Select(overlay.HostName))} within 5 s, "
                     : $"realized on {string.Join(", ", status.Hosts.Select(overlay.HostName))} at {Ms(realized.Value)}, ")
                 + (answered is null ? $"no ping reply within 5 s: {LastLine(last.Output)}"
@@ -142,7 +142,7 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
 
             var removal = Stopwatch.StartNew();
             overlay.DeletePort(added);
-            TimeSpan? gone = WaitFor(() => !Shell.Run("ip", ["-n", ns, "link", "show", LiveOverlay.GuestDevice]).Ok, removal, TimeSpan.FromSeconds(5));
+            TimeSpan? gone = WaitFor(() => !Shell.Run("ip", ["-n", ns, "link", "show", port.Device]).Ok, removal, TimeSpan.FromSeconds(5));
             evidence += gone is null ? "; deleted through REST, but its tap was still there 5 s later" : $"; deleted through REST, tap gone after {Ms(gone.Value)}";
             return new LiveCheck("control plane", name, passed && gone is not null, evidence);
         }

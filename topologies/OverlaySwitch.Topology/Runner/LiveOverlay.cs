@@ -21,8 +21,6 @@ public sealed class LiveOverlay
 {
     /// <summary>The controller's TCP port in the router namespace, on every address (IPv4 and IPv6).</summary>
     public const int ControllerPort = 8080;
-    /// <summary>The tap device of every guest, inside its namespace.</summary>
-    public const string GuestDevice = "eth0";
 
     private readonly TopologyFile _topology;
     private readonly string _name;
@@ -64,6 +62,8 @@ public sealed class LiveOverlay
     public string NetworkId(string network) => _networkIds[network];
     public string HostId(string host) => _hostIds[host];
     public string HostName(string hostId) => _hostIds.FirstOrDefault(h => h.Value == hostId).Key ?? hostId;
+    /// <summary>The tap device of a created port's guest, inside its namespace: the switch names it after the port's id.</summary>
+    public string GuestDevice(TopologyPort port) => PortNames.TapDevice(_portIds[port.Name]);
 
     /// <summary>The address a host's agent reaches the controller at: its default gateway, the router (IPv4 where the host has it).</summary>
     public static Uri ControllerUrl(TopologyHost host)
@@ -88,7 +88,7 @@ public sealed class LiveOverlay
                 AddGuestNamespace(port);
                 CreatePort(port);
             }
-            _log.WriteLine($"  controller: ports {string.Join(", ", _topology.Ports.Select(p => $"{p.Name} ({p.Host})"))} created (tap {GuestDevice} in each guest's namespace)");
+            _log.WriteLine($"  controller: ports {string.Join(", ", _topology.Ports.Select(p => $"{p.Name} ({p.Host})"))} created and bound (a tap named after the port's id in each guest's namespace)");
             var clock = Stopwatch.StartNew();
             var daemons = _topology.Hosts.Select(StartSwitch).ToList();
             foreach ((TopologyHost host, Process process, string socket) in daemons)
@@ -141,8 +141,7 @@ public sealed class LiveOverlay
         {
             if (!File.Exists(Path.Combine("/run/netns", ns)))
                 continue;
-            // Guests' taps are persistent: delete them inside their namespace, or they would outlive it.
-            Shell.Run("ip", ["-n", ns, "link", "del", GuestDevice]);
+            DeleteTaps(ns);
             DeleteNamespace(ns);
         }
         if (Directory.Exists(StateDirectory))
@@ -280,15 +279,18 @@ public sealed class LiveOverlay
         return ns;
     }
 
-    /// <summary>Creates <paramref name="port"/> through the REST API: a tap port named eth0 in the guest's namespace, bound to its host.</summary>
+    /// <summary>
+    /// Creates <paramref name="port"/> through the REST API as a tap port, then binds it (the
+    /// admin's part) to its host with its device in the guest's namespace; the device's name is
+    /// the port's <see cref="Port.Device"/>.
+    /// </summary>
     public Port CreatePort(TopologyPort port)
     {
         var spec = new PortSpec(NetworkId(port.Network), port.Name, port.Mac.ToString(),
-            [.. port.Ipv4.Select(a => a.ToString()), .. port.Ipv6.Select(a => a.ToString())],
-            HostId(port.Host), PortKind.Tap, GuestDevice, GuestNamespace(port));
+            [.. port.Ipv4.Select(a => a.ToString()), .. port.Ipv6.Select(a => a.ToString())], PortKind.Tap);
         Port created = Api.CreatePortAsync(spec).GetAwaiter().GetResult();
         _portIds[port.Name] = created.Id;
-        return created;
+        return Api.BindPortAsync(created.Id, new PortBinding(HostId(port.Host), GuestNamespace(port))).GetAwaiter().GetResult();
     }
 
     /// <summary>Deletes a port made with <see cref="CreatePort"/> through the REST API (its switch then deletes its tap).</summary>
@@ -391,13 +393,13 @@ public sealed class LiveOverlay
     /// <summary>The guest's side of its tap: the port's MAC, its addresses (/24, /64), link up.</summary>
     public void ConfigureGuest(TopologyPort port, bool quiet = false)
     {
-        string ns = GuestNamespace(port);
-        Shell.Must("ip", "-n", ns, "link", "set", GuestDevice, "address", port.Mac.ToString());
+        string ns = GuestNamespace(port), device = GuestDevice(port);
+        Shell.Must("ip", "-n", ns, "link", "set", device, "address", port.Mac.ToString());
         foreach (var a in port.Ipv4)
-            Shell.Must("ip", "-n", ns, "addr", "add", $"{a}/24", "dev", GuestDevice);
+            Shell.Must("ip", "-n", ns, "addr", "add", $"{a}/24", "dev", device);
         foreach (var a in port.Ipv6)
-            Shell.Must("ip", "-n", ns, "addr", "add", $"{a}/64", "dev", GuestDevice, "nodad");
-        Shell.Must("ip", "-n", ns, "link", "set", GuestDevice, "up");
+            Shell.Must("ip", "-n", ns, "addr", "add", $"{a}/64", "dev", device, "nodad");
+        Shell.Must("ip", "-n", ns, "link", "set", device, "up");
         if (!quiet)
             _log.WriteLine($"  guest: {port.Name} in namespace {ns} ({port.Mac}, {string.Join(", ", port.Ipv4.Select(a => a.ToString()).Concat(port.Ipv6.Select(a => a.ToString())))}) on {port.Host}");
     }
@@ -405,8 +407,22 @@ public sealed class LiveOverlay
     /// <summary>Deletes a guest's namespace (and its tap, should the switch not have deleted it).</summary>
     public void DeleteGuestNamespace(TopologyPort port)
     {
-        Shell.Run("ip", ["-n", GuestNamespace(port), "link", "del", GuestDevice]);
+        DeleteTaps(GuestNamespace(port));
         DeleteNamespace(GuestNamespace(port));
+    }
+
+    /// <summary>
+    /// Deletes the switches' taps (named "osw…", <see cref="PortNames.TapPrefix"/>) in a namespace:
+    /// they are persistent and would outlive it. By prefix, so leftovers of an interrupted run go too.
+    /// </summary>
+    private static void DeleteTaps(string ns)
+    {
+        foreach (string line in Shell.Run("ip", ["-n", ns, "-br", "link", "show"]).Output.Split('\n'))
+        {
+            string device = line.Split(' ', 2)[0];
+            if (device.StartsWith(PortNames.TapPrefix, StringComparison.Ordinal))
+                Shell.Run("ip", ["-n", ns, "link", "del", device]);
+        }
     }
 
     private void AddNamespace(string ns)

@@ -37,37 +37,37 @@ public sealed class ControllerAgentTests(ITestOutputHelper output)
             NetworkNamespace nsA = ControlledGuest.CreateNamespace(scope, A), nsB = ControlledGuest.CreateNamespace(scope, B);
             OverlayController controller = OverlayController.Start(scope, underlay.Router);
             var (network, hosts) = controller.CreateNetworkAndHosts(Network(), "host1", "host2");
-            Port portA = controller.Post<Port>("api/v1/ports", ControlledGuest.Spec(network.Id, A, nsA, hosts[0].Host.Id)).Value;
+            Port portA = ControlledGuest.Create(controller, network.Id, A, nsA, hosts[0].Host.Id).Port;
             AgentSwitch host1 = AgentSwitch.Start(scope, underlay[0], "host1", hosts[0].Host.Id, hosts[0].TokenFile);
             AgentSwitch host2 = AgentSwitch.Start(scope, underlay[1], "host2", hosts[1].Host.Id, hosts[1].TokenFile);
             WaitRegistered(scope, controller, underlay, hosts);
             controller.WaitRealized(portA.Id, TimeSpan.FromSeconds(20));
-            scope.Check(ControlledGuest.HasTap(nsA), $"port a is realized but host 1's switch made no tap in {nsA.Name}");
-            TapGuest a = ControlledGuest.Configure(scope, A, nsA);
+            scope.Check(ControlledGuest.HasTap(nsA, portA), $"port a is realized but host 1's switch made no tap {portA.Device} in {nsA.Name}");
+            TapGuest a = ControlledGuest.Configure(scope, A, nsA, portA);
             scope.Check(host2.Status().Ports.Count == 0, $"host 2 has no port yet, its switch should serve none:\n{host2.Status().Json}");
 
-            nsA.Ip("neigh", "replace", B.Ipv4[0], "lladdr", B.Mac, "dev", TapGuest.Device, "nud", "permanent");
+            nsA.Ip("neigh", "replace", B.Ipv4[0], "lladdr", B.Mac, "dev", portA.Device, "nud", "permanent");
             ChildProcess ping = scope.Track(ChildProcess.Start("ping a -> b", "ip",
                 ["netns", "exec", nsA.Name, "ping", "-n", "-c", "1", "-w", "10", "-i", "0.01", B.Ipv4[0]], Path.Combine(scope.Dir, "ping-a-b.log")));
             Thread.Sleep(300);
             scope.Check(!ping.HasExited, $"a's ping of b ended before b existed:\n{ping.Output}");
 
             var clock = Stopwatch.StartNew();
-            (Port portB, TimeSpan took) = controller.Post<Port>("api/v1/ports", ControlledGuest.Spec(network.Id, B, nsB, hosts[1].Host.Id));
+            (Port portB, TimeSpan took) = ControlledGuest.Create(controller, network.Id, B, nsB, hosts[1].Host.Id);
             TimeSpan created = clock.Elapsed;
-            TimeSpan tap = Poll(scope, clock, () => ControlledGuest.HasTap(nsB), TimeSpan.FromSeconds(5), "host 2's switch to make b's tap");
-            TapGuest b = ControlledGuest.Configure(scope, B, nsB);
+            TimeSpan tap = Poll(scope, clock, () => ControlledGuest.HasTap(nsB, portB), TimeSpan.FromSeconds(5), "host 2's switch to make b's tap");
+            TapGuest b = ControlledGuest.Configure(scope, B, nsB, portB);
             TimeSpan configured = clock.Elapsed;
             TimeSpan replied = Poll(scope, clock, () => ping.HasExited, TimeSpan.FromSeconds(10), "a's ping to get a reply from b");
             scope.Check(ping.ExitCode == 0, $"a's ping of b got no reply:\n{ping.Output}");
             RealizationStatus realized = controller.WaitRealized(portB.Id, TimeSpan.FromSeconds(5));
-            scope.Log($"port b: POST answered 201 in {Ms(took)}; from the POST: tap in b's namespace at {Ms(tap)}, b configured at {Ms(configured)}, "
+            scope.Log($"port b: POST and binding answered in {Ms(took)}; from the POST: tap in b's namespace at {Ms(tap)}, b configured at {Ms(configured)}, "
                 + $"a's first echo reply from b at {Ms(replied)} ({Ms(replied - created)} after the 201); realized on {Names(hosts, realized.Hosts)}");
             scope.Check(replied <= PropagationBound,
-                $"b answered {Ms(replied)} after the POST; expected within {Ms(PropagationBound)} (201 at {Ms(created)}, tap at {Ms(tap)}, configured at {Ms(configured)})");
+                $"b answered {Ms(replied)} after the POST; expected within {Ms(PropagationBound)} (bound at {Ms(created)}, tap at {Ms(tap)}, configured at {Ms(configured)})");
 
             // What host 1's switch learned also feeds its ARP/ND responder.
-            CommandResult arp = nsA.Exec("arping", "-c", "1", "-w", "2", "-I", TapGuest.Device, B.Ipv4[0]);
+            CommandResult arp = nsA.Exec("arping", "-c", "1", "-w", "2", "-I", portA.Device, B.Ipv4[0]);
             scope.Check(arp.Ok && arp.Output.Contains(B.Mac, StringComparison.OrdinalIgnoreCase), $"host 1's switch should answer ARP for b with {B.Mac}:\n{arp}");
             a.MustPing(B.Ipv6[0], 3);
             b.MustPing(A.Ipv4[0], 3);
@@ -107,14 +107,14 @@ public sealed class ControllerAgentTests(ITestOutputHelper output)
             NetworkNamespace nsA = ControlledGuest.CreateNamespace(scope, A), nsB = ControlledGuest.CreateNamespace(scope, B), nsC = ControlledGuest.CreateNamespace(scope, C);
             OverlayController controller = OverlayController.Start(scope, underlay.Router);
             var (network, hosts) = controller.CreateNetworkAndHosts(Network(), "host1", "host2");
-            Port portA = controller.Post<Port>("api/v1/ports", ControlledGuest.Spec(network.Id, A, nsA, hosts[0].Host.Id)).Value;
-            Port portB = controller.Post<Port>("api/v1/ports", ControlledGuest.Spec(network.Id, B, nsB, hosts[1].Host.Id)).Value;
+            Port portA = ControlledGuest.Create(controller, network.Id, A, nsA, hosts[0].Host.Id).Port;
+            Port portB = ControlledGuest.Create(controller, network.Id, B, nsB, hosts[1].Host.Id).Port;
             AgentSwitch host1 = AgentSwitch.Start(scope, underlay[0], "host1", hosts[0].Host.Id, hosts[0].TokenFile);
             AgentSwitch host2 = AgentSwitch.Start(scope, underlay[1], "host2", hosts[1].Host.Id, hosts[1].TokenFile);
             WaitRegistered(scope, controller, underlay, hosts);
             controller.WaitRealized(portA.Id, TimeSpan.FromSeconds(20));
             controller.WaitRealized(portB.Id, TimeSpan.FromSeconds(20));
-            TapGuest a = ControlledGuest.Configure(scope, A, nsA), b = ControlledGuest.Configure(scope, B, nsB);
+            TapGuest a = ControlledGuest.Configure(scope, A, nsA, portA), b = ControlledGuest.Configure(scope, B, nsB, portB);
             a.WaitForPeer(B.Ipv4[0], TimeSpan.FromSeconds(10));
             a.MustPing(B.Ipv4[0], 3);
             long applied1 = controller.Get<AgentStatus>($"api/v1/hosts/{hosts[0].Host.Id}/status").AppliedRevision;
@@ -135,17 +135,17 @@ public sealed class ControllerAgentTests(ITestOutputHelper output)
 
             controller.Restart();
             var restarted = Stopwatch.StartNew();
-            nsB.Ip("neigh", "replace", C.Ipv4[0], "lladdr", C.Mac, "dev", TapGuest.Device, "nud", "permanent");
+            nsB.Ip("neigh", "replace", C.Ipv4[0], "lladdr", C.Mac, "dev", portB.Device, "nud", "permanent");
             ChildProcess ping = scope.Track(ChildProcess.Start("ping b -> c", "ip",
                 ["netns", "exec", nsB.Name, "ping", "-n", "-c", "1", "-w", "30", "-i", "0.05", C.Ipv4[0]], Path.Combine(scope.Dir, "ping-b-c.log")));
-            (Port portC, TimeSpan took) = controller.Post<Port>("api/v1/ports", ControlledGuest.Spec(network.Id, C, nsC, hosts[0].Host.Id));
+            (Port portC, TimeSpan took) = ControlledGuest.Create(controller, network.Id, C, nsC, hosts[0].Host.Id);
             TimeSpan created = restarted.Elapsed;
-            TimeSpan tap = Poll(scope, restarted, () => ControlledGuest.HasTap(nsC), TimeSpan.FromSeconds(20), "host 1's switch to make c's tap after the controller's restart");
-            TapGuest c = ControlledGuest.Configure(scope, C, nsC);
+            TimeSpan tap = Poll(scope, restarted, () => ControlledGuest.HasTap(nsC, portC), TimeSpan.FromSeconds(20), "host 1's switch to make c's tap after the controller's restart");
+            TapGuest c = ControlledGuest.Configure(scope, C, nsC, portC);
             TimeSpan replied = Poll(scope, restarted, () => ping.HasExited, TimeSpan.FromSeconds(20), "b's ping to get a reply from c");
             scope.Check(ping.ExitCode == 0, $"b's ping of c (created after the controller's restart) got no reply:\n{ping.Output}");
             RealizationStatus realized = controller.WaitRealized(portC.Id, TimeSpan.FromSeconds(10));
-            scope.Log($"from the controller's restart: port c's POST answered 201 at {Ms(created)} (in {Ms(took)}), its tap on host 1 at {Ms(tap)}, "
+            scope.Log($"from the controller's restart: port c created and bound at {Ms(created)} (in {Ms(took)}), its tap on host 1 at {Ms(tap)}, "
                 + $"b's first echo reply from c at {Ms(replied)}; realized on {Names(hosts, realized.Hosts)}");
 
             // Both agents resumed their watch from where they were rather than starting over.

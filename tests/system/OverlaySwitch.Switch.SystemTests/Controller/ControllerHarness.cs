@@ -142,6 +142,9 @@ public sealed partial class OverlayController : IDiagnosable, IDisposable
         return (value, clock.Elapsed);
     }
 
+    /// <summary>PUT with the admin token; a non-2xx answer fails the test.</summary>
+    public T Put<T>(string path, object body) => Send<T>(HttpMethod.Put, path, body);
+
     public T Get<T>(string path) => Send<T>(HttpMethod.Get, path, null);
 
     /// <summary>DELETE with the admin token; a non-2xx answer fails the test.</summary>
@@ -339,26 +342,36 @@ public static class ControlledGuest
     public static NetworkNamespace CreateNamespace(SystemTestScope scope, OverlayEndpoint endpoint)
     {
         NetworkNamespace ns = NetworkNamespace.Create(scope, endpoint.Name);
-        ns.DeleteOnDispose(TapGuest.Device);
         ns.Sysctl("net.ipv6.conf.default.accept_dad=0");
         return ns;
     }
 
-    /// <summary>The port as the REST API takes it: a tap named eth0 in the guest's namespace, bound to <paramref name="hostId"/>.</summary>
-    public static PortSpec Spec(string networkId, OverlayEndpoint endpoint, NetworkNamespace ns, string hostId) =>
-        new(networkId, endpoint.Name, endpoint.Mac, [.. endpoint.Ipv4, .. endpoint.Ipv6], hostId, PortKind.Tap, TapGuest.Device, ns.Name);
+    /// <summary>
+    /// The port through the REST API as its tenant and its admin make it: created as a tap port,
+    /// then bound (the admin's part) to <paramref name="hostId"/> with its device in the guest's
+    /// namespace. The device is named after the port (<see cref="Port.Device"/>). Also returns how
+    /// long both calls took.
+    /// </summary>
+    public static (Port Port, TimeSpan Took) Create(OverlayController controller, string networkId, OverlayEndpoint endpoint, NetworkNamespace ns, string hostId)
+    {
+        var clock = Stopwatch.StartNew();
+        Port created = controller.Post<Port>("api/v1/ports", new PortSpec(networkId, endpoint.Name, endpoint.Mac, [.. endpoint.Ipv4, .. endpoint.Ipv6], PortKind.Tap)).Value;
+        Port bound = controller.Put<Port>($"api/v1/ports/{created.Id}/binding", new PortBinding(hostId, ns.Name));
+        ns.DeleteOnDispose(bound.Device);
+        return (bound, clock.Elapsed);
+    }
 
-    public static bool HasTap(NetworkNamespace ns) => Command.Run("ip", ["-n", ns.Name, "link", "show", "dev", TapGuest.Device], TimeSpan.FromSeconds(5)).Ok;
+    public static bool HasTap(NetworkNamespace ns, Port port) => Command.Run("ip", ["-n", ns.Name, "link", "show", "dev", port.Device], TimeSpan.FromSeconds(5)).Ok;
 
     /// <summary>MAC, addresses (/24, /64) and link up on the tap the switch made.</summary>
-    public static TapGuest Configure(SystemTestScope scope, OverlayEndpoint endpoint, NetworkNamespace ns)
+    public static TapGuest Configure(SystemTestScope scope, OverlayEndpoint endpoint, NetworkNamespace ns, Port port)
     {
-        ns.Ip("link", "set", TapGuest.Device, "address", endpoint.Mac);
+        ns.Ip("link", "set", port.Device, "address", endpoint.Mac);
         foreach (string a in endpoint.Ipv4)
-            ns.Ip("addr", "add", $"{a}/24", "dev", TapGuest.Device);
+            ns.Ip("addr", "add", $"{a}/24", "dev", port.Device);
         foreach (string a in endpoint.Ipv6)
-            ns.Ip("addr", "add", $"{a}/64", "dev", TapGuest.Device, "nodad");
-        ns.Ip("link", "set", TapGuest.Device, "up");
-        return new TapGuest(scope, endpoint, ns);
+            ns.Ip("addr", "add", $"{a}/64", "dev", port.Device, "nodad");
+        ns.Ip("link", "set", port.Device, "up");
+        return new TapGuest(scope, endpoint, ns, port.Device);
     }
 }

@@ -4,13 +4,17 @@ using System.Text.RegularExpressions;
 namespace OverlaySwitch.Tests.System.Harness;
 
 /// <summary>
-/// A guest that is an ordinary Linux network stack: a namespace whose eth0 is a tap port of its
-/// host's switch (the switch creates the persistent tap inside the namespace; the harness gives it
-/// the port's MAC and addresses and brings it up, once, as an operator would).
+/// A guest that is an ordinary Linux network stack: a namespace whose <see cref="Link"/> is a tap
+/// port of its host's switch (the switch creates the persistent tap inside the namespace; the
+/// harness gives it the port's MAC and addresses and brings it up, once, as an operator would).
 /// </summary>
-public sealed partial class TapGuest(SystemTestScope scope, OverlayEndpoint endpoint, NetworkNamespace ns)
+public sealed partial class TapGuest(SystemTestScope scope, OverlayEndpoint endpoint, NetworkNamespace ns, string link = TapGuest.Device)
 {
+    /// <summary>The tap device of a statically configured guest (the host operator names it); a controller's port has its own name.</summary>
     public const string Device = "eth0";
+
+    /// <summary>The guest's tap device in its namespace.</summary>
+    public string Link { get; } = link;
 
     public OverlayEndpoint Endpoint { get; } = endpoint;
     public NetworkNamespace Namespace { get; } = ns;
@@ -45,8 +49,8 @@ public sealed partial class TapGuest(SystemTestScope scope, OverlayEndpoint endp
         return clock.Elapsed;
     }
 
-    /// <summary>eth0's received packets (what the switch wrote into the tap).</summary>
-    public long RxPackets => Namespace.LinkCounter(Device, "rx", "packets");
+    /// <summary>The tap's received packets (what the switch wrote into it).</summary>
+    public long RxPackets => Namespace.LinkCounter(Link, "rx", "packets");
 
     public static (int Transmitted, int Received)? PingCounts(CommandResult r)
     {

@@ -58,7 +58,7 @@ public sealed class RandomWrites(int seed)
             {
                 Network n = networks[_random.Next(networks.Length)];
                 string id = $"port-{++_next}";
-                return StateChange.Upsert<Port>(ObjectKind.Port, id, null, new Port(id, "tenant-1", n.Id, n.Vni, id, $"02:00:00:00:{_next >> 8 & 0xff:x2}:{_next & 0xff:x2}", [], RandomHost(), PortKind.VhostUser, null, null, revision));
+                return StateChange.Upsert<Port>(ObjectKind.Port, id, null, new Port(id, "tenant-1", n.Id, n.Vni, id, $"02:00:00:00:{_next >> 8 & 0xff:x2}:{_next & 0xff:x2}", [], RandomHost(), PortKind.VhostUser, null, revision));
             }
             case 3 or 4 when ports.Length > 0:
             {
