@@ -12,27 +12,31 @@ public static class FlowHash
 {
     public static uint Compute(ReadOnlySpan<byte> frame)
     {
-        // Frames reaching here parsed as Ethernet; the MACs and EtherType always count.
-        ulong h = Mix(BinaryPrimitives.ReadUInt64LittleEndian(frame) ^ ((ulong)BinaryPrimitives.ReadUInt32LittleEndian(frame[8..]) << 16 | BinaryPrimitives.ReadUInt16LittleEndian(frame[12..])));
-        ushort type = BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
+        // Frames reaching here parsed as Ethernet; the MACs and EtherType always count, read as
+        // three words (8 + 4 + 2 bytes) that cover the untagged header.
+        ulong h = Mix(BinaryPrimitives.ReadUInt64LittleEndian(frame) ^ ((ulong)BinaryPrimitives.ReadUInt32LittleEndian(frame[sizeof(ulong)..]) << 16 | BinaryPrimitives.ReadUInt16LittleEndian(frame[EthernetFrame.Field.EtherType..])));
+        ushort type = BinaryPrimitives.ReadUInt16BigEndian(frame[EthernetFrame.Field.EtherType..]);
         ReadOnlySpan<byte> l3 = frame[EthernetFrame.HeaderLength..];
         IpProtocol protocol;
         ReadOnlySpan<byte> l4;
         if (type == (ushort)EtherType.Ipv4 && l3.Length >= Ipv4Packet.MinHeaderLength)
         {
-            h = Mix(h ^ BinaryPrimitives.ReadUInt64LittleEndian(l3[12..]));
-            protocol = (IpProtocol)l3[9];
-            int headerLength = (l3[0] & 0xF) * 4;
-            bool fragmented = (BinaryPrimitives.ReadUInt16BigEndian(l3[6..]) & 0x3FFF) != 0;
+            // Source and destination are adjacent: one 8-byte word.
+            h = Mix(h ^ BinaryPrimitives.ReadUInt64LittleEndian(l3[Ipv4Packet.Field.Source..]));
+            protocol = (IpProtocol)l3[Ipv4Packet.Field.Protocol];
+            int headerLength = Ipv4Packet.ReadHeaderLength(l3);
+            const ushort moreOrOffset = Ipv4Packet.MoreFragmentsFlag | Ipv4Packet.FragmentOffsetMask;
+            bool fragmented = (BinaryPrimitives.ReadUInt16BigEndian(l3[Ipv4Packet.Field.FlagsFragment..]) & moreOrOffset) != 0;
             l4 = fragmented || headerLength > l3.Length ? default : l3[headerLength..];
         }
         else if (type == (ushort)EtherType.Ipv6 && l3.Length >= Ipv6Packet.HeaderLength)
         {
-            h = Mix(h ^ BinaryPrimitives.ReadUInt64LittleEndian(l3[8..]));
-            h = Mix(h ^ BinaryPrimitives.ReadUInt64LittleEndian(l3[16..]));
-            h = Mix(h ^ BinaryPrimitives.ReadUInt64LittleEndian(l3[24..]));
-            h = Mix(h ^ BinaryPrimitives.ReadUInt64LittleEndian(l3[32..]));
-            protocol = (IpProtocol)l3[6];
+            // Each 16-byte address as two 8-byte words.
+            h = Mix(h ^ BinaryPrimitives.ReadUInt64LittleEndian(l3[Ipv6Packet.Field.Source..]));
+            h = Mix(h ^ BinaryPrimitives.ReadUInt64LittleEndian(l3[(Ipv6Packet.Field.Source + sizeof(ulong))..]));
+            h = Mix(h ^ BinaryPrimitives.ReadUInt64LittleEndian(l3[Ipv6Packet.Field.Destination..]));
+            h = Mix(h ^ BinaryPrimitives.ReadUInt64LittleEndian(l3[(Ipv6Packet.Field.Destination + sizeof(ulong))..]));
+            protocol = (IpProtocol)l3[Ipv6Packet.Field.NextHeader];
             l4 = l3[Ipv6Packet.HeaderLength..]; // ports only when no extension header precedes them
         }
         else
@@ -40,7 +44,8 @@ public static class FlowHash
             return Finish(h);
         }
         h ^= (ulong)protocol << 56;
-        if (protocol is IpProtocol.Tcp or IpProtocol.Udp && l4.Length >= 4)
+        // TCP and UDP both start with the two 2-byte ports: one 4-byte word.
+        if (protocol is IpProtocol.Tcp or IpProtocol.Udp && l4.Length >= sizeof(uint))
             h = Mix(h ^ BinaryPrimitives.ReadUInt32LittleEndian(l4));
         return Finish(h);
     }
