@@ -174,10 +174,10 @@ public sealed partial class WatchClient
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Watching host {HostId} from revision {Revision}")]
+        [LoggerMessage(EventId = Host.LogEvents.WatchConnected, Level = LogLevel.Information, Message = "Watching host {HostId} from revision {Revision}")]
         public static partial void Connected(ILogger logger, string hostId, long revision);
 
-        [LoggerMessage(EventId = 2, Level = LogLevel.Warning, Message = "Watch of host {HostId} lost ({Reason}) at revision {Revision}; retrying in {BackoffMs} ms")]
+        [LoggerMessage(EventId = Host.LogEvents.WatchDisconnected, Level = LogLevel.Warning, Message = "Watch of host {HostId} lost ({Reason}) at revision {Revision}; retrying in {BackoffMs} ms")]
         public static partial void Disconnected(ILogger logger, string hostId, string reason, long revision, double backoffMs);
     }
 }

@@ -128,10 +128,10 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 20, Level = LogLevel.Warning, Message = "Status socket: accept failed: {Error}")]
+        [LoggerMessage(EventId = LogEvents.StatusAcceptFailed, Level = LogLevel.Warning, Message = "Status socket: accept failed: {Error}")]
         public static partial void AcceptFailed(ILogger logger, string error);
 
-        [LoggerMessage(EventId = 21, Level = LogLevel.Warning, Message = "Status socket: request failed: {Error}")]
+        [LoggerMessage(EventId = LogEvents.StatusRequestFailed, Level = LogLevel.Warning, Message = "Status socket: request failed: {Error}")]
         public static partial void RequestFailed(ILogger logger, string error);
     }
 }

@@ -246,25 +246,25 @@ public sealed partial class SwitchService : IHostedService, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "overlay-switchd {Host} ready: {Ports} ports, {Networks} networks, sockets in {Directory}")]
+        [LoggerMessage(EventId = LogEvents.SwitchReady, Level = LogLevel.Information, Message = "overlay-switchd {Host} ready: {Ports} ports, {Networks} networks, sockets in {Directory}")]
         public static partial void Started(ILogger logger, string host, int ports, int networks, string directory);
 
-        [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Reloaded ({Why}): {Ports} ports, {Networks} networks")]
+        [LoggerMessage(EventId = LogEvents.Reloaded, Level = LogLevel.Information, Message = "Reloaded ({Why}): {Ports} ports, {Networks} networks")]
         public static partial void Reloaded(ILogger logger, string why, int ports, int networks);
 
-        [LoggerMessage(EventId = 3, Level = LogLevel.Error, Message = "Reload ({Why}) refused, keeping the running configuration:\n{Errors}")]
+        [LoggerMessage(EventId = LogEvents.ReloadRefused, Level = LogLevel.Error, Message = "Reload ({Why}) refused, keeping the running configuration:\n{Errors}")]
         public static partial void ReloadRefused(ILogger logger, string why, string errors);
 
-        [LoggerMessage(EventId = 4, Level = LogLevel.Warning, Message = "Dataplane threads and underlay settings change only on restart")]
+        [LoggerMessage(EventId = LogEvents.RestartNeeded, Level = LogLevel.Warning, Message = "Dataplane threads and underlay settings change only on restart")]
         public static partial void RestartNeeded(ILogger logger);
 
-        [LoggerMessage(EventId = 6, Level = LogLevel.Error, Message = "Reload ({Why}) failed part way: {Error}")]
+        [LoggerMessage(EventId = LogEvents.ReloadFailed, Level = LogLevel.Error, Message = "Reload ({Why}) failed part way: {Error}")]
         public static partial void ReloadFailed(ILogger logger, string why, string error);
 
-        [LoggerMessage(EventId = 7, Level = LogLevel.Error, Message = "Port {Port} could not be opened and stays out: {Error}")]
+        [LoggerMessage(EventId = LogEvents.PortOpenFailed, Level = LogLevel.Error, Message = "Port {Port} could not be opened and stays out: {Error}")]
         public static partial void PortFailed(ILogger logger, string port, string error);
 
-        [LoggerMessage(EventId = 5, Level = LogLevel.Information, Message = "overlay-switchd stopped")]
+        [LoggerMessage(EventId = LogEvents.SwitchStopped, Level = LogLevel.Information, Message = "overlay-switchd stopped")]
         public static partial void Stopped(ILogger logger);
     }
 }

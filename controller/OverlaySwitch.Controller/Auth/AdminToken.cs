@@ -53,13 +53,13 @@ public sealed partial class AdminToken
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1, Level = LogLevel.Warning, Message = "Admin token generated and written to {Path} (mode 0600)")]
+        [LoggerMessage(EventId = LogEvents.AdminTokenGenerated, Level = LogLevel.Warning, Message = "Admin token generated and written to {Path} (mode 0600)")]
         public static partial void Created(ILogger logger, string path);
 
-        [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Admin token read from {Path}")]
+        [LoggerMessage(EventId = LogEvents.AdminTokenRead, Level = LogLevel.Information, Message = "Admin token read from {Path}")]
         public static partial void Loaded(ILogger logger, string path);
 
-        [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "Admin token file {Path} had mode {Mode}; set to 0600")]
+        [LoggerMessage(EventId = LogEvents.AdminTokenModeFixed, Level = LogLevel.Warning, Message = "Admin token file {Path} had mode {Mode}; set to 0600")]
         public static partial void ModeTightened(ILogger logger, string path, string mode);
     }
 }

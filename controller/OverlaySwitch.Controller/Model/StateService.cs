@@ -137,10 +137,10 @@ public sealed partial class StateService : IAsyncDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Desired state loaded at revision {Revision}: {Networks} networks, {Hosts} hosts, {Ports} ports; {Changes} revisions of change log retained")]
+        [LoggerMessage(EventId = LogEvents.StateLoaded, Level = LogLevel.Information, Message = "Desired state loaded at revision {Revision}: {Networks} networks, {Hosts} hosts, {Ports} ports; {Changes} revisions of change log retained")]
         public static partial void Loaded(ILogger logger, long revision, int networks, int hosts, int ports, int changes);
 
-        [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Token {TokenId} issued for {Role} {Owner}")]
+        [LoggerMessage(EventId = LogEvents.TokenIssued, Level = LogLevel.Information, Message = "Token {TokenId} issued for {Role} {Owner}")]
         public static partial void TokenIssued(ILogger logger, string tokenId, string role, string owner);
     }
 }

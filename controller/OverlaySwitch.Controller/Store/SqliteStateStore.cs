@@ -230,10 +230,10 @@ public sealed partial class SqliteStateStore : IStateStore
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "State database {Path} migrated from schema {From} to {To}")]
+        [LoggerMessage(EventId = LogEvents.StoreMigrated, Level = LogLevel.Information, Message = "State database {Path} migrated from schema {From} to {To}")]
         public static partial void Migrated(ILogger logger, string path, long from, long to);
 
-        [LoggerMessage(EventId = 2, Level = LogLevel.Debug, Message = "Change log compacted through revision {Revision}")]
+        [LoggerMessage(EventId = LogEvents.StoreCompacted, Level = LogLevel.Debug, Message = "Change log compacted through revision {Revision}")]
         public static partial void Compacted(ILogger logger, long revision);
     }
 }

@@ -231,16 +231,16 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Host {HostId} watches from revision {From}: snapshot at {Revision} (resumable from {Floor}), {Ports} ports")]
+        [LoggerMessage(EventId = LogEvents.WatchSnapshot, Level = LogLevel.Information, Message = "Host {HostId} watches from revision {From}: snapshot at {Revision} (resumable from {Floor}), {Ports} ports")]
         public static partial void Snapshot(ILogger logger, string hostId, long from, long revision, long floor, int ports);
 
-        [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Host {HostId} resumes from revision {From} to {Revision}: {Changes} changes")]
+        [LoggerMessage(EventId = LogEvents.WatchResumed, Level = LogLevel.Information, Message = "Host {HostId} resumes from revision {From} to {Revision}: {Changes} changes")]
         public static partial void Resumed(ILogger logger, string hostId, long from, long revision, int changes);
 
-        [LoggerMessage(EventId = 3, Level = LogLevel.Information, Message = "Watch of host {HostId} ended: {Reason}")]
+        [LoggerMessage(EventId = LogEvents.WatchEnded, Level = LogLevel.Information, Message = "Watch of host {HostId} ended: {Reason}")]
         public static partial void Detached(ILogger logger, string hostId, string reason);
 
-        [LoggerMessage(EventId = 4, Level = LogLevel.Error, Message = "The watch dispatcher failed; every watch is ended and will resync")]
+        [LoggerMessage(EventId = LogEvents.WatchDispatcherFailed, Level = LogLevel.Error, Message = "The watch dispatcher failed; every watch is ended and will resync")]
         public static partial void LoopFailed(ILogger logger, Exception exception);
     }
 }

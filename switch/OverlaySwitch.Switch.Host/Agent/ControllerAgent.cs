@@ -182,25 +182,25 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 40, Level = LogLevel.Information, Message = "Registered with the controller {Controller}")]
+        [LoggerMessage(EventId = LogEvents.AgentRegistered, Level = LogLevel.Information, Message = "Registered with the controller {Controller}")]
         public static partial void Registered(ILogger logger, string controller);
 
-        [LoggerMessage(EventId = 41, Level = LogLevel.Warning, Message = "Registering with the controller failed, retrying: {Error}")]
+        [LoggerMessage(EventId = LogEvents.AgentRegisterFailed, Level = LogLevel.Warning, Message = "Registering with the controller failed, retrying: {Error}")]
         public static partial void RegisterFailed(ILogger logger, string error);
 
-        [LoggerMessage(EventId = 42, Level = LogLevel.Information, Message = "Applied controller revision {Revision}: {Networks} networks, {Ports} local ports, {Remotes} remote endpoints")]
+        [LoggerMessage(EventId = LogEvents.AgentApplied, Level = LogLevel.Information, Message = "Applied controller revision {Revision}: {Networks} networks, {Ports} local ports, {Remotes} remote endpoints")]
         public static partial void Applied(ILogger logger, long revision, int networks, int ports, int remotes);
 
-        [LoggerMessage(EventId = 43, Level = LogLevel.Error, Message = "Controller revision {Revision} cannot be applied, keeping the previous state: {Error}")]
+        [LoggerMessage(EventId = LogEvents.AgentApplyFailed, Level = LogLevel.Error, Message = "Controller revision {Revision} cannot be applied, keeping the previous state: {Error}")]
         public static partial void ApplyFailed(ILogger logger, long revision, string error);
 
-        [LoggerMessage(EventId = 44, Level = LogLevel.Warning, Message = "Left out: {Why}")]
+        [LoggerMessage(EventId = LogEvents.AgentLeftOut, Level = LogLevel.Warning, Message = "Left out: {Why}")]
         public static partial void Skipped(ILogger logger, string why);
 
-        [LoggerMessage(EventId = 45, Level = LogLevel.Error, Message = "The controller refused this switch; forwarding continues with the last state: {Error}")]
+        [LoggerMessage(EventId = LogEvents.AgentRefused, Level = LogLevel.Error, Message = "The controller refused this switch; forwarding continues with the last state: {Error}")]
         public static partial void Refused(ILogger logger, string error);
 
-        [LoggerMessage(EventId = 46, Level = LogLevel.Warning, Message = "Reporting revision {Revision} failed: {Error}")]
+        [LoggerMessage(EventId = LogEvents.AgentReportFailed, Level = LogLevel.Warning, Message = "Reporting revision {Revision} failed: {Error}")]
         public static partial void ReportFailed(ILogger logger, long revision, string error);
     }
 }

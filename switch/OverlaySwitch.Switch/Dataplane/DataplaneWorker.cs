@@ -290,10 +290,10 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Dataplane worker {Worker} started (tid {Tid}, cpu {Cpu})")]
+        [LoggerMessage(EventId = Host.LogEvents.WorkerStarted, Level = LogLevel.Information, Message = "Dataplane worker {Worker} started (tid {Tid}, cpu {Cpu})")]
         public static partial void Started(ILogger logger, int worker, int tid, string cpu);
 
-        [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "Dataplane worker {Worker}: a kick descriptor cannot be watched: {Error}")]
+        [LoggerMessage(EventId = Host.LogEvents.WorkerKickUnwatchable, Level = LogLevel.Warning, Message = "Dataplane worker {Worker}: a kick descriptor cannot be watched: {Error}")]
         public static partial void KickNotPollable(ILogger logger, int worker, string error);
     }
 }

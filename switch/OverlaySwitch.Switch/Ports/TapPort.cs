@@ -106,10 +106,10 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 320, Level = LogLevel.Information, Message = "Port {Port}: tap {Device} in namespace {Namespace}")]
+        [LoggerMessage(EventId = Host.LogEvents.TapOpened, Level = LogLevel.Information, Message = "Port {Port}: tap {Device} in namespace {Namespace}")]
         public static partial void Opened(ILogger logger, string port, string device, string @namespace);
 
-        [LoggerMessage(EventId = 321, Level = LogLevel.Warning, Message = "Port {Port}: writing to the tap failed ({Error}); counting further failures silently")]
+        [LoggerMessage(EventId = Host.LogEvents.TapWriteFailed, Level = LogLevel.Warning, Message = "Port {Port}: writing to the tap failed ({Error}); counting further failures silently")]
         public static partial void WriteFailed(ILogger logger, string port, string error);
     }
 }

@@ -345,16 +345,16 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "Port {Port}: vhost-user frontend connected on {Path} (connection {Count})")]
+        [LoggerMessage(EventId = Host.LogEvents.VhostUserFrontendConnected, Level = LogLevel.Information, Message = "Port {Port}: vhost-user frontend connected on {Path} (connection {Count})")]
         public static partial void Connected(ILogger logger, string port, string path, int count);
 
-        [LoggerMessage(EventId = 301, Level = LogLevel.Information, Message = "Port {Port}: vhost-user frontend disconnected after {Requests} requests")]
+        [LoggerMessage(EventId = Host.LogEvents.VhostUserFrontendDisconnected, Level = LogLevel.Information, Message = "Port {Port}: vhost-user frontend disconnected after {Requests} requests")]
         public static partial void Disconnected(ILogger logger, string port, long requests);
 
-        [LoggerMessage(EventId = 302, Level = LogLevel.Warning, Message = "Port {Port}: accept failed: {Error}")]
+        [LoggerMessage(EventId = Host.LogEvents.VhostUserAcceptFailed, Level = LogLevel.Warning, Message = "Port {Port}: accept failed: {Error}")]
         public static partial void AcceptFailed(ILogger logger, string port, string error);
 
-        [LoggerMessage(EventId = 303, Level = LogLevel.Warning, Message = "Port {Port}: the guest broke a ring ({Fault}); the ring stops until the device is reset")]
+        [LoggerMessage(EventId = Host.LogEvents.VhostUserRingBroken, Level = LogLevel.Warning, Message = "Port {Port}: the guest broke a ring ({Fault}); the ring stops until the device is reset")]
         public static partial void RingFault(ILogger logger, string port, VirtqueueFault fault);
     }
 }

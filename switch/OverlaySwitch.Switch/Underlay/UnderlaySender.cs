@@ -3,6 +3,7 @@ using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
+using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Underlay;
 
@@ -109,9 +110,9 @@ public sealed unsafe class UnderlaySender : IDisposable
             _iov[i].Length = (nuint)length;
             // The destination is the outer header's own: raw sockets route by the address given here.
             if (_v6)
-                outer.Slice(24, 16).CopyTo(new Span<byte>(_addresses[i].Address, 16));
+                outer.Slice(Ipv6Packet.Field.Destination, Ipv6Address.Length).CopyTo(new Span<byte>(_addresses[i].Address, 16));
             else
-                _addresses[i].FlowInfoOrIpv4 = BinaryPrimitives.ReadUInt32LittleEndian(outer[16..]);
+                _addresses[i].FlowInfoOrIpv4 = BinaryPrimitives.ReadUInt32LittleEndian(outer[Ipv4Packet.Field.Destination..]);
             if (++_count == BatchSize)
                 Flush();
         }

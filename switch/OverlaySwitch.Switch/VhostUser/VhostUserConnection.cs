@@ -140,10 +140,10 @@ public sealed partial class VhostUserConnection
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 110, Level = LogLevel.Warning, Message = "Port {Port}: vhost-user protocol error: {Error}")]
+        [LoggerMessage(EventId = Host.LogEvents.VhostUserProtocolError, Level = LogLevel.Warning, Message = "Port {Port}: vhost-user protocol error: {Error}")]
         public static partial void ProtocolError(ILogger logger, string port, string error);
 
-        [LoggerMessage(EventId = 111, Level = LogLevel.Warning, Message = "Port {Port}: vhost-user connection failed: {Error}")]
+        [LoggerMessage(EventId = Host.LogEvents.VhostUserConnectionFailed, Level = LogLevel.Warning, Message = "Port {Port}: vhost-user connection failed: {Error}")]
         public static partial void ConnectionFailed(ILogger logger, string port, string error);
     }
 }

@@ -562,7 +562,7 @@ public sealed partial class VhostUserNetDevice : IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = 100, Level = LogLevel.Warning, Message = "Port {Port}: refused {Request}: {Reason}")]
+        [LoggerMessage(EventId = Host.LogEvents.VhostUserRequestRefused, Level = LogLevel.Warning, Message = "Port {Port}: refused {Request}: {Reason}")]
         public static partial void Refused(ILogger logger, string port, string request, string reason);
     }
 }

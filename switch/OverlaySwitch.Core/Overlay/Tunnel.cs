@@ -52,13 +52,13 @@ public sealed class Tunnel
             // The template's total length is 0 so that per packet the checksum is updated
             // incrementally (RFC 1624) from 0 to the real length instead of recomputed.
             new Ipv4Repr(source, destination, IpProtocol.Udp, PayloadLength: 0, Ttl: ttl, DontFragment: true).Emit(t);
-            BinaryPrimitives.WriteUInt16BigEndian(t[2..], 0);
-            BinaryPrimitives.WriteUInt16BigEndian(t[10..], 0);
+            BinaryPrimitives.WriteUInt16BigEndian(t[Ipv4Packet.Field.TotalLength..], 0);
+            BinaryPrimitives.WriteUInt16BigEndian(t[Ipv4Packet.Field.Checksum..], 0);
             _templateIpChecksum = Checksum.Compute(t[..Ipv4Packet.MinHeaderLength]);
             _pseudoHeaderSum = Checksum.PseudoHeaderV4(source, destination, IpProtocol.Udp, 0);
         }
         int udp = IsIpv6 ? Ipv6Packet.HeaderLength : Ipv4Packet.MinHeaderLength;
-        BinaryPrimitives.WriteUInt16BigEndian(t[(udp + 2)..], udpPort);
+        BinaryPrimitives.WriteUInt16BigEndian(t[(udp + UdpDatagram.Field.DestinationPort)..], udpPort);
         new VxlanRepr(0).Emit(t[(udp + UdpDatagram.HeaderLength)..]);
     }
 
@@ -86,25 +86,25 @@ public sealed class Tunnel
         int udpLength = UdpDatagram.HeaderLength + VxlanHeader.Length + innerFrame.Length;
         if (IsIpv6)
         {
-            BinaryPrimitives.WriteUInt16BigEndian(outer[4..], (ushort)udpLength);
+            BinaryPrimitives.WriteUInt16BigEndian(outer[Ipv6Packet.Field.PayloadLength..], (ushort)udpLength);
         }
         else
         {
             ushort totalLength = (ushort)(udp + udpLength);
-            BinaryPrimitives.WriteUInt16BigEndian(outer[2..], totalLength);
-            BinaryPrimitives.WriteUInt16BigEndian(outer[10..], Checksum.Update(_templateIpChecksum, 0, totalLength));
+            BinaryPrimitives.WriteUInt16BigEndian(outer[Ipv4Packet.Field.TotalLength..], totalLength);
+            BinaryPrimitives.WriteUInt16BigEndian(outer[Ipv4Packet.Field.Checksum..], Checksum.Update(_templateIpChecksum, 0, totalLength));
         }
         Span<byte> udpHeader = outer[udp..];
         ushort sourcePort = (ushort)(SourcePortBase + (flowHash >> 18)); // top 14 bits: 49152..65535
-        BinaryPrimitives.WriteUInt16BigEndian(udpHeader, sourcePort);
-        BinaryPrimitives.WriteUInt16BigEndian(udpHeader[4..], (ushort)udpLength);
-        BinaryPrimitives.WriteUInt32BigEndian(udpHeader[12..], (vni & VxlanHeader.MaxVni) << 8);
+        BinaryPrimitives.WriteUInt16BigEndian(udpHeader[UdpDatagram.Field.SourcePort..], sourcePort);
+        BinaryPrimitives.WriteUInt16BigEndian(udpHeader[UdpDatagram.Field.Length..], (ushort)udpLength);
+        VxlanHeader.WriteVni(udpHeader[UdpDatagram.HeaderLength..], vni);
         if (UdpChecksum)
         {
             uint sum = Checksum.Add(_pseudoHeaderSum, (uint)udpLength);
             sum = Checksum.Add(sum, udpHeader[..(UdpDatagram.HeaderLength + VxlanHeader.Length)]);
             ushort checksum = Checksum.Finish(Checksum.Add(sum, innerFrame));
-            BinaryPrimitives.WriteUInt16BigEndian(udpHeader[6..], checksum == 0 ? (ushort)0xFFFF : checksum);
+            BinaryPrimitives.WriteUInt16BigEndian(udpHeader[UdpDatagram.Field.Checksum..], checksum == 0 ? (ushort)0xFFFF : checksum);
         }
         return _template.Length;
     }

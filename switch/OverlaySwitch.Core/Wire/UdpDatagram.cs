@@ -14,6 +14,15 @@ public readonly ref struct UdpDatagram
 {
     public const int HeaderLength = 8;
 
+    /// <summary>Byte offsets of the header fields, for code that reads or writes a UDP header without a view (templates, rewrites, hashing).</summary>
+    public static class Field
+    {
+        public const int SourcePort = 0;
+        public const int DestinationPort = 2;
+        public const int Length = 4;
+        public const int Checksum = 6;
+    }
+
     private readonly Span<byte> _bytes;
 
     private UdpDatagram(Span<byte> bytes) => _bytes = bytes;
@@ -23,7 +32,7 @@ public readonly ref struct UdpDatagram
         datagram = default;
         if (bytes.Length < HeaderLength)
             return false;
-        int length = BinaryPrimitives.ReadUInt16BigEndian(bytes[4..]);
+        int length = BinaryPrimitives.ReadUInt16BigEndian(bytes[Field.Length..]);
         if (length < HeaderLength || length > bytes.Length)
             return false;
         datagram = new UdpDatagram(bytes[..length]);
@@ -31,10 +40,10 @@ public readonly ref struct UdpDatagram
     }
 
     public Span<byte> Bytes => _bytes;
-    public ushort SourcePort => BinaryPrimitives.ReadUInt16BigEndian(_bytes);
-    public ushort DestinationPort => BinaryPrimitives.ReadUInt16BigEndian(_bytes[2..]);
+    public ushort SourcePort => BinaryPrimitives.ReadUInt16BigEndian(_bytes[Field.SourcePort..]);
+    public ushort DestinationPort => BinaryPrimitives.ReadUInt16BigEndian(_bytes[Field.DestinationPort..]);
     public int Length => _bytes.Length;
-    public ushort Checksum => BinaryPrimitives.ReadUInt16BigEndian(_bytes[6..]);
+    public ushort Checksum => BinaryPrimitives.ReadUInt16BigEndian(_bytes[Field.Checksum..]);
     public Span<byte> Payload => _bytes[HeaderLength..];
 
     /// <summary>
@@ -57,15 +66,15 @@ public readonly record struct UdpRepr(ushort SourcePort, ushort DestinationPort)
     /// </summary>
     public void Emit(Span<byte> datagram, uint? pseudoHeaderSum)
     {
-        BinaryPrimitives.WriteUInt16BigEndian(datagram, SourcePort);
-        BinaryPrimitives.WriteUInt16BigEndian(datagram[2..], DestinationPort);
-        BinaryPrimitives.WriteUInt16BigEndian(datagram[4..], (ushort)datagram.Length);
-        BinaryPrimitives.WriteUInt16BigEndian(datagram[6..], 0);
+        BinaryPrimitives.WriteUInt16BigEndian(datagram[UdpDatagram.Field.SourcePort..], SourcePort);
+        BinaryPrimitives.WriteUInt16BigEndian(datagram[UdpDatagram.Field.DestinationPort..], DestinationPort);
+        BinaryPrimitives.WriteUInt16BigEndian(datagram[UdpDatagram.Field.Length..], (ushort)datagram.Length);
+        BinaryPrimitives.WriteUInt16BigEndian(datagram[UdpDatagram.Field.Checksum..], 0);
         if (pseudoHeaderSum is uint sum)
         {
             ushort checksum = Checksum.Finish(Checksum.Add(sum, datagram));
             // A computed 0 is sent as 0xFFFF: 0 means "no checksum" (RFC 768).
-            BinaryPrimitives.WriteUInt16BigEndian(datagram[6..], checksum == 0 ? (ushort)0xFFFF : checksum);
+            BinaryPrimitives.WriteUInt16BigEndian(datagram[UdpDatagram.Field.Checksum..], checksum == 0 ? (ushort)0xFFFF : checksum);
         }
     }
 }

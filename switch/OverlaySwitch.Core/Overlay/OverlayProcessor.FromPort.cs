@@ -133,12 +133,12 @@ public sealed partial class OverlayProcessor
         Ipv6Address destination = dad ? AllNodes : ip.Source;
         byte flags = (byte)(Icmpv6Packet.OverrideFlag | (dad ? 0 : Icmpv6Packet.SolicitedFlag)
             | (network.Config.GatewayV6 == target ? Icmpv6Packet.RouterFlag : 0));
-        const int icmpLength = Icmpv6Packet.NeighborMessageLength + 8;
+        const int icmpLength = Icmpv6Packet.NeighborMessageLength + Icmpv6Packet.LinkLayerOptionLength;
         Span<byte> reply = _scratch.AsSpan(0, EthernetFrame.HeaderLength + Ipv6Packet.HeaderLength + icmpLength);
         new EthernetRepr(dad ? destination.MulticastMac : port.Mac, targetMac, EtherType.Ipv6).Emit(reply);
         new Ipv6Repr(target, destination, IpProtocol.Icmpv6, icmpLength, HopLimit: 255).Emit(reply[EthernetFrame.HeaderLength..]);
         Span<byte> message = reply[(EthernetFrame.HeaderLength + Ipv6Packet.HeaderLength)..];
-        target.WriteTo(message[8..]);
+        target.WriteTo(message[Icmpv6Packet.Field.Target..]);
         Icmpv6Repr.EmitLinkLayerOption(message[Icmpv6Packet.NeighborMessageLength..], NdOptionType.TargetLinkLayerAddress, targetMac);
         Icmpv6Repr.NeighborAdvertisement(flags).Emit(message, target, destination);
         output.ToPort(port.Number, reply);

@@ -16,7 +16,8 @@ public readonly ref struct Ipv6Packet
     /// <summary>Bounds the extension-header walk so a crafted chain cannot make it slow.</summary>
     public const int MaxExtensionHeaders = 8;
 
-    private static class Field
+    /// <summary>Byte offsets of the header fields, for code that reads or writes an IPv6 header without a view (templates, rewrites, hashing).</summary>
+    public static class Field
     {
         public const int VersionClassFlow = 0;
         public const int PayloadLength = 4;
@@ -120,10 +121,10 @@ public readonly record struct Ipv6Repr(Ipv6Address Source, Ipv6Address Destinati
     public void Emit(Span<byte> destination)
     {
         BinaryPrimitives.WriteUInt32BigEndian(destination, (6u << 28) | ((uint)TrafficClass << 20) | (FlowLabel & 0xF_FFFF));
-        BinaryPrimitives.WriteUInt16BigEndian(destination[4..], (ushort)PayloadLength);
-        destination[6] = (byte)NextHeader;
-        destination[7] = HopLimit;
-        Source.WriteTo(destination[8..]);
-        Destination.WriteTo(destination[24..]);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[Ipv6Packet.Field.PayloadLength..], (ushort)PayloadLength);
+        destination[Ipv6Packet.Field.NextHeader] = (byte)NextHeader;
+        destination[Ipv6Packet.Field.HopLimit] = HopLimit;
+        Source.WriteTo(destination[Ipv6Packet.Field.Source..]);
+        Destination.WriteTo(destination[Ipv6Packet.Field.Destination..]);
     }
 }

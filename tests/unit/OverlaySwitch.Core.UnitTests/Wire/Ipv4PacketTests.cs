@@ -137,6 +137,57 @@ public class Ipv4PacketTests
     }
 
     [Fact]
+    public void HeaderLengthHelpersMatchTheGoldenHeaders()
+    {
+        Assert.Equal(20, Ipv4Packet.ReadHeaderLength(PacketBytes));
+        Assert.Equal(24, Ipv4Packet.ReadHeaderLength(WithOptionsBytes));
+        Assert.Equal(PacketBytes[Ipv4Packet.Field.VersionIhl], Ipv4Packet.VersionAndIhl(20));
+        Assert.Equal(WithOptionsBytes[Ipv4Packet.Field.VersionIhl], Ipv4Packet.VersionAndIhl(24));
+        Assert.Equal(0x4F, Ipv4Packet.VersionAndIhl(Ipv4Packet.MinHeaderLength + Ipv4Packet.MaxOptionsLength));
+    }
+
+    [Fact]
+    public void LaterFragmentsCarryOnlyTheCopiedOptionsPadded()
+    {
+        byte[] options =
+        [
+            0x07, 0x07, 0x04, 0x00, 0x00, 0x00, 0x00, // Record Route (not copied), length 7, pointer 4, one slot
+            0x01,                                     // NOP
+            0x83, 0x07, 0x04, 0x0A, 0x00, 0x00, 0x01, // Loose Source Route (copied), length 7, one hop 10.0.0.1
+            0x94, 0x04, 0x00, 0x00,                   // Router Alert (copied), length 4
+            0x00, 0x00, 0x00,                         // End of options, padding to 24 bytes
+        ];
+        byte[] destination = new byte[Ipv4Packet.MaxOptionsLength];
+        destination.AsSpan().Fill(0xA5);
+
+        Assert.True(Ipv4Packet.TryCreate(WithOptions(options), out Ipv4Packet packet));
+        int length = packet.CopyOptionsForLaterFragments(destination);
+
+        Assert.Equal(12, length);
+        Assert.Equal([0x83, 0x07, 0x04, 0x0A, 0x00, 0x00, 0x01, 0x94, 0x04, 0x00, 0x00, 0x00], destination[..length]);
+        Assert.All(destination[length..], b => Assert.Equal(0xA5, b));
+    }
+
+    [Theory]
+    [InlineData(new byte[] { 0x83, 0x01, 0x00, 0x00 })] // length below 2
+    [InlineData(new byte[] { 0x94, 0x08, 0x00, 0x00 })] // length past the options
+    [InlineData(new byte[] { 0x01, 0x01, 0x01, 0x94 })] // length byte missing
+    public void MalformedOptionsCopyNothing(byte[] options)
+    {
+        Assert.True(Ipv4Packet.TryCreate(WithOptions(options), out Ipv4Packet packet));
+        Assert.Equal(0, packet.CopyOptionsForLaterFragments(new byte[Ipv4Packet.MaxOptionsLength]));
+    }
+
+    /// <summary>The golden header with <paramref name="options"/> (a multiple of 4 bytes) and no payload.</summary>
+    private static byte[] WithOptions(byte[] options)
+    {
+        byte[] bytes = [.. PacketBytes[..Ipv4Packet.MinHeaderLength], .. options];
+        bytes[Ipv4Packet.Field.VersionIhl] = Ipv4Packet.VersionAndIhl(bytes.Length);
+        bytes[Ipv4Packet.Field.TotalLength + 1] = (byte)bytes.Length;
+        return bytes;
+    }
+
+    [Fact]
     public void MaximumIhlIsSixtyBytes()
     {
         byte[] bytes = new byte[64];

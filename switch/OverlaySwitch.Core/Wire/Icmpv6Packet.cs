@@ -38,6 +38,19 @@ public readonly ref struct Icmpv6Packet
     public const byte RouterFlag = 0x80;
     public const byte SolicitedFlag = 0x40;
     public const byte OverrideFlag = 0x20;
+    /// <summary>A source/target link-layer address option for Ethernet: type, length (1 unit of 8 bytes), MAC.</summary>
+    public const int LinkLayerOptionLength = 8;
+
+    /// <summary>Byte offsets of the header fields, for code that reads or writes an ICMPv6 message without a view (templates, rewrites, hashing).</summary>
+    public static class Field
+    {
+        public const int Type = 0;
+        public const int Code = 1;
+        public const int Checksum = 2;
+        public const int Body = 4;
+        /// <summary>NS/NA only: the target address after the 4-byte body.</summary>
+        public const int Target = 8;
+    }
 
     private readonly Span<byte> _bytes;
 
@@ -65,7 +78,7 @@ public readonly ref struct Icmpv6Packet
     public byte NeighborFlags => _bytes[4];
     public bool IsNeighborMessage => Type is Icmpv6Type.NeighborSolicitation or Icmpv6Type.NeighborAdvertisement;
     /// <summary>The NS/NA target address. Only meaningful when <see cref="IsNeighborMessage"/>.</summary>
-    public Ipv6Address Target => IsNeighborMessage ? Ipv6Address.Read(_bytes[8..]) : default;
+    public Ipv6Address Target => IsNeighborMessage ? Ipv6Address.Read(_bytes[Field.Target..]) : default;
     public Span<byte> Body => _bytes[HeaderLength..];
 
     /// <summary>

@@ -17,9 +17,15 @@ public readonly ref struct Ipv4Packet
     public const int MinHeaderLength = 20;
     public const ushort DontFragmentFlag = 0x4000;
     public const ushort MoreFragmentsFlag = 0x2000;
-    private const ushort FragmentOffsetMask = 0x1FFF;
+    /// <summary>The fragment offset's bits in <see cref="FlagsAndFragmentOffset"/>; the offset counts <see cref="FragmentOffsetUnit"/>s.</summary>
+    public const ushort FragmentOffsetMask = 0x1FFF;
+    /// <summary>Fragment offsets are in 8-byte units, so every fragment but the last carries a multiple of 8 bytes.</summary>
+    public const int FragmentOffsetUnit = 8;
+    /// <summary>The IHL field's maximum, 15 words, less the fixed header.</summary>
+    public const int MaxOptionsLength = 15 * 4 - MinHeaderLength;
 
-    private static class Field
+    /// <summary>Byte offsets of the header fields, for code that reads or writes an IPv4 header without a view (templates, rewrites, hashing).</summary>
+    public static class Field
     {
         public const int VersionIhl = 0;
         public const int Tos = 1;
@@ -43,7 +49,7 @@ public readonly ref struct Ipv4Packet
         packet = default;
         if (bytes.Length < MinHeaderLength || bytes[Field.VersionIhl] >> 4 != 4)
             return false;
-        int headerLength = (bytes[Field.VersionIhl] & 0xF) * 4;
+        int headerLength = ReadHeaderLength(bytes);
         int totalLength = BinaryPrimitives.ReadUInt16BigEndian(bytes[Field.TotalLength..]);
         if (headerLength < MinHeaderLength || totalLength < headerLength || totalLength > bytes.Length)
             return false;
@@ -53,14 +59,14 @@ public readonly ref struct Ipv4Packet
 
     /// <summary>The datagram: header and payload, without trailing padding.</summary>
     public Span<byte> Bytes => _bytes;
-    public int HeaderLength => (_bytes[Field.VersionIhl] & 0xF) * 4;
+    public int HeaderLength => ReadHeaderLength(_bytes);
     public byte Tos => _bytes[Field.Tos];
     public int TotalLength => _bytes.Length;
     public ushort Identification => BinaryPrimitives.ReadUInt16BigEndian(_bytes[Field.Identification..]);
     public bool DontFragment => (FlagsAndFragmentOffset & DontFragmentFlag) != 0;
     public bool MoreFragments => (FlagsAndFragmentOffset & MoreFragmentsFlag) != 0;
     /// <summary>Fragment offset in bytes.</summary>
-    public int FragmentOffset => (FlagsAndFragmentOffset & FragmentOffsetMask) * 8;
+    public int FragmentOffset => (FlagsAndFragmentOffset & FragmentOffsetMask) * FragmentOffsetUnit;
     /// <summary>True for the first fragment or an unfragmented datagram: the upper-layer header is here.</summary>
     public bool IsFirstFragment => (FlagsAndFragmentOffset & FragmentOffsetMask) == 0;
     public ushort FlagsAndFragmentOffset => BinaryPrimitives.ReadUInt16BigEndian(_bytes[Field.FlagsFragment..]);
@@ -89,6 +95,46 @@ public readonly ref struct Ipv4Packet
     }
 
     public uint PseudoHeaderSum => Checksum.PseudoHeaderV4(Source, Destination, Protocol, _bytes.Length - HeaderLength);
+
+    /// <summary>
+    /// Writes the options a non-first fragment carries into <paramref name="destination"/> (at least
+    /// <see cref="MaxOptionsLength"/> bytes): those with the copied flag (RFC 791 §3.1), padded to
+    /// 32 bits. Returns their length; malformed options copy nothing.
+    /// </summary>
+    public int CopyOptionsForLaterFragments(Span<byte> destination)
+    {
+        ReadOnlySpan<byte> options = Options;
+        int written = 0;
+        for (int i = 0; i < options.Length;)
+        {
+            byte type = options[i];
+            if (type == 0)
+                break; // end of option list
+            if (type == 1)
+            {
+                i++; // no-operation
+                continue;
+            }
+            if (i + 1 >= options.Length || options[i + 1] < 2 || i + options[i + 1] > options.Length)
+                return 0;
+            int length = options[i + 1];
+            if ((type & 0x80) != 0)
+            {
+                options.Slice(i, length).CopyTo(destination[written..]);
+                written += length;
+            }
+            i += length;
+        }
+        int padded = (written + 3) & ~3;
+        destination[written..padded].Clear();
+        return padded;
+    }
+
+    /// <summary>The header length in bytes from the IHL field of <paramref name="header"/> (at least one byte), unchecked.</summary>
+    public static int ReadHeaderLength(ReadOnlySpan<byte> header) => (header[Field.VersionIhl] & 0xF) * 4;
+
+    /// <summary>The first header byte: version 4 and the IHL for <paramref name="headerLength"/> bytes (a multiple of 4).</summary>
+    public static byte VersionAndIhl(int headerLength) => (byte)(0x40 | (headerLength / 4));
 }
 
 /// <summary>
@@ -107,16 +153,16 @@ public readonly record struct Ipv4Repr(Ipv4Address Source, Ipv4Address Destinati
 
     public void Emit(Span<byte> destination)
     {
-        destination[0] = 0x45;
-        destination[1] = Tos;
-        BinaryPrimitives.WriteUInt16BigEndian(destination[2..], (ushort)TotalLength);
-        BinaryPrimitives.WriteUInt16BigEndian(destination[4..], Identification);
-        BinaryPrimitives.WriteUInt16BigEndian(destination[6..], DontFragment ? Ipv4Packet.DontFragmentFlag : (ushort)0);
-        destination[8] = Ttl;
-        destination[9] = (byte)Protocol;
-        BinaryPrimitives.WriteUInt16BigEndian(destination[10..], 0);
-        Source.WriteTo(destination[12..]);
-        Destination.WriteTo(destination[16..]);
-        BinaryPrimitives.WriteUInt16BigEndian(destination[10..], Checksum.Compute(destination[..20]));
+        destination[Ipv4Packet.Field.VersionIhl] = Ipv4Packet.VersionAndIhl(Ipv4Packet.MinHeaderLength);
+        destination[Ipv4Packet.Field.Tos] = Tos;
+        BinaryPrimitives.WriteUInt16BigEndian(destination[Ipv4Packet.Field.TotalLength..], (ushort)TotalLength);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[Ipv4Packet.Field.Identification..], Identification);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[Ipv4Packet.Field.FlagsFragment..], DontFragment ? Ipv4Packet.DontFragmentFlag : (ushort)0);
+        destination[Ipv4Packet.Field.Ttl] = Ttl;
+        destination[Ipv4Packet.Field.Protocol] = (byte)Protocol;
+        BinaryPrimitives.WriteUInt16BigEndian(destination[Ipv4Packet.Field.Checksum..], 0);
+        Source.WriteTo(destination[Ipv4Packet.Field.Source..]);
+        Destination.WriteTo(destination[Ipv4Packet.Field.Destination..]);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[Ipv4Packet.Field.Checksum..], Checksum.Compute(destination[..Ipv4Packet.MinHeaderLength]));
     }
 }

@@ -15,7 +15,8 @@ public readonly ref struct EthernetFrame
     public const int VlanTagLength = 4;
     public const int MaxVlanTags = 2;
 
-    private static class Field
+    /// <summary>Byte offsets of the header fields, for code that reads or writes an untagged Ethernet header without a view (templates, rewrites, hashing).</summary>
+    public static class Field
     {
         public const int Destination = 0;
         public const int Source = 6;
@@ -96,8 +97,8 @@ public readonly record struct EthernetRepr(MacAddress Destination, MacAddress So
     /// <summary>Writes the 14-byte header. The caller guarantees the room.</summary>
     public void Emit(Span<byte> destination)
     {
-        Destination.WriteTo(destination);
-        Source.WriteTo(destination[6..]);
-        BinaryPrimitives.WriteUInt16BigEndian(destination[12..], (ushort)EtherType);
+        Destination.WriteTo(destination[EthernetFrame.Field.Destination..]);
+        Source.WriteTo(destination[EthernetFrame.Field.Source..]);
+        BinaryPrimitives.WriteUInt16BigEndian(destination[EthernetFrame.Field.EtherType..], (ushort)EtherType);
     }
 }

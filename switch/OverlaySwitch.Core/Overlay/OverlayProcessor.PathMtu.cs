@@ -23,7 +23,7 @@ public sealed partial class OverlayProcessor
             return null;
         }
         int mtu = Math.Min(network.Config.Mtu, maxInner);
-        EtherType type = (EtherType)BinaryPrimitives.ReadUInt16BigEndian(frame[12..]);
+        EtherType type = (EtherType)BinaryPrimitives.ReadUInt16BigEndian(frame[EthernetFrame.Field.EtherType..]);
         Span<byte> l3 = frame[EthernetFrame.HeaderLength..];
         if (type == EtherType.Ipv4 && Ipv4Packet.TryCreate(l3, out Ipv4Packet ip))
         {
@@ -111,9 +111,9 @@ public sealed partial class OverlayProcessor
     {
         ReadOnlySpan<byte> payload = ip.Payload;
         int firstHeaderLength = ip.HeaderLength;
-        Span<byte> laterOptions = stackalloc byte[40];
-        int laterHeaderLength = Ipv4Packet.MinHeaderLength + CopiedOptions(ip.Options, laterOptions);
-        if (Math.Max(firstHeaderLength, laterHeaderLength) + 8 > maxIpLength)
+        Span<byte> laterOptions = stackalloc byte[Ipv4Packet.MaxOptionsLength];
+        int laterHeaderLength = Ipv4Packet.MinHeaderLength + ip.CopyOptionsForLaterFragments(laterOptions);
+        if (Math.Max(firstHeaderLength, laterHeaderLength) + Ipv4Packet.FragmentOffsetUnit > maxIpLength)
             return DropReason.TooBigForTunnel;
 
         int baseOffset = ip.FragmentOffset;
@@ -124,7 +124,7 @@ public sealed partial class OverlayProcessor
         for (int offset = 0; offset < payload.Length;)
         {
             int headerLength = offset == 0 ? firstHeaderLength : laterHeaderLength;
-            int chunk = Math.Min(payload.Length - offset, (maxIpLength - headerLength) & ~7);
+            int chunk = Math.Min(payload.Length - offset, (maxIpLength - headerLength) & ~(Ipv4Packet.FragmentOffsetUnit - 1));
             bool more = offset + chunk < payload.Length || lastHasMore;
             int frameLength = EthernetFrame.HeaderLength + headerLength + chunk;
             Span<byte> fragment = _scratch.AsSpan(0, frameLength);
@@ -138,50 +138,18 @@ public sealed partial class OverlayProcessor
             {
                 ip.Header[..Ipv4Packet.MinHeaderLength].CopyTo(header);
                 laterOptions[..(headerLength - Ipv4Packet.MinHeaderLength)].CopyTo(header[Ipv4Packet.MinHeaderLength..]);
-                header[0] = (byte)(0x40 | (headerLength / 4));
+                header[Ipv4Packet.Field.VersionIhl] = Ipv4Packet.VersionAndIhl(headerLength);
             }
-            BinaryPrimitives.WriteUInt16BigEndian(header[2..], (ushort)(headerLength + chunk));
-            ushort flagsAndOffset = (ushort)(((baseOffset + offset) / 8) | (more ? Ipv4Packet.MoreFragmentsFlag : 0));
-            BinaryPrimitives.WriteUInt16BigEndian(header[6..], flagsAndOffset);
-            BinaryPrimitives.WriteUInt16BigEndian(header[10..], 0);
-            BinaryPrimitives.WriteUInt16BigEndian(header[10..], Checksum.Compute(header));
+            BinaryPrimitives.WriteUInt16BigEndian(header[Ipv4Packet.Field.TotalLength..], (ushort)(headerLength + chunk));
+            ushort flagsAndOffset = (ushort)(((baseOffset + offset) / Ipv4Packet.FragmentOffsetUnit) | (more ? Ipv4Packet.MoreFragmentsFlag : 0));
+            BinaryPrimitives.WriteUInt16BigEndian(header[Ipv4Packet.Field.FlagsFragment..], flagsAndOffset);
+            BinaryPrimitives.WriteUInt16BigEndian(header[Ipv4Packet.Field.Checksum..], 0);
+            BinaryPrimitives.WriteUInt16BigEndian(header[Ipv4Packet.Field.Checksum..], Checksum.Compute(header));
             payload.Slice(offset, chunk).CopyTo(fragment[(EthernetFrame.HeaderLength + headerLength)..]);
             Encapsulate(tunnel, vni, fragment, flowHash, output);
             Stats.InnerFragments++;
             offset += chunk;
         }
         return null;
-    }
-
-    /// <summary>
-    /// The options a non-first fragment carries: those with the copied flag (RFC 791 §3.1), padded
-    /// to 32 bits. Malformed options copy nothing.
-    /// </summary>
-    private static int CopiedOptions(ReadOnlySpan<byte> options, Span<byte> destination)
-    {
-        int written = 0;
-        for (int i = 0; i < options.Length;)
-        {
-            byte type = options[i];
-            if (type == 0)
-                break; // end of option list
-            if (type == 1)
-            {
-                i++; // no-operation
-                continue;
-            }
-            if (i + 1 >= options.Length || options[i + 1] < 2 || i + options[i + 1] > options.Length)
-                return 0;
-            int length = options[i + 1];
-            if ((type & 0x80) != 0)
-            {
-                options.Slice(i, length).CopyTo(destination[written..]);
-                written += length;
-            }
-            i += length;
-        }
-        int padded = (written + 3) & ~3;
-        destination[written..padded].Clear();
-        return padded;
     }
 }

@@ -1,0 +1,36 @@
+namespace OverlaySwitch.Controller;
+
+/// <summary>
+/// Every logging event id of overlay-controller, in one place so no two events share an id. A unit
+/// test (Controller.UnitTests, LogEventTests) fails when two events of the controller's assemblies
+/// share an id or an event uses an id not listed here.
+/// </summary>
+/// <remarks>
+/// Ranges:   1–9   desired state (StateService)
+///          10–19  store
+///          20–29  authentication
+///          30–39  watch stream
+///         900–909 reserved: OverlaySwitch.Contracts' watch client, loaded here with the records it
+///                 shares; its ids are overlay-switchd's (switch/OverlaySwitch.Switch.Host/LogEvents.cs)
+/// </remarks>
+internal static class LogEvents
+{
+    // StateService
+    public const int StateLoaded = 1;
+    public const int TokenIssued = 2;
+
+    // SqliteStateStore
+    public const int StoreMigrated = 10;
+    public const int StoreCompacted = 11;
+
+    // AdminToken
+    public const int AdminTokenGenerated = 20;
+    public const int AdminTokenRead = 21;
+    public const int AdminTokenModeFixed = 22;
+
+    // WatchDispatcher
+    public const int WatchSnapshot = 30;
+    public const int WatchResumed = 31;
+    public const int WatchEnded = 32;
+    public const int WatchDispatcherFailed = 33;
+}

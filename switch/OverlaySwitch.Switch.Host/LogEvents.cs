@@ -1,0 +1,64 @@
+namespace OverlaySwitch.Host;
+
+/// <summary>
+/// Every logging event id of overlay-switchd, in one place so no two events share an id. The file
+/// is compiled into each assembly the daemon loads that logs (this one, OverlaySwitch.Switch and
+/// OverlaySwitch.Contracts link it), so their [LoggerMessage] attributes use these constants.
+/// A unit test (Switch.UnitTests, LogEventTests) fails when two events of the daemon share an id
+/// or an event uses an id not listed here.
+/// </summary>
+/// <remarks>
+/// Ranges:   1–99  the daemon (service 1–19, status socket 20–39, controller agent 40–59)
+///         100–199 vhost-user protocol
+///         200–299 dataplane workers
+///         300–399 ports (vhost-user 300–319, tap 320–339)
+///         900–909 the controller watch client (OverlaySwitch.Contracts, loaded by overlay-controller
+///                 too: its own list keeps clear of this range)
+/// </remarks>
+internal static class LogEvents
+{
+    // SwitchService
+    public const int SwitchReady = 1;
+    public const int Reloaded = 2;
+    public const int ReloadRefused = 3;
+    public const int RestartNeeded = 4;
+    public const int SwitchStopped = 5;
+    public const int ReloadFailed = 6;
+    public const int PortOpenFailed = 7;
+
+    // StatusServer
+    public const int StatusAcceptFailed = 20;
+    public const int StatusRequestFailed = 21;
+
+    // ControllerAgent
+    public const int AgentRegistered = 40;
+    public const int AgentRegisterFailed = 41;
+    public const int AgentApplied = 42;
+    public const int AgentApplyFailed = 43;
+    public const int AgentLeftOut = 44;
+    public const int AgentRefused = 45;
+    public const int AgentReportFailed = 46;
+
+    // VhostUserNetDevice, VhostUserConnection
+    public const int VhostUserRequestRefused = 100;
+    public const int VhostUserProtocolError = 110;
+    public const int VhostUserConnectionFailed = 111;
+
+    // DataplaneWorker
+    public const int WorkerStarted = 200;
+    public const int WorkerKickUnwatchable = 201;
+
+    // VhostUserPort
+    public const int VhostUserFrontendConnected = 300;
+    public const int VhostUserFrontendDisconnected = 301;
+    public const int VhostUserAcceptFailed = 302;
+    public const int VhostUserRingBroken = 303;
+
+    // TapPort
+    public const int TapOpened = 320;
+    public const int TapWriteFailed = 321;
+
+    // WatchClient (OverlaySwitch.Contracts)
+    public const int WatchConnected = 900;
+    public const int WatchDisconnected = 901;
+}
