@@ -32,9 +32,9 @@ public sealed class PerPortApplyTests(ITestOutputHelper output)
             OverlayController controller = OverlayController.Start(scope, underlay.Router);
             var (network, hosts) = controller.CreateNetworkAndHosts(new NetworkSpec(null, "net", Vni, ["192.168.92.0/24", "fd92::/64"], null, null, null, null, null, null), "host1");
             string hostId = hosts[0].Host.Id;
-            Port portA = controller.Post<Port>("api/v1/ports", ControlledGuest.Spec(network.Id, A, nsA, hostId)).Value;
-            Port portB = controller.Post<Port>("api/v1/ports", ControlledGuest.Spec(network.Id, B, nsB, hostId)).Value;
-            Port portC = controller.Post<Port>("api/v1/ports", ControlledGuest.Spec(network.Id, C, nsC, hostId)).Value;
+            Port portA = ControlledGuest.Create(controller, network.Id, A, nsA, hostId).Port;
+            Port portB = ControlledGuest.Create(controller, network.Id, B, nsB, hostId).Port;
+            Port portC = ControlledGuest.Create(controller, network.Id, C, nsC, hostId).Port;
             AgentSwitch.Start(scope, underlay[0], "host1", hostId, hosts[0].TokenFile);
 
             controller.WaitRealized(portA.Id, TimeSpan.FromSeconds(20));
@@ -44,11 +44,13 @@ public sealed class PerPortApplyTests(ITestOutputHelper output)
                 "host 1's agent to report b failed with its reason", () => $"{controller.Get<AgentStatus>($"api/v1/hosts/{hostId}/status")}");
             scope.Log($"b as host 1's agent reports it: {b}");
             scope.Check(!b!.Attached && b.Error!.Contains(nsB.Name, StringComparison.Ordinal), $"b's error should name its missing namespace: {b}");
+            RealizationStatus statusB = controller.Get<RealizationStatus>($"api/v1/ports/{portB.Id}/status");
+            scope.Check(statusB.Error == b.Error && statusB.Attached == false, $"b's port status should carry the switch's reason: {statusB}");
             scope.Check(Reported(controller, hostId, portA.Id) is { Attached: true, Error: null } && Reported(controller, hostId, portC.Id) is { Attached: true, Error: null },
                 $"a and c should be attached: {controller.Get<AgentStatus>($"api/v1/hosts/{hostId}/status")}");
 
             // The taps came up with the ports' MACs: nothing here sets them.
-            TapGuest a = Configure(scope, A, nsA), c = Configure(scope, C, nsC);
+            TapGuest a = Configure(scope, A, nsA, portA), c = Configure(scope, C, nsC, portC);
             a.MustPing(C.Ipv4[0], 3);
             c.MustPing(A.Ipv6[0], 3);
 
@@ -57,7 +59,7 @@ public sealed class PerPortApplyTests(ITestOutputHelper output)
             nsB.Ip("link", "set", "lo", "up");
             scope.WaitUntil(() => Reported(controller, hostId, portB.Id) is { Attached: true, Error: null }, TimeSpan.FromSeconds(15),
                 "b to be attached once its namespace exists", () => $"{controller.Get<AgentStatus>($"api/v1/hosts/{hostId}/status")}");
-            TapGuest guestB = Configure(scope, B, nsB);
+            TapGuest guestB = Configure(scope, B, nsB, portB);
             guestB.MustPing(A.Ipv4[0], 3);
         });
 
@@ -65,15 +67,15 @@ public sealed class PerPortApplyTests(ITestOutputHelper output)
         controller.Get<AgentStatus>($"api/v1/hosts/{hostId}/status").Ports?.FirstOrDefault(p => p.PortId == portId);
 
     /// <summary>Addresses and link up, as an operator would; the MAC must already be the port's.</summary>
-    private static TapGuest Configure(SystemTestScope scope, OverlayEndpoint endpoint, NetworkNamespace ns)
+    private static TapGuest Configure(SystemTestScope scope, OverlayEndpoint endpoint, NetworkNamespace ns, Port port)
     {
-        string link = ns.Ip("-br", "link", "show", "dev", TapGuest.Device);
+        string link = ns.Ip("-br", "link", "show", "dev", port.Device);
         scope.Check(link.Contains(endpoint.Mac, StringComparison.OrdinalIgnoreCase), $"{endpoint.Name}'s tap should have come up with the port's MAC {endpoint.Mac}: {link}");
         foreach (string address in endpoint.Ipv4)
-            ns.Ip("addr", "add", $"{address}/24", "dev", TapGuest.Device);
+            ns.Ip("addr", "add", $"{address}/24", "dev", port.Device);
         foreach (string address in endpoint.Ipv6)
-            ns.Ip("addr", "add", $"{address}/64", "dev", TapGuest.Device, "nodad");
-        ns.Ip("link", "set", TapGuest.Device, "up");
-        return new TapGuest(scope, endpoint, ns);
+            ns.Ip("addr", "add", $"{address}/64", "dev", port.Device, "nodad");
+        ns.Ip("link", "set", port.Device, "up");
+        return new TapGuest(scope, endpoint, ns, port.Device);
     }
 }
