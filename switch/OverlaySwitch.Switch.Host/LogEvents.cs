@@ -25,6 +25,7 @@ internal static class LogEvents
     public const int SwitchStopped = 5;
     public const int ReloadFailed = 6;
     public const int PortOpenFailed = 7;
+    public const int PortRecovered = 8;
 
     // StatusServer
     public const int StatusAcceptFailed = 20;
@@ -57,6 +58,7 @@ internal static class LogEvents
     // TapPort
     public const int TapOpened = 320;
     public const int TapWriteFailed = 321;
+    public const int TapDeleteFailed = 322;
 
     // WatchClient (OverlaySwitch.Contracts)
     public const int WatchConnected = 900;

@@ -63,7 +63,7 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
         }
     }
 
-    /// <summary>The switch's state as JSON: ports with their counters, drops by reason, dataplane figures.</summary>
+    /// <summary>The switch's state as JSON: ports with their counters, ports that failed to open and why, drops by reason, dataplane figures.</summary>
     public string Status()
     {
         var dataplane = service.Dataplane;
@@ -88,6 +88,7 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
             transmitTooLarge = Volatile.Read(ref p.Stats.TransmitTooLarge),
             ringFaults = Volatile.Read(ref p.Stats.RingFaults),
         }).ToArray();
+        var failedPorts = service.FailedPorts.Select(f => new { name = f.Name, error = f.Error }).ToArray();
         var underlay = dataplane.Receivers.Select(r => new
         {
             vtep = r.LocalVtep.ToString(),
@@ -110,7 +111,7 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
             sendErrors = w.UnderlayStats?.SendErrors ?? 0,
             sendQueueFull = w.UnderlayStats?.SendQueueFull ?? 0,
         }).ToArray();
-        return JsonSerializer.Serialize(new { host = config.HostName, revision = dataplane.Tables.Current.Revision, ports, underlay, drops, workers },
+        return JsonSerializer.Serialize(new { host = config.HostName, revision = dataplane.Tables.Current.Revision, ports, failedPorts, underlay, drops, workers },
             new JsonSerializerOptions { WriteIndented = true });
     }
 

@@ -2,6 +2,7 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
 using OverlaySwitch.Wire;
@@ -46,6 +47,16 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
     /// <summary>Where the desired state comes from when not from this file; null for a static switch.</summary>
     public ControllerConnection? Controller { get; init; }
 
+    /// <summary>Where the switch records the taps and sockets it created for its ports (see <see cref="OwnershipRecords"/>).</summary>
+    public string OwnershipDirectory => Path.Combine(SocketDirectory, "owned");
+
+    /// <summary>
+    /// The socket file name of a port the controller creates ("port-" and 32 hex digits, with
+    /// ".sock"): every controller port's socket path is this long, so a socket directory that
+    /// fits it fits them all.
+    /// </summary>
+    public static string ControllerPortSocketFile => Contracts.PortNames.SocketFile($"port-{Guid.Empty:N}");
+
     /// <summary>Whether the switch talks to other hosts: it has a VTEP address.</summary>
     public bool HasUnderlay => Local.VtepV4 is not null || Local.VtepV6 is not null;
 
@@ -55,6 +66,8 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
         errors = e;
         if (string.IsNullOrWhiteSpace(o.SocketDirectory))
             e.Add("Switch:SocketDirectory: must be set.");
+        else
+            CheckSocketPath(Path.Combine(o.SocketDirectory, StatusServer.FileName), "Switch:SocketDirectory", "the status socket", e);
         if (o.DataplaneThreads is < 1 or > 64)
             e.Add($"Switch:DataplaneThreads: {o.DataplaneThreads} is outside 1..64.");
         // The machine's CPUs, not Environment.ProcessorCount: that counts only those the process may use now (taskset).
@@ -110,8 +123,8 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
         {
             PortOptions p = o.Ports[i];
             string at = $"Switch:Ports:{i}";
-            if (string.IsNullOrWhiteSpace(p.Name) || p.Name.Contains('/'))
-                e.Add($"{at}:Name: a port needs a name without '/'.");
+            if (string.IsNullOrWhiteSpace(p.Name) || p.Name.Contains('/') || p.Name is "." or ".." || p.Name.Length > MaxPortNameLength)
+                e.Add($"{at}:Name: a port needs a name of 1..{MaxPortNameLength} characters without '/', other than '.' and '..'.");
             else if (ports.Any(x => x.Name == p.Name))
                 e.Add($"{at}:Name: '{p.Name}' is configured twice.");
             PortKind kind = ParseEnum<PortKind>(p.Kind, $"{at}:Kind", e);
@@ -127,8 +140,11 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             var ipv4 = p.Ipv4.Select((a, j) => ParseAddress(a, AddressFamily.InterNetwork, $"{at}:Ipv4:{j}", e)).OfType<IPAddress>().Select(Ipv4Address.From);
             var ipv6 = p.Ipv6.Select((a, j) => ParseAddress(a, AddressFamily.InterNetworkV6, $"{at}:Ipv6:{j}", e)).OfType<IPAddress>().Select(Ipv6Address.From);
             string socket = string.IsNullOrEmpty(p.Socket) ? $"{p.Name}.sock" : p.Socket;
+            string socketPath = Path.IsPathRooted(socket) ? socket : Path.Combine(o.SocketDirectory, socket);
+            if (kind == PortKind.VhostUser)
+                CheckSocketPath(socketPath, $"{at}:Socket", "the port's socket", e);
             ports.Add(new PortConfig(p.Name, kind, ParseEnum<VhostUserSocketRole>(p.Role, $"{at}:Role", e),
-                kind == PortKind.VhostUser ? (Path.IsPathRooted(socket) ? socket : Path.Combine(o.SocketDirectory, socket)) : "",
+                kind == PortKind.VhostUser ? socketPath : "",
                 p.QueuePairs, kind == PortKind.Tap ? device : "", kind == PortKind.Tap ? p.Namespace : null, p.Vni, mac, [.. ipv4], [.. ipv6]));
         }
         foreach (IGrouping<string, PortConfig> shared in ports.Where(p => p.Kind == PortKind.VhostUser).GroupBy(p => p.SocketPath).Where(g => g.Count() > 1))
@@ -186,6 +202,8 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
                 e.Add($"Switch:Controller:CaCertificateFile: '{c.CaCertificateFile}' does not exist.");
             if (url is not null && token is not null)
                 controller = new ControllerConnection(url, c.HostId, token, role, c.CaCertificateFile);
+            if (!string.IsNullOrWhiteSpace(o.SocketDirectory))
+                CheckSocketPath(Path.Combine(o.SocketDirectory, ControllerPortSocketFile), "Switch:SocketDirectory", "the sockets of the controller's ports", e);
         }
 
         // The overlay core's own checks (duplicate MAC/IP in a network, ...) run on the whole result.
@@ -210,6 +228,17 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
         }
         return new SwitchConfig(o.HostName, o.SocketDirectory, o.DataplaneThreads, o.DataplaneCpus, mode, o.SocketUid, o.SocketGid, local, networks, ports,
             vteps, remotes) { Controller = controller };
+    }
+
+    /// <summary>The longest name of a port in the file: its records' file names (see <see cref="OwnershipRecords"/>) must fit NAME_MAX.</summary>
+    public const int MaxPortNameLength = 64;
+
+    /// <summary>A socket path must fit sun_path; refused here, with the reason, rather than when the socket is made.</summary>
+    private static void CheckSocketPath(string path, string at, string what, List<string> errors)
+    {
+        int length = System.Text.Encoding.UTF8.GetByteCount(path);
+        if (length > UnixSocket.MaxPathLength)
+            errors.Add($"{at}: {what} would be '{path}', {length} bytes; a UNIX socket path holds at most {UnixSocket.MaxPathLength} (sun_path is 108 bytes). Use a shorter socket directory.");
     }
 
     private static IPAddress? ParseAddress(string? text, AddressFamily family, string at, List<string> errors)

@@ -22,6 +22,11 @@ public sealed partial class SwitchService : IHostedService, IDisposable
     private readonly Lock _lock = new();
     private readonly Dictionary<string, (PortConfig Config, IDataplanePort Port)> _ports = [];
     private readonly Dictionary<string, int> _portNumbers = [];
+    /// <summary>The ports the configuration names that could not be opened, by name; retried by <see cref="_retryTimer"/>.</summary>
+    private readonly Dictionary<string, FailedPort> _failed = [];
+    /// <summary>Which taps and sockets this switch created, in &lt;SocketDirectory&gt;/owned.</summary>
+    private OwnershipRecords? _owned;
+    private Timer? _retryTimer;
     private SwitchConfig _config;
     /// <summary>What the controller wants (networks, ports, remote endpoints, VTEPs); null on a static switch.</summary>
     private DesiredState? _desired;
@@ -53,6 +58,7 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         lock (_lock)
         {
             Directory.CreateDirectory(_config.SocketDirectory);
+            _owned = new OwnershipRecords(_config.OwnershipDirectory);
             _dataplane = new DataplaneService(_config.DataplaneThreads, _config.DataplaneCpus, _loggers);
             _builder = new ForwardingTableBuilder(_config.Local, _config.DataplaneThreads);
             if (_config.HasUnderlay)
@@ -60,6 +66,7 @@ public sealed partial class SwitchService : IHostedService, IDisposable
             Apply(_config);
             _dataplane.Start();
             _onChange = _options.OnChange(_ => Reload("configuration changed"));
+            _retryTimer = new Timer(_ => RetryFailedPorts(), null, RetryPollInterval, RetryPollInterval);
             Log.Started(_logger, _config.HostName, _config.Ports.Count, _config.Networks.Count, _config.SocketDirectory);
         }
         return Task.CompletedTask;
@@ -95,21 +102,24 @@ public sealed partial class SwitchService : IHostedService, IDisposable
 
     /// <summary>
     /// Runs on: the controller agent. Replaces the networks, ports, remote endpoints and VTEPs with
-    /// the controller's; the local settings (sockets, underlay) stay the file's.
+    /// the controller's; the local settings (sockets, underlay) stay the file's. Applied per port: a
+    /// port that cannot be opened stays out (see <see cref="FailedPorts"/>, retried with back-off)
+    /// and every other port is served.
     /// </summary>
-    /// <returns>Whether every port opened (a port that failed is logged and retried on the next change).</returns>
-    /// <exception cref="OverlayConfigException">The state cannot be forwarded by; nothing changed.</exception>
-    public bool ApplyDesired(DesiredState desired)
+    /// <returns>How many ports could not be opened.</returns>
+    /// <exception cref="OverlayConfigException">The networks, VTEPs or remote endpoints cannot be forwarded by.</exception>
+    public int ApplyDesired(DesiredState desired)
     {
         lock (_lock)
         {
             if (_builder is null)
-                return false;
+                return 0;
             DesiredState? previous = _desired;
             _desired = desired;
             try
             {
-                return Apply(WithDesired(_config)) == 0;
+                Apply(WithDesired(_config));
+                return _failed.Count;
             }
             catch (OverlayConfigException)
             {
@@ -119,21 +129,38 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         }
     }
 
+    /// <summary>The ports the switch should serve and could not open, each with why, sorted by name.</summary>
+    public IReadOnlyList<(string Name, string Error)> FailedPorts
+    {
+        get
+        {
+            lock (_lock)
+                return [.. _failed.Values.Select(f => (f.Config.Name, f.Error)).OrderBy(f => f.Name, StringComparer.Ordinal)];
+        }
+    }
+
+    /// <summary><see cref="Ports"/> and <see cref="FailedPorts"/> at one moment: a port is in one of them, never both.</summary>
+    public (IReadOnlyCollection<IDataplanePort> Open, IReadOnlyList<(string Name, string Error)> Failed) PortStates()
+    {
+        lock (_lock)
+            return (Ports, FailedPorts);
+    }
+
     private SwitchConfig WithDesired(SwitchConfig local) => _desired is not DesiredState d ? local
         : local with { Networks = d.Networks, Ports = d.Ports, RemoteEndpoints = d.RemoteEndpoints, Vteps = d.Vteps };
 
     /// <summary>
-    /// Brings networks, VTEPs, endpoints, ports and tables to <paramref name="next"/>; returns how many
-    /// ports could not be opened. Runs under the lock.
+    /// Brings networks, VTEPs, endpoints, ports and tables to <paramref name="next"/>. A port that
+    /// cannot be opened or forwarded to is left out and recorded in <see cref="_failed"/>; the others
+    /// are served. Runs under the lock.
     /// </summary>
-    private int Apply(SwitchConfig next)
+    /// <exception cref="OverlayConfigException">A network, VTEP or remote endpoint cannot be forwarded by.</exception>
+    private void Apply(SwitchConfig next)
     {
-        int failures = 0;
         ForwardingTableBuilder builder = _builder!;
-        DataplaneService dataplane = _dataplane!;
 
         // Retire removed or re-attached ports first: a re-created port may reuse the same socket path or device.
-        var retired = new List<(PortConfig Config, IDataplanePort Port, bool Removed)>();
+        var retired = new List<(IDataplanePort Port, bool DeleteDevice)>();
         foreach ((string name, (PortConfig config, IDataplanePort port)) in _ports.ToArray())
         {
             PortConfig? wanted = next.Ports.FirstOrDefault(p => p.Name == name);
@@ -141,15 +168,19 @@ public sealed partial class SwitchService : IHostedService, IDisposable
             {
                 builder.Apply(new OverlayChange.RemoveEndpoint(config.ToEndpoint(port.Number).Id));
                 _ports.Remove(name);
-                retired.Add((config, port, wanted is null));
+                // A tap that is no longer this port's (removed, or the port moved to another device) goes.
+                retired.Add((port, wanted is null || wanted.Kind != config.Kind || wanted.Device != config.Device || wanted.Namespace != config.Namespace));
             }
         }
         if (retired.Count > 0)
         {
             Publish();
-            foreach ((PortConfig config, IDataplanePort port, bool removed) in retired)
-                Close(port, removed);
+            foreach ((IDataplanePort port, bool deleteDevice) in retired)
+                Close(port, deleteDevice);
         }
+        foreach (FailedPort failed in _failed.Values.ToArray())
+            if (next.Ports.FirstOrDefault(p => p.Name == failed.Config.Name) is not PortConfig wanted || !wanted.SameAttachmentAs(failed.Config))
+                _failed.Remove(failed.Config.Name); // gone, or changed: a changed port is tried at once below
 
         foreach (EndpointConfig remote in _config.RemoteEndpoints.Where(r => next.RemoteEndpoints.All(x => x.Id != r.Id)))
             builder.Apply(new OverlayChange.RemoveEndpoint(remote.Id));
@@ -163,57 +194,124 @@ public sealed partial class SwitchService : IHostedService, IDisposable
             builder.Apply(new OverlayChange.UpsertNetwork(network));
         foreach (EndpointConfig remote in next.RemoteEndpoints)
             builder.Apply(new OverlayChange.UpsertEndpoint(remote));
+        long now = Environment.TickCount64;
         foreach (PortConfig config in next.Ports)
         {
-            int number = PortNumber(config.Name);
             if (_ports.TryGetValue(config.Name, out var existing))
             {
-                builder.Apply(new OverlayChange.UpsertEndpoint(config.ToEndpoint(number)));
-                _ports[config.Name] = (config, existing.Port);
-                continue;
+                try
+                {
+                    builder.Apply(new OverlayChange.UpsertEndpoint(config.ToEndpoint(existing.Port.Number)));
+                    _ports[config.Name] = (config, existing.Port);
+                }
+                catch (OverlayConfigException e)
+                {
+                    // Its new addresses clash with another endpoint's: the port goes out (its device stays) until that changes.
+                    builder.Apply(new OverlayChange.RemoveEndpoint(existing.Config.ToEndpoint(existing.Port.Number).Id));
+                    _ports.Remove(config.Name);
+                    Publish();
+                    Close(existing.Port, deleteDevice: false);
+                    Fail(config, e.Message, now);
+                }
             }
-            try
+            else if (!_failed.TryGetValue(config.Name, out FailedPort? failed) || failed.RetryAtMs <= now)
             {
-                _ports[config.Name] = (config, Open(config, number, next));
+                TryOpen(config, next, now);
             }
-            catch (LinuxException e)
-            {
-                // E.g. a tap whose namespace does not exist (yet): this port stays out, the others run.
-                // It is tried again on the next change or reload.
-                Log.PortFailed(_logger, config.Name, e.Message);
-                failures++;
-                continue;
-            }
-            builder.Apply(new OverlayChange.UpsertEndpoint(config.ToEndpoint(number)));
         }
         Publish();
         _config = next;
-        return failures;
+    }
 
-        void Publish()
+    /// <summary>Tables first, so no frame is forwarded to a port that is about to go; then the port set. Runs under the lock.</summary>
+    private void Publish()
+    {
+        _dataplane!.SetTables(_builder!.Build());
+        _dataplane.SetPorts(_ports.Values.Select(p => p.Port).ToArray());
+    }
+
+    /// <summary>
+    /// Adds the port's endpoint and opens the port; on failure (its namespace does not exist, a
+    /// device or socket of its name is not the switch's, its addresses clash, ...) the port stays
+    /// out and is recorded as failed, and nothing else is affected. Runs under the lock; the caller publishes.
+    /// </summary>
+    private bool TryOpen(PortConfig config, SwitchConfig switchConfig, long now)
+    {
+        ForwardingTableBuilder builder = _builder!;
+        int number = PortNumber(config.Name);
+        EndpointConfig endpoint = config.ToEndpoint(number);
+        try
         {
-            // Tables first, so no frame is forwarded to a port that is about to go; then the port set.
-            dataplane.SetTables(builder.Build());
-            dataplane.SetPorts(_ports.Values.Select(p => p.Port).ToArray());
+            builder.Apply(new OverlayChange.UpsertEndpoint(endpoint));
+        }
+        catch (OverlayConfigException e)
+        {
+            Fail(config, e.Message, now);
+            return false;
+        }
+        try
+        {
+            _ports[config.Name] = (config, Open(config, number, switchConfig));
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+        {
+            builder.Apply(new OverlayChange.RemoveEndpoint(endpoint.Id));
+            Fail(config, e.Message, now);
+            return false;
+        }
+        if (_failed.Remove(config.Name))
+            Log.PortRecovered(_logger, config.Name);
+        return true;
+    }
+
+    /// <summary>Records the port as failed and when to try it again: 1 s after the first failure, doubling up to <see cref="MaxRetryInterval"/>.</summary>
+    private void Fail(PortConfig config, string error, long now)
+    {
+        int attempts = _failed.TryGetValue(config.Name, out FailedPort? previous) ? previous.Attempts + 1 : 1;
+        long delay = Math.Min((long)MaxRetryInterval.TotalMilliseconds, 1000L << Math.Min(attempts - 1, 16));
+        _failed[config.Name] = new FailedPort(config, error, attempts, now + delay);
+        if (previous?.Error != error)
+            Log.PortFailed(_logger, config.Name, error, delay / 1000.0);
+    }
+
+    /// <summary>Runs on: the retry timer (thread pool). Tries the failed ports that are due again.</summary>
+    private void RetryFailedPorts()
+    {
+        lock (_lock)
+        {
+            if (_builder is null || _failed.Count == 0)
+                return;
+            long now = Environment.TickCount64;
+            bool opened = false;
+            foreach (FailedPort failed in _failed.Values.Where(f => f.RetryAtMs <= now).ToArray())
+                opened |= TryOpen(failed.Config, _config, now);
+            if (opened)
+                Publish();
         }
     }
+
+    /// <summary>The longest wait between two attempts to open a failed port.</summary>
+    public static readonly TimeSpan MaxRetryInterval = TimeSpan.FromSeconds(8);
+
+    /// <summary>A port that could not be opened: why, how often it was tried, and when it is tried next (<see cref="Environment.TickCount64"/>).</summary>
+    private sealed record FailedPort(PortConfig Config, string Error, int Attempts, long RetryAtMs);
 
     private IDataplanePort Open(PortConfig config, int number, SwitchConfig switchConfig)
     {
         ILogger logger = _loggers.CreateLogger($"OverlaySwitch.Port.{config.Name}");
         if (config.Kind == PortKind.Tap)
-            return new TapPort(number, config.Name, config.Device, config.Namespace, logger);
+            return new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger);
         var port = new VhostUserPort(number, config.Name, config.SocketPath, config.Role, config.QueuePairs, _dataplane!, logger,
-            switchConfig.SocketMode, switchConfig.SocketUid, switchConfig.SocketGid);
+            switchConfig.SocketMode, switchConfig.SocketUid, switchConfig.SocketGid, _owned);
         port.Start();
         return port;
     }
 
     /// <summary>A tap removed from the configuration takes its device with it; at shutdown devices stay for the next start.</summary>
-    private static void Close(IDataplanePort port, bool removed)
+    private static void Close(IDataplanePort port, bool deleteDevice)
     {
         if (port is TapPort tap)
-            tap.Close(deleteDevice: removed);
+            tap.Close(deleteDevice);
         else
             (port as IDisposable)?.Dispose();
     }
@@ -232,8 +330,10 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         {
             _onChange?.Dispose();
             _onChange = null;
+            _retryTimer?.Dispose();
+            _retryTimer = null;
             foreach ((_, IDataplanePort port) in _ports.Values)
-                Close(port, removed: false);
+                Close(port, deleteDevice: false);
             _ports.Clear();
             _dataplane?.Dispose();
             _builder = null;
@@ -242,7 +342,14 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         return Task.CompletedTask;
     }
 
-    public void Dispose() => _onChange?.Dispose();
+    public void Dispose()
+    {
+        _onChange?.Dispose();
+        _retryTimer?.Dispose();
+    }
+
+    /// <summary>How often failed ports are looked at for one that is due to be tried again.</summary>
+    private static readonly TimeSpan RetryPollInterval = TimeSpan.FromMilliseconds(250);
 
     private static partial class Log
     {
@@ -261,8 +368,11 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         [LoggerMessage(EventId = LogEvents.ReloadFailed, Level = LogLevel.Error, Message = "Reload ({Why}) failed part way: {Error}")]
         public static partial void ReloadFailed(ILogger logger, string why, string error);
 
-        [LoggerMessage(EventId = LogEvents.PortOpenFailed, Level = LogLevel.Error, Message = "Port {Port} could not be opened and stays out: {Error}")]
-        public static partial void PortFailed(ILogger logger, string port, string error);
+        [LoggerMessage(EventId = LogEvents.PortOpenFailed, Level = LogLevel.Error, Message = "Port {Port} could not be opened and stays out (tried again in {Seconds} s, backing off): {Error}")]
+        public static partial void PortFailed(ILogger logger, string port, string error, double seconds);
+
+        [LoggerMessage(EventId = LogEvents.PortRecovered, Level = LogLevel.Information, Message = "Port {Port} opened after failing before")]
+        public static partial void PortRecovered(ILogger logger, string port);
 
         [LoggerMessage(EventId = LogEvents.SwitchStopped, Level = LogLevel.Information, Message = "overlay-switchd stopped")]
         public static partial void Stopped(ILogger logger);

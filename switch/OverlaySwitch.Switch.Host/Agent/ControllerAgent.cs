@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Contracts;
+using OverlaySwitch.Dataplane;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
 
@@ -88,10 +89,17 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
         }
     }
 
-    /// <summary>The ports the switch serves now (named by the controller's port ids), sorted by id.</summary>
-    private PortAttachment[] LocalPorts() =>
-        [.. service.Ports.Select(p => new PortAttachment(p.Name, p is TapPort || (p as VhostUserPort)?.IsConnected == true))
+    /// <summary>
+    /// The ports the switch serves now (named by the controller's port ids) and those it could not
+    /// open, with why (retried with back-off, so one that opens later shows up attached), sorted by id.
+    /// </summary>
+    private PortAttachment[] LocalPorts()
+    {
+        (IReadOnlyCollection<IDataplanePort> open, IReadOnlyList<(string Name, string Error)> failed) = service.PortStates();
+        return [.. open.Select(p => new PortAttachment(p.Name, p is TapPort || (p as VhostUserPort)?.IsConnected == true))
+            .Concat(failed.Select(f => new PortAttachment(f.Name, false, f.Error)))
             .OrderBy(p => p.PortId, StringComparer.Ordinal)];
+    }
 
     /// <summary>Whether the last change failed to apply: heartbeats then report nothing until one applies.</summary>
     private bool _failed;
@@ -104,9 +112,11 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
             Log.Skipped(logger, why);
         try
         {
-            _failed = !service.ApplyDesired(desired); // a port that did not open is not realized
-            if (!_failed)
-                Log.Applied(logger, revision, desired.Networks.Count, desired.Ports.Count, desired.RemoteEndpoints.Count);
+            // Applied per port: a port that does not open is reported failed with its reason and
+            // retried; it neither holds back the revision nor the other ports.
+            int failedPorts = service.ApplyDesired(desired);
+            _failed = false;
+            Log.Applied(logger, revision, desired.Networks.Count, desired.Ports.Count - failedPorts, failedPorts, desired.RemoteEndpoints.Count);
         }
         catch (Exception ex) when (ex is OverlayConfigException or FormatException or ArgumentException)
         {
@@ -188,8 +198,8 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
         [LoggerMessage(EventId = LogEvents.AgentRegisterFailed, Level = LogLevel.Warning, Message = "Registering with the controller failed, retrying: {Error}")]
         public static partial void RegisterFailed(ILogger logger, string error);
 
-        [LoggerMessage(EventId = LogEvents.AgentApplied, Level = LogLevel.Information, Message = "Applied controller revision {Revision}: {Networks} networks, {Ports} local ports, {Remotes} remote endpoints")]
-        public static partial void Applied(ILogger logger, long revision, int networks, int ports, int remotes);
+        [LoggerMessage(EventId = LogEvents.AgentApplied, Level = LogLevel.Information, Message = "Applied controller revision {Revision}: {Networks} networks, {Ports} local ports ({FailedPorts} failed), {Remotes} remote endpoints")]
+        public static partial void Applied(ILogger logger, long revision, int networks, int ports, int failedPorts, int remotes);
 
         [LoggerMessage(EventId = LogEvents.AgentApplyFailed, Level = LogLevel.Error, Message = "Controller revision {Revision} cannot be applied, keeping the previous state: {Error}")]
         public static partial void ApplyFailed(ILogger logger, long revision, string error);

@@ -36,7 +36,18 @@ internal static unsafe partial class Libc
     public const uint TUNSETPERSIST = 0x400454CB;
     public const short IFF_TAP = 0x0002;
     public const short IFF_NO_PI = 0x1000;
+    /// <summary>TUNSETIFF fails with EBUSY instead of attaching when the device exists.</summary>
+    public const short IFF_TUN_EXCL = unchecked((short)0x8000);
     public const int IfNameLength = 16;
+
+    // <linux/sockios.h>, <asm-generic/socket.h>
+    public const uint SIOCGIFHWADDR = 0x8927;
+    public const uint SIOCSIFHWADDR = 0x8924;
+    public const uint SIOCGIFINDEX = 0x8933;
+    /// <summary>ARPHRD_ETHER: the address family of an Ethernet hardware address in struct ifreq.</summary>
+    public const ushort ARPHRD_ETHER = 1;
+    /// <summary>Linux 5.14+: a 64-bit id of the socket's network namespace, never reused while the machine runs.</summary>
+    public const int SO_NETNS_COOKIE = 71;
 
     /// <summary>struct sockaddr_in6 (28 bytes); also holds a sockaddr_in (16 bytes) in its first half.</summary>
     [StructLayout(LayoutKind.Sequential)]
@@ -67,7 +78,25 @@ internal static unsafe partial class Libc
         public short Flags;
     }
 
+    /// <summary>struct ifreq with the hardware-address member (a struct sockaddr: family, then the address).</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 40)]
+    public struct InterfaceHardwareAddressRequest
+    {
+        public fixed byte Name[IfNameLength];
+        public ushort Family;
+        public fixed byte Address[14];
+    }
+
+    /// <summary>struct ifreq with the interface-index member.</summary>
+    [StructLayout(LayoutKind.Sequential, Size = 40)]
+    public struct InterfaceIndexRequest
+    {
+        public fixed byte Name[IfNameLength];
+        public int Index;
+    }
+
     [LibraryImport(Name, SetLastError = true)] public static partial int setsockopt(int fd, int level, int name, void* value, uint length);
+    [LibraryImport(Name, SetLastError = true)] public static partial int getsockopt(int fd, int level, int name, void* value, uint* length);
     [LibraryImport(Name, SetLastError = true)] public static partial int sendmmsg(int fd, MultiMessageHeader* messages, uint count, int flags);
     [LibraryImport(Name, SetLastError = true)] public static partial int recvmmsg(int fd, MultiMessageHeader* messages, uint count, int flags, void* timeout);
     [LibraryImport(Name, SetLastError = true)] public static partial int ioctl(int fd, nuint request, void* argument);

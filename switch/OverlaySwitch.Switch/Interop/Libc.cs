@@ -124,6 +124,8 @@ internal static unsafe partial class Libc
     [StructLayout(LayoutKind.Explicit, Size = 144)]
     public struct Stat
     {
+        [FieldOffset(0)] public ulong Device;
+        [FieldOffset(8)] public ulong Inode;
         [FieldOffset(24)] public uint Mode;
         [FieldOffset(28)] public uint Uid;
         [FieldOffset(32)] public uint Gid;

@@ -7,6 +7,9 @@ namespace OverlaySwitch.Interop;
 /// <param name="Length">st_size in bytes.</param>
 public readonly record struct FileStatus(uint RawMode, uint Uid, uint Gid, long Length)
 {
+    /// <summary>Which file this is: the device and inode numbers, unique while the file exists.</summary>
+    public FileIdentity Identity { get; init; }
+
     /// <summary>The permission bits (e.g. 0660), set-id and sticky bits included.</summary>
     public UnixFileMode Permissions => (UnixFileMode)(RawMode & 0xFFF);
 
@@ -14,6 +17,9 @@ public readonly record struct FileStatus(uint RawMode, uint Uid, uint Gid, long 
 
     public bool IsRegularFile => (RawMode & Libc.S_IFMT) == Libc.S_IFREG;
 }
+
+/// <summary>A file's device and inode numbers (st_dev, st_ino): which file a path names right now.</summary>
+public readonly record struct FileIdentity(ulong Device, ulong Inode);
 
 /// <summary>
 /// Plain descriptor and file calls: read, write, close, non-blocking mode, stat, ftruncate, getuid.
@@ -88,7 +94,7 @@ public static unsafe class Posix
         // the kernel writes sizeof(struct stat) = sizeof(Libc.Stat) bytes into the local.
         if (Libc.fstatat(f.Fd, &empty, &status, Libc.AT_EMPTY_PATH) != 0)
             throw LinuxException.Last("fstat", f.Fd);
-        return new FileStatus(status.Mode, status.Uid, status.Gid, status.Size);
+        return new FileStatus(status.Mode, status.Uid, status.Gid, status.Size) { Identity = new FileIdentity(status.Device, status.Inode) };
     }
 
     /// <summary>stat(2), or lstat(2) when <paramref name="followSymlinks"/> is false.</summary>
@@ -103,7 +109,7 @@ public static unsafe class Posix
             if (Libc.fstatat(Libc.AT_FDCWD, p, &status, followSymlinks ? 0 : Libc.AT_SYMLINK_NOFOLLOW) != 0)
                 throw LinuxException.Last(followSymlinks ? "stat" : "lstat", path);
         }
-        return new FileStatus(status.Mode, status.Uid, status.Gid, status.Size);
+        return new FileStatus(status.Mode, status.Uid, status.Gid, status.Size) { Identity = new FileIdentity(status.Device, status.Inode) };
     }
 
     /// <summary>ftruncate(2): sets the file's length, e.g. of a new memfd before it is mapped.</summary>

@@ -1,6 +1,14 @@
 using System.Text;
+using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Interop;
+
+/// <summary>
+/// Which tap device: its network namespace's cookie (SO_NETNS_COOKIE, never reused while the machine
+/// runs) and its interface index there (allocated upward, so a device deleted and created again
+/// under the same name gets another). A name alone says nothing about who made the device.
+/// </summary>
+public readonly record struct TapIdentity(ulong NamespaceCookie, int InterfaceIndex);
 
 /// <summary>
 /// Linux TAP devices (<c>/dev/net/tun</c>, IFF_TAP | IFF_NO_PI): an Ethernet interface whose
@@ -9,16 +17,28 @@ namespace OverlaySwitch.Interop;
 public static unsafe class Tap
 {
     /// <summary>
-    /// Creates the persistent tap device <paramref name="name"/>, or attaches to it if it exists
-    /// (a restarted switch gets its ports back), inside the network namespace
-    /// <paramref name="networkNamespace"/> (a name under /var/run/netns) or the current one. The
-    /// returned descriptor is non-blocking and works from any namespace.
+    /// Opens the persistent tap device <paramref name="name"/> inside the network namespace
+    /// <paramref name="networkNamespace"/> (a name under /var/run/netns) or the current one, with
+    /// <paramref name="mac"/> as its address before anything can use it. A device of that name that
+    /// exists is attached to only when it is <paramref name="owned"/> (the one this switch created
+    /// earlier, e.g. before a restart); any other is refused with EEXIST and left alone. Otherwise
+    /// the device is created exclusively (IFF_TUN_EXCL), so one that appears meanwhile is refused too.
+    /// The returned descriptor is non-blocking and works from any namespace.
     /// </summary>
-    public static FileDescriptor Open(string name, string? networkNamespace)
+    /// <param name="identity">The device's identity, for the caller to record as its own.</param>
+    /// <param name="created">Whether the device was created now (false: <paramref name="owned"/> was attached to).</param>
+    /// <exception cref="ArgumentException">The name is not a valid interface name.</exception>
+    /// <exception cref="LinuxException">E.g. the namespace does not exist, or the device exists and is not <paramref name="owned"/> (EEXIST).</exception>
+    public static FileDescriptor Open(string name, string? networkNamespace, MacAddress mac, TapIdentity? owned, out TapIdentity identity, out bool created)
     {
-        if (name.Length is 0 or >= Libc.IfNameLength || name.Contains('/') || name.Contains(' '))
-            throw new ArgumentException($"'{name}' is not a valid interface name (1..15 characters, no '/' or spaces).", nameof(name));
-        return networkNamespace is null ? OpenHere(name) : NetworkNamespace.Run(networkNamespace, () => OpenHere(name));
+        if (name.Length is 0 or >= Libc.IfNameLength || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.') || name is "." or "..")
+            throw new ArgumentException($"'{name}' is not a valid interface name (1..15 of a-z, A-Z, 0-9, '-', '_', '.').", nameof(name));
+        (FileDescriptor tap, TapIdentity id, bool made) = networkNamespace is null
+            ? OpenHere(name, mac, owned)
+            : NetworkNamespace.Run(networkNamespace, () => OpenHere(name, mac, owned));
+        identity = id;
+        created = made;
+        return tap;
     }
 
     /// <summary>Makes the device go away when its last descriptor closes (a port removed from the configuration).</summary>
@@ -29,30 +49,111 @@ public static unsafe class Tap
             throw LinuxException.Last("ioctl(TUNSETPERSIST)", f.Fd);
     }
 
-    private static FileDescriptor OpenHere(string name)
+    /// <summary>The device's hardware address (SIOCGIFHWADDR on the tap descriptor).</summary>
+    public static MacAddress GetHardwareAddress(FileDescriptor tap)
     {
-        byte[] path = Libc.ToCString("/dev/net/tun", nameof(name));
-        int fd;
-        fixed (byte* p = path)
-            fd = Libc.open(p, Libc.O_RDWR | Libc.O_CLOEXEC);
-        if (fd < 0)
-            throw LinuxException.Last("open", "/dev/net/tun");
-        var tap = new FileDescriptor(fd);
+        using FileDescriptor.Lease f = tap.Acquire();
+        var request = new Libc.InterfaceHardwareAddressRequest();
+        // SAFETY: the kernel reads and writes one struct ifreq (40 bytes), the size of the local.
+        if (Libc.ioctl(f.Fd, Libc.SIOCGIFHWADDR, &request) != 0)
+            throw LinuxException.Last("ioctl(SIOCGIFHWADDR)", f.Fd);
+        return MacAddress.Read(new ReadOnlySpan<byte>(request.Address, 6));
+    }
+
+    /// <summary>Sets the device's hardware address (SIOCSIFHWADDR on the tap descriptor; allowed while it is up).</summary>
+    public static void SetHardwareAddress(FileDescriptor tap, MacAddress mac)
+    {
+        using FileDescriptor.Lease f = tap.Acquire();
+        var request = new Libc.InterfaceHardwareAddressRequest { Family = Libc.ARPHRD_ETHER };
+        mac.WriteTo(new Span<byte>(request.Address, 6));
+        // SAFETY: the kernel reads one struct ifreq (40 bytes), the size of the local.
+        if (Libc.ioctl(f.Fd, Libc.SIOCSIFHWADDR, &request) != 0)
+            throw LinuxException.Last("ioctl(SIOCSIFHWADDR)", $"fd {f.Fd}, {mac}");
+    }
+
+    /// <summary>Runs on a thread in the device's namespace.</summary>
+    private static (FileDescriptor, TapIdentity, bool) OpenHere(string name, MacAddress mac, TapIdentity? owned)
+    {
+        using FileDescriptor control = ControlSocket();
+        ulong cookie = NamespaceCookie(control);
+        int existing = InterfaceIndex(control, name);
+        if (existing != 0 && owned != new TapIdentity(cookie, existing))
+            throw NotOurs(name);
+        FileDescriptor tap = SetInterface(name, exclusive: existing == 0);
         try
         {
-            var request = new Libc.InterfaceRequest { Flags = Libc.IFF_TAP | Libc.IFF_NO_PI };
-            Encoding.ASCII.GetBytes(name, new Span<byte>(request.Name, Libc.IfNameLength - 1));
-            if (Libc.ioctl(fd, Libc.TUNSETIFF, &request) != 0)
-                throw LinuxException.Last("ioctl(TUNSETIFF)", $"tap {name}");
+            var identity = new TapIdentity(cookie, InterfaceIndex(control, name));
+            if (existing != 0 && identity.InterfaceIndex != existing)
+                throw NotOurs(name); // deleted and made again by someone else between the two looks
+            if (GetHardwareAddress(tap) != mac)
+                SetHardwareAddress(tap, mac);
+            // Persistent last: a device created here vanishes with the descriptor if anything before failed.
             SetPersistent(tap, true);
             Posix.SetNonBlocking(tap);
-            return tap;
+            return (tap, identity, existing == 0);
         }
         catch
         {
             tap.Dispose();
             throw;
         }
+    }
+
+    private static LinuxException NotOurs(string name) =>
+        new($"TUNSETIFF(tap {name})", Errno.EEXIST, "a device of that name exists in the namespace and this switch did not create it for this port; it is left alone");
+
+    /// <summary>TUNSETIFF on a new /dev/net/tun descriptor; <paramref name="exclusive"/>: only if the device does not exist yet.</summary>
+    private static FileDescriptor SetInterface(string name, bool exclusive)
+    {
+        byte[] path = Libc.ToCString("/dev/net/tun", nameof(name));
+        int fd;
+        // SAFETY: path is NUL-terminated and pinned.
+        fixed (byte* p = path)
+            fd = Libc.open(p, Libc.O_RDWR | Libc.O_CLOEXEC);
+        if (fd < 0)
+            throw LinuxException.Last("open", "/dev/net/tun");
+        var tap = new FileDescriptor(fd);
+        var request = new Libc.InterfaceRequest { Flags = (short)(Libc.IFF_TAP | Libc.IFF_NO_PI | (exclusive ? Libc.IFF_TUN_EXCL : 0)) };
+        Encoding.ASCII.GetBytes(name, new Span<byte>(request.Name, Libc.IfNameLength - 1));
+        // SAFETY: the kernel reads and writes one struct ifreq (40 bytes), the size of the local.
+        if (Libc.ioctl(fd, Libc.TUNSETIFF, &request) == 0)
+            return tap;
+        Errno errno = Libc.LastError;
+        tap.Dispose();
+        throw errno == Errno.EBUSY && exclusive ? NotOurs(name) : new LinuxException($"ioctl(TUNSETIFF)(tap {name})", errno);
+    }
+
+    /// <summary>A datagram socket for interface ioctls, in the calling thread's namespace.</summary>
+    private static FileDescriptor ControlSocket()
+    {
+        int fd = Libc.socket(Libc.AF_INET, Libc.SOCK_DGRAM | Libc.SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            throw LinuxException.Last("socket(AF_INET, SOCK_DGRAM)");
+        return new FileDescriptor(fd);
+    }
+
+    private static ulong NamespaceCookie(FileDescriptor socket)
+    {
+        using FileDescriptor.Lease s = socket.Acquire();
+        ulong cookie;
+        uint length = sizeof(ulong);
+        // SAFETY: the kernel writes at most length (8) bytes into the local.
+        if (Libc.getsockopt(s.Fd, Libc.SOL_SOCKET, Libc.SO_NETNS_COOKIE, &cookie, &length) != 0)
+            throw LinuxException.Last("getsockopt(SO_NETNS_COOKIE)", s.Fd);
+        return cookie;
+    }
+
+    /// <summary>The interface index of <paramref name="name"/> in the socket's namespace; 0 when there is no such device.</summary>
+    private static int InterfaceIndex(FileDescriptor socket, string name)
+    {
+        using FileDescriptor.Lease s = socket.Acquire();
+        var request = new Libc.InterfaceIndexRequest();
+        Encoding.ASCII.GetBytes(name, new Span<byte>(request.Name, Libc.IfNameLength - 1));
+        // SAFETY: the kernel reads and writes one struct ifreq (40 bytes), the size of the local.
+        if (Libc.ioctl(s.Fd, Libc.SIOCGIFINDEX, &request) == 0)
+            return request.Index;
+        Errno errno = Libc.LastError;
+        return errno == Errno.ENODEV ? 0 : throw new LinuxException($"ioctl(SIOCGIFINDEX)({name})", errno);
     }
 }
 

@@ -1,14 +1,17 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
+using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Ports;
 
 /// <summary>
 /// A port backed by a Linux tap device, so an ordinary Linux network stack (a network namespace,
 /// the host) is a guest of the overlay with the same port security, responders and MTU guard as
-/// a VM. The device is persistent and opened inside its namespace, so a restarted switch
-/// attaches to it again and the namespace keeps its configuration.
+/// a VM. The device is created with the port's MAC, persistent, inside its namespace; its
+/// identity is recorded in <see cref="OwnershipRecords"/>, so a restarted switch attaches to it
+/// again (the namespace keeps its configuration) while a device of that name someone else made is
+/// refused and never attached to or deleted.
 /// Runs on: the dataplane (frames); the control thread opens and closes it.
 /// </summary>
 public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
@@ -16,19 +19,37 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
     private readonly FileDescriptor _tap;
     private readonly int _fd;
     private readonly ILogger _logger;
-    private bool _writeErrorLogged;
+    private readonly OwnershipRecords _owned;
+    /// <summary>How often at most a tap write failure is logged (a change of the port's state is, the repeats are counted).</summary>
+    public static readonly TimeSpan WriteFailureLogInterval = TimeSpan.FromSeconds(5);
+    private readonly RepeatedFailureLog _writeFailures = new(WriteFailureLogInterval);
 
-    public TapPort(int number, string name, string device, string? networkNamespace, ILogger logger)
+    /// <summary>Opens the port's tap: this port's own from an earlier run, or a new one (see <see cref="Tap.Open"/>).</summary>
+    /// <exception cref="LinuxException">E.g. the namespace does not exist, or a device of that name exists and is not this port's.</exception>
+    public TapPort(int number, string name, string device, string? networkNamespace, MacAddress mac, OwnershipRecords owned, ILogger logger)
     {
         Number = number;
         Name = name;
         Device = device;
         Namespace = networkNamespace;
         _logger = logger;
-        _tap = Tap.Open(device, networkNamespace);
+        _owned = owned;
+        _tap = Tap.Open(device, networkNamespace, mac, owned.TapOf(name, device, networkNamespace), out TapIdentity identity, out bool created);
+        try
+        {
+            if (created)
+                owned.RecordTap(name, device, networkNamespace, identity);
+        }
+        catch
+        {
+            // Not recorded, so not ours after a restart: better no device than one nobody may delete.
+            Tap.SetPersistent(_tap, false);
+            _tap.Dispose();
+            throw;
+        }
         // SAFETY: the descriptor lives as long as this port, which the dataplane stops using before Dispose.
         _fd = (int)_tap.DangerousGetHandle();
-        Log.Opened(_logger, name, device, networkNamespace ?? "(switch's own)");
+        Log.Opened(_logger, name, created ? "created" : "attached to its", device, networkNamespace ?? "(switch's own)", mac.ToString());
     }
 
     public int Number { get; }
@@ -68,15 +89,14 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
         {
             Interlocked.Increment(ref Stats.ReceivePackets);
             Interlocked.Add(ref Stats.ReceiveBytes, frame.Length);
+            _writeFailures.Succeeded();
             return true;
         }
         // EAGAIN: the namespace is not reading fast enough (or the link is down); EIO when down.
         Interlocked.Increment(ref Stats.ReceiveNoBuffers);
-        if (!_writeErrorLogged)
-        {
-            _writeErrorLogged = true;
-            Log.WriteFailed(_logger, Name, n < 0 ? LinuxException.Describe(Libc.LastError) : $"short write {n}");
-        }
+        Errno error = n < 0 ? Libc.LastError : 0;
+        if (_writeFailures.ShouldLog((int)error, Environment.TickCount64, out long unlogged))
+            Log.WriteFailed(_logger, Name, n < 0 ? LinuxException.Describe(error) : $"short write {n}", unlogged);
         return false;
     }
 
@@ -94,11 +114,25 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
     /// <summary>Level-triggered epoll on the tap reports pending frames at once.</summary>
     public bool HasPending => false;
 
-    /// <summary>Closes the port; the device stays (persistent) unless <paramref name="deleteDevice"/>.</summary>
+    /// <summary>
+    /// Closes the port; the device stays (persistent) unless <paramref name="deleteDevice"/>. Deleting
+    /// goes through this port's own descriptor, so it can only ever delete the device this port holds.
+    /// </summary>
     public void Close(bool deleteDevice)
     {
         if (deleteDevice && !_tap.IsClosed)
-            Tap.SetPersistent(_tap, false);
+        {
+            try
+            {
+                Tap.SetPersistent(_tap, false);
+            }
+            catch (LinuxException e)
+            {
+                // E.g. EBADFD: someone deleted the device under the port; there is nothing left to delete.
+                Log.DeleteFailed(_logger, Name, Device, e.Message);
+            }
+            _owned.ForgetTap(Name);
+        }
         _tap.Dispose();
     }
 
@@ -106,10 +140,13 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
 
     private static partial class Log
     {
-        [LoggerMessage(EventId = Host.LogEvents.TapOpened, Level = LogLevel.Information, Message = "Port {Port}: tap {Device} in namespace {Namespace}")]
-        public static partial void Opened(ILogger logger, string port, string device, string @namespace);
+        [LoggerMessage(EventId = Host.LogEvents.TapOpened, Level = LogLevel.Information, Message = "Port {Port}: {How} tap {Device} in namespace {Namespace}, MAC {Mac}")]
+        public static partial void Opened(ILogger logger, string port, string how, string device, string @namespace, string mac);
 
-        [LoggerMessage(EventId = Host.LogEvents.TapWriteFailed, Level = LogLevel.Warning, Message = "Port {Port}: writing to the tap failed ({Error}); counting further failures silently")]
-        public static partial void WriteFailed(ILogger logger, string port, string error);
+        [LoggerMessage(EventId = Host.LogEvents.TapWriteFailed, Level = LogLevel.Warning, Message = "Port {Port}: writing to the tap failed ({Error}; {Unlogged} failures not logged before this); repeats are counted, and logged again when the port's state changes")]
+        public static partial void WriteFailed(ILogger logger, string port, string error, long unlogged);
+
+        [LoggerMessage(EventId = Host.LogEvents.TapDeleteFailed, Level = LogLevel.Warning, Message = "Port {Port}: deleting tap {Device} failed: {Error}")]
+        public static partial void DeleteFailed(ILogger logger, string port, string device, string error);
     }
 }

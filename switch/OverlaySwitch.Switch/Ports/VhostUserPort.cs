@@ -36,11 +36,20 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
     /// <summary>With mergeable buffers, a 64 KiB frame in 1 KiB buffers: more means a guest posting absurdly small ones.</summary>
     private const int MaxChainsPerFrame = 64;
     private FileDescriptor? _listener;
+    /// <summary>Server role: the socket file this port created, the only one it ever unlinks.</summary>
+    private FileIdentity? _socketFile;
+    private readonly OwnershipRecords? _owned;
     private VhostUserConnection? _connection;
 
+    /// <param name="owned">
+    /// Server role: where the port records the socket file it creates, so that after a crash the
+    /// next run may replace it; without records nothing already at the path is ever removed.
+    /// </param>
     public VhostUserPort(int number, string name, string socketPath, VhostUserSocketRole role, int queuePairs,
-        IDataplaneQuiescer quiescer, ILogger logger, UnixFileMode mode = (UnixFileMode)0b110_110_000, uint? uid = null, uint? gid = null)
+        IDataplaneQuiescer quiescer, ILogger logger, UnixFileMode mode = (UnixFileMode)0b110_110_000, uint? uid = null, uint? gid = null,
+        OwnershipRecords? owned = null)
     {
+        _owned = owned;
         Number = number;
         Name = name;
         SocketPath = socketPath;
@@ -63,11 +72,64 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
     public bool IsConnected => Volatile.Read(ref _connection) is not null;
 
     /// <summary>Starts serving the socket: listening (server) or connecting with retries (client).</summary>
+    /// <exception cref="LinuxException">E.g. something this port did not create is at the socket path (EEXIST).</exception>
+    /// <exception cref="ArgumentException">The path does not fit a UNIX socket address.</exception>
     public void Start()
     {
         if (_role == VhostUserSocketRole.Server)
+        {
+            RemoveOwnStaleSocket();
             _listener = UnixSocket.Listen(SocketPath, _mode, _uid, _gid); // fails here, clearly, if the path is unusable
+            try
+            {
+                _socketFile = Posix.GetStatus(SocketPath, followSymlinks: false).Identity;
+                _owned?.RecordSocket(Name, SocketPath, _socketFile.Value);
+            }
+            catch
+            {
+                _listener.Dispose();
+                UnlinkOwnSocket();
+                throw;
+            }
+        }
         _control.Start();
+    }
+
+    /// <summary>
+    /// A socket file this port created in an earlier run (a crash leaves it) is removed; anything else
+    /// at the path, another port's or another program's socket included, is refused and left alone.
+    /// </summary>
+    private void RemoveOwnStaleSocket()
+    {
+        FileStatus existing;
+        try
+        {
+            existing = Posix.GetStatus(SocketPath, followSymlinks: false);
+        }
+        catch (LinuxException e) when (e.Errno == Errno.ENOENT)
+        {
+            return;
+        }
+        if (!existing.IsSocket || _owned?.SocketOf(Name, SocketPath) != existing.Identity)
+            throw new LinuxException($"bind({SocketPath})", Errno.EEXIST, $"something is at the path that this switch did not create for port {Name}; it is left alone");
+        File.Delete(SocketPath);
+    }
+
+    /// <summary>Unlinks the socket path only while it is still the file this port created.</summary>
+    private void UnlinkOwnSocket()
+    {
+        if (_socketFile is not FileIdentity own)
+            return;
+        try
+        {
+            if (Posix.GetStatus(SocketPath, followSymlinks: false).Identity == own)
+                File.Delete(SocketPath);
+        }
+        catch (LinuxException e) when (e.Errno == Errno.ENOENT)
+        {
+        }
+        _owned?.ForgetSocket(Name);
+        _socketFile = null;
     }
 
     // ---- Control thread: the socket ----------------------------------------------------------------
@@ -339,8 +401,7 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         if (_control.IsAlive)
             _control.Join(TimeSpan.FromSeconds(5));
         Device.Dispose();
-        if (_role == VhostUserSocketRole.Server)
-            File.Delete(SocketPath);
+        UnlinkOwnSocket();
     }
 
     private static partial class Log
