@@ -34,6 +34,12 @@ internal static unsafe partial class Libc
     public const int F_GETFL = 3;
     public const int F_SETFL = 4;
     public const int O_NONBLOCK = 0x800;
+    // File seals (memfd_create(2), fcntl(2)): F_LINUX_SPECIFIC_BASE (1024) + 9 and + 10.
+    public const int F_ADD_SEALS = 1033;
+    public const int F_GET_SEALS = 1034;
+
+    // getsockopt(2)
+    public const int SO_PEERCRED = 17;
 
     // poll(2)
     public const short POLLOUT = 0x4;
@@ -112,6 +118,15 @@ internal static unsafe partial class Libc
     /// <summary>CMSG_SPACE(<paramref name="dataLength"/>): room for one control message in a buffer.</summary>
     public static int CmsgSpace(int dataLength) => CmsgDataOffset + (int)CmsgAlign((nuint)dataLength);
 
+    /// <summary>struct ucred, what SO_PEERCRED reports.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct UCred
+    {
+        public int Pid;
+        public uint Uid;
+        public uint Gid;
+    }
+
     [StructLayout(LayoutKind.Sequential)]
     public struct PollFd
     {
@@ -170,6 +185,7 @@ internal static unsafe partial class Libc
     [LibraryImport(Name, SetLastError = true)] public static partial nint sendmsg(int fd, MessageHeader* message, int flags);
     [LibraryImport(Name, SetLastError = true)] public static partial nint recvmsg(int fd, MessageHeader* message, int flags);
     [LibraryImport(Name, SetLastError = true)] public static partial int shutdown(int fd, int how);
+    [LibraryImport(Name, SetLastError = true)] public static partial int getsockopt(int fd, int level, int name, void* value, uint* valueLength);
 
     // Memory
     [LibraryImport(Name, SetLastError = true)] public static partial void* mmap(void* address, nuint length, int protection, int flags, int fd, long offset);
