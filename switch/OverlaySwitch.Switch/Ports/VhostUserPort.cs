@@ -38,9 +38,12 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
     private FileDescriptor? _listener;
     private VhostUserConnection? _connection;
 
+    /// <param name="options">What frontends may hand the port; safe defaults when null.</param>
     public VhostUserPort(int number, string name, string socketPath, VhostUserSocketRole role, int queuePairs,
-        IDataplaneQuiescer quiescer, ILogger logger, UnixFileMode mode = (UnixFileMode)0b110_110_000, uint? uid = null, uint? gid = null)
+        IDataplaneQuiescer quiescer, ILogger logger, UnixFileMode mode = (UnixFileMode)0b110_110_000, uint? uid = null, uint? gid = null,
+        VhostUserPortOptions? options = null)
     {
+        options = (options ?? new VhostUserPortOptions()).Validated();
         Number = number;
         Name = name;
         SocketPath = socketPath;
@@ -49,7 +52,7 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         _uid = uid;
         _gid = gid;
         _logger = logger;
-        Device = new VhostUserNetDevice(name, queuePairs, quiescer, logger);
+        Device = new VhostUserNetDevice(name, queuePairs, quiescer, logger, options.UnsealedMemory);
         _control = new Thread(ServeSocket) { Name = $"vhost-user {name}", IsBackground = true };
     }
 

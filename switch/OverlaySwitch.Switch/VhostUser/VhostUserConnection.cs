@@ -40,6 +40,7 @@ public sealed partial class VhostUserConnection
         Span<int> fds = stackalloc int[MaxFds];
         try
         {
+            _device.FrontendConnected(UnixSocket.GetPeerCredentials(_socket).Uid);
             while (true)
             {
                 // Descriptors travel with the first byte of a message (QEMU sends each message with one sendmsg).

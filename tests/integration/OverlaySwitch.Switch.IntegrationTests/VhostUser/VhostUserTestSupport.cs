@@ -27,9 +27,11 @@ public sealed class BackendHarness : IDisposable
     private Exception? _failure;
     private bool _ended;
 
-    public BackendHarness(VhostUserFrontendOptions? options = null, int queuePairs = 1)
+    /// <param name="portOptions">The port's options: unsealed-memory policy and request rate (defaults when null).</param>
+    public BackendHarness(VhostUserFrontendOptions? options = null, int queuePairs = 1, VhostUserPortOptions? portOptions = null)
     {
-        Device = new VhostUserNetDevice("test-port", queuePairs, Quiescer, NullLogger.Instance);
+        portOptions ??= new VhostUserPortOptions();
+        Device = new VhostUserNetDevice("test-port", queuePairs, Quiescer, NullLogger.Instance, portOptions.UnsealedMemory);
         Frontend = Connect(options);
     }
 
