@@ -39,10 +39,30 @@ public sealed record VhostUserPortOptions
     /// <summary>Guest memory (SET_MEM_TABLE) and dirty logs (SET_LOG_BASE) that are not sealed against shrinking.</summary>
     public UnsealedMemoryPolicy UnsealedMemory { get; init; } = UnsealedMemoryPolicy.Refuse;
 
+    /// <summary>
+    /// Requests per second one port serves, on average; more are delayed, never refused. QEMU sends
+    /// a few dozen when a device starts (about 12 per queue pair), so 1000 never slows a real
+    /// frontend and keeps a flooding one to a trickle of the control thread's time.
+    /// </summary>
+    public int MaxMessagesPerSecond { get; init; } = 1000;
+
+    /// <summary>Requests served at once before the rate applies (a device start or a reconnect in one go).</summary>
+    public int MessageBurst { get; init; } = 1000;
+
+    /// <summary>
+    /// Connections a listening port accepts per second (that many at once, too). A port serves one
+    /// frontend at a time, as vhost-user intends; connections made meanwhile are closed at once,
+    /// and this keeps a frontend connecting in a loop from costing more than a trickle.
+    /// </summary>
+    public int MaxConnectionsPerSecond { get; init; } = 10;
+
     /// <summary>The options with every value checked.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">A policy that does not exist.</exception>
+    /// <exception cref="ArgumentOutOfRangeException">A rate or burst that is not positive, or a policy that does not exist.</exception>
     public VhostUserPortOptions Validated()
     {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxMessagesPerSecond, nameof(MaxMessagesPerSecond));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MessageBurst, nameof(MessageBurst));
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(MaxConnectionsPerSecond, nameof(MaxConnectionsPerSecond));
         if (!Enum.IsDefined(UnsealedMemory))
             throw new ArgumentOutOfRangeException(nameof(UnsealedMemory), UnsealedMemory, "Refuse, TrustPrivilegedFrontends or TrustAllFrontends.");
         return this;

@@ -32,8 +32,11 @@ public sealed class BackendHarness : IDisposable
     {
         portOptions ??= new VhostUserPortOptions();
         Device = new VhostUserNetDevice("test-port", queuePairs, Quiescer, NullLogger.Instance, portOptions.UnsealedMemory);
+        _requests = new RateLimiter(portOptions.MaxMessagesPerSecond, portOptions.MessageBurst);
         Frontend = Connect(options);
     }
+
+    private readonly RateLimiter _requests;
 
     public ImmediateQuiescer Quiescer { get; } = new();
     public VhostUserNetDevice Device { get; }
@@ -78,7 +81,7 @@ public sealed class BackendHarness : IDisposable
         _ended = false;
         (FileDescriptor frontendEnd, FileDescriptor backendEnd) = UnixSocket.CreatePair();
         var frontend = new VhostUserFrontend(frontendEnd, options);
-        Connection = new VhostUserConnection("test-port", backendEnd, Device, NullLogger.Instance);
+        Connection = new VhostUserConnection("test-port", backendEnd, Device, NullLogger.Instance, _requests);
         VhostUserConnection connection = Connection;
         _thread = new Thread(() =>
         {
