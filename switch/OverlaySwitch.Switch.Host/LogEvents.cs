@@ -44,6 +44,7 @@ internal static class LogEvents
     public const int VhostUserRequestRefused = 100;
     public const int VhostUserProtocolError = 110;
     public const int VhostUserConnectionFailed = 111;
+    public const int VhostUserRequestsDelayed = 112;
 
     // DataplaneWorker
     public const int WorkerStarted = 200;
@@ -54,6 +55,7 @@ internal static class LogEvents
     public const int VhostUserFrontendDisconnected = 301;
     public const int VhostUserAcceptFailed = 302;
     public const int VhostUserRingBroken = 303;
+    public const int VhostUserConnectionRefused = 304;
 
     // TapPort
     public const int TapOpened = 320;

@@ -5,6 +5,7 @@ using System.Net.Sockets;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
+using OverlaySwitch.VhostUser;
 using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Host;
@@ -46,6 +47,9 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
 {
     /// <summary>Where the desired state comes from when not from this file; null for a static switch.</summary>
     public ControllerConnection? Controller { get; init; }
+
+    /// <summary>What vhost-user frontends may hand the switch and how fast they may talk.</summary>
+    public VhostUserPortOptions VhostUser { get; init; } = new();
 
     /// <summary>Where the switch records the taps and sockets it created for its ports (see <see cref="OwnershipRecords"/>).</summary>
     public string OwnershipDirectory => Path.Combine(SocketDirectory, "owned");
@@ -226,8 +230,23 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
                 e.Add($"Switch: {ex.Message}");
             }
         }
+        VhostUserPortOptions vhostUser = new()
+        {
+            UnsealedMemory = ParseEnum<UnsealedMemoryPolicy>(o.VhostUser.UnsealedMemory, "Switch:VhostUser:UnsealedMemory", e),
+            MaxMessagesPerSecond = Positive(o.VhostUser.MaxMessagesPerSecond, "Switch:VhostUser:MaxMessagesPerSecond", e),
+            MessageBurst = Positive(o.VhostUser.MessageBurst, "Switch:VhostUser:MessageBurst", e),
+            MaxConnectionsPerSecond = Positive(o.VhostUser.MaxConnectionsPerSecond, "Switch:VhostUser:MaxConnectionsPerSecond", e),
+        };
         return new SwitchConfig(o.HostName, o.SocketDirectory, o.DataplaneThreads, o.DataplaneCpus, mode, o.SocketUid, o.SocketGid, local, networks, ports,
-            vteps, remotes) { Controller = controller };
+            vteps, remotes) { Controller = controller, VhostUser = vhostUser };
+    }
+
+    private static int Positive(int value, string at, List<string> errors)
+    {
+        if (value > 0)
+            return value;
+        errors.Add($"{at}: {value} is not a positive number.");
+        return 1;
     }
 
     /// <summary>The longest name of a port in the file: its records' file names (see <see cref="OwnershipRecords"/>) must fit NAME_MAX.</summary>

@@ -22,6 +22,22 @@ public sealed class SwitchOptions
     public List<RemoteEndpointOptions> RemoteEndpoints { get; set; } = [];
     /// <summary>When set, networks, ports and remote endpoints come from the controller, not from this file.</summary>
     public ControllerOptions? Controller { get; set; }
+    /// <summary>What vhost-user frontends may hand the switch and how fast they may talk (every vhost-user port).</summary>
+    public VhostUserOptions VhostUser { get; set; } = new();
+}
+
+/// <summary>Section "Switch:VhostUser"; the defaults are safe against a hostile frontend (see VhostUserPortOptions).</summary>
+public sealed class VhostUserOptions
+{
+    /// <summary>
+    /// Refuse (default), TrustPrivilegedFrontends (DPDK virtio-user run by root or the switch's
+    /// user: its hugepage memory cannot be sealed) or TrustAllFrontends (e.g. QEMU with
+    /// memory-backend-file on hugetlbfs): whose guest memory that could shrink the switch maps.
+    /// </summary>
+    public string UnsealedMemory { get; set; } = "Refuse";
+    public int MaxMessagesPerSecond { get; set; } = 1000;
+    public int MessageBurst { get; set; } = 1000;
+    public int MaxConnectionsPerSecond { get; set; } = 10;
 }
 
 public sealed class ControllerOptions

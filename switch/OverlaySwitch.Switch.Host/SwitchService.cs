@@ -302,7 +302,7 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         if (config.Kind == PortKind.Tap)
             return new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger);
         var port = new VhostUserPort(number, config.Name, config.SocketPath, config.Role, config.QueuePairs, _dataplane!, logger,
-            switchConfig.SocketMode, switchConfig.SocketUid, switchConfig.SocketGid, _owned);
+            switchConfig.SocketMode, switchConfig.SocketUid, switchConfig.SocketGid, _owned, switchConfig.VhostUser);
         port.Start();
         return port;
     }

@@ -89,6 +89,7 @@ switch() {
   mkdir -p "$work/run$h"
   cat >"$work/switch$h.json" <<JSON
 { "Switch": { "HostName": "bench$h", "SocketDirectory": "$work/run$h", "DataplaneThreads": 1, "DataplaneCpus": [ $cpus ],
+  "VhostUser": { "UnsealedMemory": "TrustPrivilegedFrontends" },
   "Underlay": { "VtepV4": "10.78.$h.1", "Mtu": 1500 },
   "Vteps": [ { "Address": "10.78.$peer.1", "Mtu": 1500 } ],
   "Networks": [ { "Vni": 100, "Mtu": 1450 } ],

@@ -55,6 +55,7 @@ start_backend() {
   if [ "$backend" = overlay ]; then
     cat >"$work/switch.json" <<JSON
 { "Switch": { "HostName": "bench", "SocketDirectory": "$work/run", "DataplaneThreads": 1, "DataplaneCpus": [$backend_core],
+  "VhostUser": { "UnsealedMemory": "TrustPrivilegedFrontends" },
   "Networks": [ { "Vni": 100, "Mtu": 8950 } ],
   "Ports": [ { "Name": "vm-a", "Vni": 100, "Mac": "$mac_a", "Ipv4": ["10.0.0.1"] },
              { "Name": "vm-b", "Vni": 100, "Mac": "$mac_b", "Ipv4": ["10.0.0.2"] } ] } }

@@ -34,6 +34,12 @@ internal static unsafe partial class Libc
     public const int F_GETFL = 3;
     public const int F_SETFL = 4;
     public const int O_NONBLOCK = 0x800;
+    // File seals (memfd_create(2), fcntl(2)): F_LINUX_SPECIFIC_BASE (1024) + 9 and + 10.
+    public const int F_ADD_SEALS = 1033;
+    public const int F_GET_SEALS = 1034;
+
+    // getsockopt(2)
+    public const int SO_PEERCRED = 17;
 
     // poll(2)
     public const short POLLOUT = 0x4;
@@ -111,6 +117,15 @@ internal static unsafe partial class Libc
 
     /// <summary>CMSG_SPACE(<paramref name="dataLength"/>): room for one control message in a buffer.</summary>
     public static int CmsgSpace(int dataLength) => CmsgDataOffset + (int)CmsgAlign((nuint)dataLength);
+
+    /// <summary>struct ucred, what SO_PEERCRED reports.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    public struct UCred
+    {
+        public int Pid;
+        public uint Uid;
+        public uint Gid;
+    }
 
     [StructLayout(LayoutKind.Sequential)]
     public struct PollFd

@@ -273,6 +273,21 @@ public static unsafe class UnixSocket
         return (int)n;
     }
 
+    /// <summary>
+    /// SO_PEERCRED: the process, user and group of the peer as they were when it connected (or, for
+    /// a socket we connected, when the peer called listen), in this process's user namespace.
+    /// </summary>
+    public static (int Pid, uint Uid, uint Gid) GetPeerCredentials(FileDescriptor socket)
+    {
+        using FileDescriptor.Lease s = socket.Acquire();
+        Libc.UCred credentials;
+        uint length = (uint)sizeof(Libc.UCred);
+        // SAFETY: the kernel writes at most length bytes (one struct ucred) into the local.
+        if (Libc.getsockopt(s.Fd, Libc.SOL_SOCKET, Libc.SO_PEERCRED, &credentials, &length) != 0)
+            throw LinuxException.Last("getsockopt(SO_PEERCRED)", s.Fd);
+        return (credentials.Pid, credentials.Uid, credentials.Gid);
+    }
+
     /// <summary>shutdown(2): e.g. <see cref="SocketShutdown.Send"/> so the peer reads end of stream.</summary>
     public static void Shutdown(FileDescriptor socket, SocketShutdown how)
     {

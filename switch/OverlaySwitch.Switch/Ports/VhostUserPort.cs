@@ -35,21 +35,29 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
     private readonly CancellationTokenSource _stop = new();
     /// <summary>With mergeable buffers, a 64 KiB frame in 1 KiB buffers: more means a guest posting absurdly small ones.</summary>
     private const int MaxChainsPerFrame = 64;
+    private readonly RateLimiter _requests;
+    private readonly RateLimiter _connections;
     private FileDescriptor? _listener;
     /// <summary>Server role: the socket file this port created, the only one it ever unlinks.</summary>
     private FileIdentity? _socketFile;
     private readonly OwnershipRecords? _owned;
     private VhostUserConnection? _connection;
+    /// <summary>Server role: the thread serving the current connection, while the control thread accepts (and turns away) others.</summary>
+    private Thread? _serving;
+    private long _refusedConnectionCount;
+    private long _delayedRequestsOfEndedConnections;
 
     /// <param name="owned">
     /// Server role: where the port records the socket file it creates, so that after a crash the
     /// next run may replace it; without records nothing already at the path is ever removed.
     /// </param>
+    /// <param name="options">What frontends may hand the port and how fast they may talk; safe defaults when null.</param>
     public VhostUserPort(int number, string name, string socketPath, VhostUserSocketRole role, int queuePairs,
         IDataplaneQuiescer quiescer, ILogger logger, UnixFileMode mode = (UnixFileMode)0b110_110_000, uint? uid = null, uint? gid = null,
-        OwnershipRecords? owned = null)
+        OwnershipRecords? owned = null, VhostUserPortOptions? options = null)
     {
         _owned = owned;
+        options = (options ?? new VhostUserPortOptions()).Validated();
         Number = number;
         Name = name;
         SocketPath = socketPath;
@@ -58,7 +66,9 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         _uid = uid;
         _gid = gid;
         _logger = logger;
-        Device = new VhostUserNetDevice(name, queuePairs, quiescer, logger);
+        Device = new VhostUserNetDevice(name, queuePairs, quiescer, logger, options.UnsealedMemory);
+        _requests = new RateLimiter(options.MaxMessagesPerSecond, options.MessageBurst);
+        _connections = new RateLimiter(options.MaxConnectionsPerSecond, options.MaxConnectionsPerSecond);
         _control = new Thread(ServeSocket) { Name = $"vhost-user {name}", IsBackground = true };
     }
 
@@ -70,6 +80,11 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
     /// <summary>Connections served so far (a reconnect after a restart counts again).</summary>
     public int ConnectionCount { get; private set; }
     public bool IsConnected => Volatile.Read(ref _connection) is not null;
+    /// <summary>Connections closed at once because a frontend was already connected (server role).</summary>
+    public long RefusedConnectionCount => Interlocked.Read(ref _refusedConnectionCount);
+    /// <summary>Requests that waited because a frontend sent faster than <see cref="VhostUserPortOptions.MaxMessagesPerSecond"/>.</summary>
+    public long DelayedRequestCount =>
+        Interlocked.Read(ref _delayedRequestsOfEndedConnections) + (Volatile.Read(ref _connection)?.DelayedRequestCount ?? 0);
 
     /// <summary>Starts serving the socket: listening (server) or connecting with retries (client).</summary>
     /// <exception cref="LinuxException">E.g. something this port did not create is at the socket path (EEXIST).</exception>
@@ -142,7 +157,15 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
             FileDescriptor? socket = null;
             try
             {
-                socket = _role == VhostUserSocketRole.Server ? UnixSocket.Accept(_listener!) : UnixSocket.Connect(SocketPath);
+                if (_role == VhostUserSocketRole.Server)
+                {
+                    WaitFor(_connections.Take());
+                    socket = UnixSocket.Accept(_listener!);
+                }
+                else
+                {
+                    socket = UnixSocket.Connect(SocketPath);
+                }
                 retry = TimeSpan.FromMilliseconds(100);
             }
             catch (LinuxException e) when (!_stop.IsCancellationRequested)
@@ -150,22 +173,59 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
                 if (_role == VhostUserSocketRole.Server)
                     Log.AcceptFailed(_logger, Name, e.Message);
                 // The frontend is not there (yet, or any more): try again, backing off to 2 s.
-                _stop.Token.WaitHandle.WaitOne(retry);
+                WaitFor(retry);
                 retry = TimeSpan.FromMilliseconds(Math.Min(2000, retry.TotalMilliseconds * 2));
                 continue;
             }
             catch (Exception) when (_stop.IsCancellationRequested)
             {
+                socket?.Dispose();
                 return;
             }
-            ConnectionCount++;
-            Log.Connected(_logger, Name, SocketPath, ConnectionCount);
-            var connection = new VhostUserConnection(Name, socket, Device, _logger);
-            Volatile.Write(ref _connection, connection);
-            connection.Run(); // until the frontend goes away; resets the device
-            Volatile.Write(ref _connection, null);
-            Log.Disconnected(_logger, Name, connection.RequestCount);
+            if (_role == VhostUserSocketRole.Client)
+            {
+                Serve(Open(socket)); // one connection at a time by construction: ours
+                continue;
+            }
+            // One frontend at a time, as vhost-user intends: two would fight over one device. A
+            // connection made meanwhile is closed at once (the frontend reads end of stream), so it
+            // holds no descriptor here and waits in no backlog.
+            if (Volatile.Read(ref _connection) is not null)
+            {
+                if (Interlocked.Increment(ref _refusedConnectionCount) == 1)
+                    Log.ConnectionRefused(_logger, Name, SocketPath);
+                socket.Dispose(); // after counting: the frontend may look at the count once it sees end of stream
+                continue;
+            }
+            VhostUserConnection connection = Open(socket);
+            _serving = new Thread(() => Serve(connection)) { Name = $"vhost-user {Name} connection", IsBackground = true };
+            _serving.Start();
         }
+    }
+
+    /// <summary>Makes the port's current connection. Runs on: the control thread.</summary>
+    private VhostUserConnection Open(FileDescriptor socket)
+    {
+        ConnectionCount++;
+        Log.Connected(_logger, Name, SocketPath, ConnectionCount);
+        var connection = new VhostUserConnection(Name, socket, Device, _logger, _requests);
+        Volatile.Write(ref _connection, connection);
+        return connection;
+    }
+
+    /// <summary>Serves the connection until it ends, which resets the device. Runs on: the control thread (client role) or a serving thread.</summary>
+    private void Serve(VhostUserConnection connection)
+    {
+        connection.Run();
+        Interlocked.Add(ref _delayedRequestsOfEndedConnections, connection.DelayedRequestCount);
+        Log.Disconnected(_logger, Name, connection.RequestCount);
+        Volatile.Write(ref _connection, null); // last: from here on the next frontend is served
+    }
+
+    private void WaitFor(TimeSpan wait)
+    {
+        if (wait > TimeSpan.Zero)
+            _stop.Token.WaitHandle.WaitOne(wait);
     }
 
     // ---- Dataplane: guest → overlay ----------------------------------------------------------------
@@ -400,6 +460,10 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         Volatile.Read(ref _connection)?.Close();
         if (_control.IsAlive)
             _control.Join(TimeSpan.FromSeconds(5));
+        // The control thread has stopped accepting: _serving no longer changes.
+        Volatile.Read(ref _connection)?.Close();
+        if (_serving is { IsAlive: true })
+            _serving.Join(TimeSpan.FromSeconds(5));
         Device.Dispose();
         UnlinkOwnSocket();
     }
@@ -414,6 +478,9 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
 
         [LoggerMessage(EventId = Host.LogEvents.VhostUserAcceptFailed, Level = LogLevel.Warning, Message = "Port {Port}: accept failed: {Error}")]
         public static partial void AcceptFailed(ILogger logger, string port, string error);
+
+        [LoggerMessage(EventId = Host.LogEvents.VhostUserConnectionRefused, Level = LogLevel.Warning, Message = "Port {Port}: refused a second vhost-user connection on {Path}: a frontend is connected (later ones are counted, not logged)")]
+        public static partial void ConnectionRefused(ILogger logger, string port, string path);
 
         [LoggerMessage(EventId = Host.LogEvents.VhostUserRingBroken, Level = LogLevel.Warning, Message = "Port {Port}: the guest broke a ring ({Fault}); the ring stops until the device is reset")]
         public static partial void RingFault(ILogger logger, string port, VirtqueueFault fault);

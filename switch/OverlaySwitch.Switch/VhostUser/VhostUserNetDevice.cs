@@ -59,16 +59,21 @@ public sealed partial class VhostUserNetDevice : IDisposable
     private readonly IDataplaneQuiescer _quiescer;
     private readonly ILogger _logger;
     private readonly string _name;
+    private readonly UnsealedMemoryPolicy _unsealedMemory;
     private readonly List<MappedRegion> _memoryMappings = [];
+    /// <summary>The current frontend may hand us memory not sealed against shrinking (<see cref="FrontendConnected"/>).</summary>
+    private bool _frontendMemoryTrusted;
     private GuestMemoryMap _memory = GuestMemoryMap.Empty;
     private MappedRegion? _logMapping;
     private DirtyLog? _log;
     private VirtioNetQueues _queues = VirtioNetQueues.None;
     private long _pendingRarp = -1;
 
-    public VhostUserNetDevice(string name, int maxQueuePairs, IDataplaneQuiescer quiescer, ILogger logger)
+    public VhostUserNetDevice(string name, int maxQueuePairs, IDataplaneQuiescer quiescer, ILogger logger,
+        UnsealedMemoryPolicy unsealedMemory = UnsealedMemoryPolicy.Refuse)
     {
         _name = name;
+        _unsealedMemory = unsealedMemory;
         MaxQueuePairs = maxQueuePairs;
         _vrings = new Vring[2 * maxQueuePairs];
         for (int i = 0; i < _vrings.Length; i++)
@@ -121,6 +126,16 @@ public sealed partial class VhostUserNetDevice : IDisposable
             Err?.Dispose();
             Kick = Call = Err = null;
         }
+    }
+
+    /// <summary>
+    /// A frontend connected: decides, from who it is, whether the <see cref="UnsealedMemoryPolicy"/>
+    /// lets it hand us memory that could shrink. Lasts until <see cref="Dispose"/> (end of connection).
+    /// </summary>
+    /// <param name="peerUid">Its user (SO_PEERCRED).</param>
+    public void FrontendConnected(uint peerUid)
+    {
+        _frontendMemoryTrusted = _unsealedMemory.Trusts(peerUid, Posix.GetUid());
     }
 
     // ---- Handlers (called by VhostUserRequestTable after size and fd checks) ---------------------
@@ -179,28 +194,40 @@ public sealed partial class VhostUserNetDevice : IDisposable
     {
         var mappings = new List<MappedRegion>();
         var mapped = new List<GuestMemoryRegion>();
-        try
+        string? refused = null;
+        for (int i = 0; i < regions.Length && refused is null; i++)
         {
-            for (int i = 0; i < regions.Length; i++)
+            MemoryRegionDescription r = regions[i];
+            string region = $"region {i} (gpa 0x{r.GuestAddress:x}, size 0x{r.Size:x}, offset 0x{r.MmapOffset:x})";
+            if (r.Size == 0 || r.GuestAddress + r.Size < r.GuestAddress || r.UserAddress + r.Size < r.UserAddress
+                || r.MmapOffset + r.Size < r.MmapOffset || r.MmapOffset + r.Size > long.MaxValue)
             {
-                MemoryRegionDescription r = regions[i];
-                if (r.Size == 0 || r.GuestAddress + r.Size < r.GuestAddress || r.UserAddress + r.Size < r.UserAddress
-                    || r.MmapOffset + r.Size < r.MmapOffset || r.MmapOffset + r.Size > long.MaxValue)
+                refused = $"{region} overflows";
+            }
+            else if (GuestMemoryFile.Check(fds[i], 0, r.MmapOffset + r.Size, _frontendMemoryTrusted) is string why)
+            {
+                refused = $"{region}: {why}";
+            }
+            else
+            {
+                try
                 {
-                    LogRefused("SET_MEM_TABLE", $"region {i} (gpa 0x{r.GuestAddress:x}, size 0x{r.Size:x}, offset 0x{r.MmapOffset:x}) overflows");
-                    return false;
+                    // Map from offset 0 as DPDK does: mmap offsets must be page (or huge page) aligned, mmap_offset need not be.
+                    MappedRegion mapping = MappedRegion.Map(fds[i], 0, (long)(r.MmapOffset + r.Size));
+                    mappings.Add(mapping);
+                    mapped.Add(new GuestMemoryRegion(r.GuestAddress, r.Size, r.UserAddress, mapping.Address + (nint)r.MmapOffset));
                 }
-                // Map from offset 0 as DPDK does: mmap offsets must be page (or huge page) aligned, mmap_offset need not be.
-                MappedRegion mapping = MappedRegion.Map(fds[i], 0, (long)(r.MmapOffset + r.Size));
-                mappings.Add(mapping);
-                mapped.Add(new GuestMemoryRegion(r.GuestAddress, r.Size, r.UserAddress, mapping.Address + (nint)r.MmapOffset));
+                catch (LinuxException e)
+                {
+                    refused = $"{region}: {e.Message}";
+                }
             }
         }
-        catch (LinuxException e)
+        if (refused is not null)
         {
-            LogRefused("SET_MEM_TABLE", e.Message);
+            LogRefused("SET_MEM_TABLE", refused);
             foreach (MappedRegion m in mappings)
-                m.Dispose();
+                m.Dispose(); // the regions before the bad one: the old table stays in use
             return false;
         }
         // Rings keep running across a memory update: stop them, swap the map, restart from where they were.
@@ -220,6 +247,11 @@ public sealed partial class VhostUserNetDevice : IDisposable
         if (log.Size == 0 || log.Size > long.MaxValue || log.Offset > long.MaxValue - log.Size || log.Offset % (ulong)Environment.SystemPageSize != 0)
         {
             LogRefused("SET_LOG_BASE", $"size {log.Size} offset {log.Offset}");
+            return false;
+        }
+        if (GuestMemoryFile.Check(fd, log.Offset, log.Size, _frontendMemoryTrusted) is string refused)
+        {
+            LogRefused("SET_LOG_BASE", refused);
             return false;
         }
         MappedRegion mapping;
@@ -553,6 +585,7 @@ public sealed partial class VhostUserNetDevice : IDisposable
     {
         Reset();
         ProtocolFeatures = 0;
+        _frontendMemoryTrusted = false;
         _log = null;
         _logMapping?.Dispose();
         _logMapping = null;

@@ -19,7 +19,7 @@ public sealed class SwitchReloadTests(ITestOutputHelper output)
         {
             SwitchPort a = new("vm-a", 100, MacA, ["10.0.0.1"]), b = new("vm-b", 100, "52:54:00:00:00:0b", ["10.0.0.2"]);
             SwitchPort c = new("vm-c", 100, "52:54:00:00:00:0c", ["10.0.0.3"]);
-            var settings = new SwitchSettings([new SwitchNetwork(100)], [a, b]);
+            var settings = new SwitchSettings([new SwitchNetwork(100)], [a, b]) { UnsealedMemory = "TrustPrivilegedFrontends" };
             SwitchDaemon sw = SwitchDaemon.Start(scope, settings);
             Testpmd guestA = Testpmd.VirtioUser(scope, "rx-a", sw.SocketPath("vm-a"), MacA, "rxonly");
             scope.WaitUntil(() => sw.Status().Port("vm-a").Connected, TimeSpan.FromSeconds(15), "vm-a to connect");
@@ -59,7 +59,7 @@ public sealed class SwitchReloadTests(ITestOutputHelper output)
         SystemTestScope.Run(output, "idle", TimeSpan.FromSeconds(60), scope =>
         {
             SwitchPort a = new("vm-a", 100, MacA, ["10.0.0.1"]);
-            SwitchDaemon sw = SwitchDaemon.Start(scope, new SwitchSettings([new SwitchNetwork(100)], [a]));
+            SwitchDaemon sw = SwitchDaemon.Start(scope, new SwitchSettings([new SwitchNetwork(100)], [a]) { UnsealedMemory = "TrustPrivilegedFrontends" });
             Testpmd guest = Testpmd.VirtioUser(scope, "rx-a", sw.SocketPath("vm-a"), MacA, "rxonly");
             scope.WaitUntil(() => sw.Status().Port("vm-a").Connected, TimeSpan.FromSeconds(15), "vm-a to connect");
             Thread.Sleep(1000); // start-up work (JIT, connection) settles

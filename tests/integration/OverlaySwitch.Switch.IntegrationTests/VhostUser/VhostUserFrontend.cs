@@ -30,6 +30,12 @@ public sealed record VhostUserFrontendOptions
     /// </summary>
     public bool SplitMemory { get; init; }
 
+    /// <summary>
+    /// Seal guest RAM and the dirty log against growing and shrinking, as QEMU does
+    /// (memory-backend-memfd seal=on, vhost_log_alloc). Off: a frontend whose memory could shrink.
+    /// </summary>
+    public bool SealMemory { get; init; } = true;
+
     public int QueuePairs { get; init; } = 1;
     public int QueueSize { get; init; } = 256;
 
@@ -101,6 +107,8 @@ public sealed class VhostUserFrontend : IDisposable
     public const ulong StatusFeaturesOk = 0x08;
     public const ulong StatusDriverOk = 0x0F;
     private const int LogPageShift = 12;
+    /// <summary>What QEMU seals guest RAM (memory-backend-memfd, seal=on) and the dirty log with.</summary>
+    public const FileSeals QemuSeals = FileSeals.Grow | FileSeals.Shrink | FileSeals.Seal;
 
     private readonly FileDescriptor _epoll;
     private readonly GuestRam _ram;
@@ -113,8 +121,10 @@ public sealed class VhostUserFrontend : IDisposable
         Options = options ?? new VhostUserFrontendOptions();
         Socket = socket;
         MemoryName = $"guest-ram-{Guid.NewGuid():N}";
-        MemoryFd = Memfd.Create(MemoryName);
+        MemoryFd = Memfd.Create(MemoryName, allowSealing: true);
         Posix.SetLength(MemoryFd, Options.MemoryLength);
+        if (Options.SealMemory)
+            Memfd.AddSeals(MemoryFd, QemuSeals);
         Memory = MappedRegion.Map(MemoryFd, 0, Options.MemoryLength);
         _ram = new GuestRam(Memory, Options.GuestBase);
         _epoll = Epoll.Create();
@@ -579,8 +589,10 @@ public sealed class VhostUserFrontend : IDisposable
         ulong pages = (Options.GuestBase + (ulong)Options.MemoryLength) >> LogPageShift;
         LogLength = ((pages + 7) / 8 + 4095) & ~4095UL;
         LogName = $"dirty-log-{Guid.NewGuid():N}";
-        LogFd = Memfd.Create(LogName);
+        LogFd = Memfd.Create(LogName, allowSealing: true);
         Posix.SetLength(LogFd, (long)LogLength);
+        if (Options.SealMemory)
+            Memfd.AddSeals(LogFd, QemuSeals);
         _logMapping = MappedRegion.Map(LogFd, 0, (long)LogLength);
         return LogFd;
     }

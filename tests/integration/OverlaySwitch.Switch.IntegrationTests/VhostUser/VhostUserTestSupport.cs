@@ -27,11 +27,16 @@ public sealed class BackendHarness : IDisposable
     private Exception? _failure;
     private bool _ended;
 
-    public BackendHarness(VhostUserFrontendOptions? options = null, int queuePairs = 1)
+    /// <param name="portOptions">The port's options: unsealed-memory policy and request rate (defaults when null).</param>
+    public BackendHarness(VhostUserFrontendOptions? options = null, int queuePairs = 1, VhostUserPortOptions? portOptions = null)
     {
-        Device = new VhostUserNetDevice("test-port", queuePairs, Quiescer, NullLogger.Instance);
+        portOptions ??= new VhostUserPortOptions();
+        Device = new VhostUserNetDevice("test-port", queuePairs, Quiescer, NullLogger.Instance, portOptions.UnsealedMemory);
+        _requests = new RateLimiter(portOptions.MaxMessagesPerSecond, portOptions.MessageBurst);
         Frontend = Connect(options);
     }
+
+    private readonly RateLimiter _requests;
 
     public ImmediateQuiescer Quiescer { get; } = new();
     public VhostUserNetDevice Device { get; }
@@ -76,7 +81,7 @@ public sealed class BackendHarness : IDisposable
         _ended = false;
         (FileDescriptor frontendEnd, FileDescriptor backendEnd) = UnixSocket.CreatePair();
         var frontend = new VhostUserFrontend(frontendEnd, options);
-        Connection = new VhostUserConnection("test-port", backendEnd, Device, NullLogger.Instance);
+        Connection = new VhostUserConnection("test-port", backendEnd, Device, NullLogger.Instance, _requests);
         VhostUserConnection connection = Connection;
         _thread = new Thread(() =>
         {

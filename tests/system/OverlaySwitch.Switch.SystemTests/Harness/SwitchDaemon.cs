@@ -27,6 +27,11 @@ public sealed record SwitchSettings(IReadOnlyList<SwitchNetwork> Networks, IRead
     /// </summary>
     public string VtepV4 { get; init; } = $"127.{Random.Shared.Next(100, 200)}.{Random.Shared.Next(0, 256)}.{Random.Shared.Next(1, 255)}";
     public int UnderlayMtu { get; init; } = 1500;
+    /// <summary>
+    /// Switch:VhostUser:UnsealedMemory. DPDK virtio-user's hugepage memory cannot be sealed, so
+    /// tests that run testpmd (as root) say TrustPrivilegedFrontends; the daemon's default refuses it.
+    /// </summary>
+    public string UnsealedMemory { get; init; } = "Refuse";
 }
 
 /// <summary>One port in the switch's status document.</summary>
@@ -161,6 +166,7 @@ public sealed class SwitchDaemon : IDiagnosable, IDisposable
                 ["DataplaneThreads"] = s.DataplaneCpus.Length == 0 ? 1 : s.DataplaneCpus.Length,
                 ["DataplaneCpus"] = new JsonArray([.. s.DataplaneCpus.Select(c => (JsonNode)c)]),
                 ["Underlay"] = new JsonObject { ["VtepV4"] = s.VtepV4, ["Mtu"] = s.UnderlayMtu },
+                ["VhostUser"] = new JsonObject { ["UnsealedMemory"] = s.UnsealedMemory },
                 ["Networks"] = new JsonArray([.. s.Networks.Select(n => (JsonNode)new JsonObject
                 {
                     ["Vni"] = n.Vni,
