@@ -39,4 +39,7 @@ public sealed record PortBinding(string? HostId, string? Namespace = null);
 
 public sealed record ExternalEndpointSpec(string? NetworkId, string? Name, string? Mac, IReadOnlyList<string>? Ips, string? Vtep);
 
+/// <summary>An external VTEP as the admin registers it: a name and its underlay address.</summary>
+public sealed record ExternalVtepSpec(string? Name, string? Address);
+
 public sealed record TokenSpec(string? Name);

@@ -96,6 +96,13 @@ public sealed record ExternalEndpoint(
     string Vtep,
     long Revision);
 
+/// <summary>
+/// A VTEP the controller does not run (e.g. a Linux vxlan device, a hardware gateway), registered by
+/// the admin. Only registered VTEPs may be a network's extra flood targets or an external
+/// endpoint's VTEP, so no tenant can make a switch send its broadcasts to addresses of its choice.
+/// </summary>
+public sealed record ExternalVtep(string Id, string Name, string Address, long Revision);
+
 /// <summary>One page of a list: <see cref="NextPageToken"/> is null on the last page.</summary>
 public sealed record Page<T>(IReadOnlyList<T> Items, string? NextPageToken, long Revision);
 

@@ -13,6 +13,8 @@ public sealed class ControllerOptions
     public double HeartbeatSeconds { get; set; } = 5;
     /// <summary>Lines queued to a watcher that does not read before it is cut off (it resumes when it reconnects).</summary>
     public int WatchQueueLimit { get; set; } = 20_000;
+    /// <summary>Largest request body, in bytes (413 beyond); the largest valid request is a few kilobytes.</summary>
+    public long MaxRequestBodyBytes { get; set; } = 1 << 20;
     public int DefaultPageSize { get; set; } = 100;
     public int MaxPageSize { get; set; } = 1000;
 
@@ -28,6 +30,8 @@ public sealed class ControllerOptions
             yield return $"Controller:HeartbeatSeconds must be in (0, 3600] (is {HeartbeatSeconds}).";
         if (WatchQueueLimit < 16)
             yield return $"Controller:WatchQueueLimit must be at least 16 (is {WatchQueueLimit}).";
+        if (MaxRequestBodyBytes < 4096)
+            yield return $"Controller:MaxRequestBodyBytes must be at least 4096 (is {MaxRequestBodyBytes}).";
         if (DefaultPageSize < 1 || MaxPageSize < DefaultPageSize)
             yield return $"Controller:DefaultPageSize ({DefaultPageSize}) must be at least 1 and at most MaxPageSize ({MaxPageSize}).";
     }

@@ -32,12 +32,14 @@ app.UseExceptionHandler(new ExceptionHandlerOptions { SuppressDiagnosticsCallbac
 app.UseStatusCodePages();
 app.UseAuthentication();
 app.UseAuthorization();
+app.UseMiddleware<RequestBodyLimit>();
 app.MapOpenApi("/api/v1/openapi.json");
 app.MapGroup("/api/v1").RequireAuthorization()
     .MapTenantsApi()
     .MapNetworksApi()
     .MapHostsApi()
     .MapPortsApi()
+    .MapExternalVtepsApi()
     .MapWatchApi();
 await app.RunAsync();
 return 0;

@@ -19,7 +19,7 @@ public static class ServiceSetup
         services.ConfigureHttpJsonOptions(o =>
         {
             o.SerializerOptions.TypeInfoResolverChain.Insert(0, ContractsJsonContext.Default);
-            o.SerializerOptions.Converters.Add(new System.Text.Json.Serialization.JsonStringEnumConverter());
+            StrictJson.Apply(o.SerializerOptions);
             o.SerializerOptions.DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull;
         });
         services.Configure<RouteHandlerOptions>(o => o.ThrowOnBadRequest = true);

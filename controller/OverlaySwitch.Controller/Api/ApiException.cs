@@ -31,13 +31,16 @@ public sealed class ApiException : Exception
 
     /// <summary>The resource does not exist, or the caller may not know it does (another tenant's).</summary>
     public static ApiException NotFound(string kind, string id) =>
-        new(StatusCodes.Status404NotFound, "The resource does not exist.", $"{kind} '{id}' does not exist.");
+        new(StatusCodes.Status404NotFound, "The resource does not exist.", $"{kind} {UserText.Quote(id)} does not exist.");
 
     public static ApiException Conflict(string detail) => new(StatusCodes.Status409Conflict, "The request conflicts with the current state.", detail);
 
     public static ApiException PreconditionFailed(string kind, string id, long current) =>
         new(StatusCodes.Status412PreconditionFailed, "The resource has changed.",
             $"{kind} '{id}' is at revision {current}; If-Match did not name it. Read it again and retry.");
+
+    public static ApiException TooLarge(long max) =>
+        new(StatusCodes.Status413PayloadTooLarge, "The request body is too large.", $"A request body may have at most {max} bytes.");
 
     public static ApiException Forbidden(string detail) => new(StatusCodes.Status403Forbidden, "The caller may not do this.", detail);
 }

@@ -1,5 +1,6 @@
 using System.Buffers.Text;
 using System.Text;
+using System.Text.Json;
 using Microsoft.AspNetCore.Diagnostics;
 using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
@@ -85,18 +86,21 @@ public static class ApiHttp
 /// Writes RFC 9457 problem details for what the API refuses (<see cref="ApiException"/>) and for
 /// bodies that are not valid JSON of the expected shape; anything else is a 500 without internals.
 /// </summary>
-public sealed class ProblemExceptionHandler(IProblemDetailsService problems) : IExceptionHandler
+public sealed class ProblemExceptionHandler(IProblemDetailsService problems, Microsoft.Extensions.Options.IOptions<ControllerOptions> bodyLimit) : IExceptionHandler
 {
     public async ValueTask<bool> TryHandleAsync(HttpContext http, Exception exception, CancellationToken cancellationToken)
     {
         ProblemDetails problem = exception switch
         {
             ApiException api => ApiHttp.Problem(api),
+            // A body that is not the contract's JSON: the field and what is wrong, never the input itself.
+            BadHttpRequestException { InnerException: JsonException json } => ApiHttp.Problem(ApiException.Invalid(StrictJson.FieldOf(json), StrictJson.MessageOf(json))),
+            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => ApiHttp.Problem(ApiException.TooLarge(bodyLimit.Value.MaxRequestBodyBytes)),
             BadHttpRequestException bad => new ProblemDetails
             {
                 Status = bad.StatusCode,
                 Title = "The request is invalid.",
-                Detail = bad.InnerException is { } inner ? $"{bad.Message} {inner.Message}" : bad.Message,
+                Detail = bad.Message,
             },
             _ => new ProblemDetails { Status = StatusCodes.Status500InternalServerError, Title = "The controller failed to handle the request.", Detail = "See the controller's log." },
         };

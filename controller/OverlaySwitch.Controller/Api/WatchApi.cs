@@ -24,7 +24,7 @@ public static class WatchApi
             if (fromRevision < 0)
                 throw ApiException.Invalid("fromRevision", "must be 0 (snapshot) or a revision");
             CancellationToken aborted = http.RequestAborted;
-            WatchSession session = dispatcher.Attach(id, fromRevision ?? 0);
+            WatchSession session = dispatcher.Attach(id, fromRevision ?? 0, caller.TokenId);
             try
             {
                 http.Response.ContentType = NdjsonContentType;

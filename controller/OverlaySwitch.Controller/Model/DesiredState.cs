@@ -23,6 +23,9 @@ public sealed record DesiredState
     public ObjectSet<Port> Ports { get; init; } = ObjectSet<Port>.Empty;
     public ObjectSet<ExternalEndpoint> ExternalEndpoints { get; init; } = ObjectSet<ExternalEndpoint>.Empty;
     public ObjectSet<TokenRecord> Tokens { get; init; } = ObjectSet<TokenRecord>.Empty;
+    public ObjectSet<ExternalVtep> ExternalVteps { get; init; } = ObjectSet<ExternalVtep>.Empty;
+    /// <summary>Registered external VTEP address → its id.</summary>
+    public ImmutableDictionary<string, string> ExternalVtepByAddress { get; init; } = ImmutableDictionary<string, string>.Empty.WithComparers(StringComparer.Ordinal);
 
     /// <summary>Token hash → token id.</summary>
     public ImmutableDictionary<string, string> TokenByHash { get; init; } = ImmutableDictionary<string, string>.Empty.WithComparers(StringComparer.Ordinal);
@@ -73,6 +76,7 @@ public sealed record DesiredState
         Port => ObjectKind.Port,
         ExternalEndpoint => ObjectKind.ExternalEndpoint,
         TokenRecord => ObjectKind.Token,
+        ExternalVtep => ObjectKind.ExternalVtep,
         _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
     };
 
@@ -84,6 +88,7 @@ public sealed record DesiredState
         Port p => p.Id,
         ExternalEndpoint e => e.Id,
         TokenRecord t => t.Id,
+        ExternalVtep v => v.Id,
         _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
     };
 
@@ -95,6 +100,7 @@ public sealed record DesiredState
         Port p => p.Revision,
         ExternalEndpoint e => e.Revision,
         TokenRecord t => t.Revision,
+        ExternalVtep v => v.Revision,
         _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
     };
 
@@ -118,6 +124,18 @@ public sealed record DesiredState
                 if (after is not null)
                     byHash = byHash.SetItem(after.Hash, after.Id);
                 return this with { Tokens = after is not null ? Tokens.Set(change.Id, after) : Tokens.Remove(change.Id), TokenByHash = byHash };
+            }
+
+            case ObjectKind.ExternalVtep:
+            {
+                var before = (ExternalVtep?)change.Before;
+                var after = (ExternalVtep?)change.After;
+                ImmutableDictionary<string, string> byAddress = ExternalVtepByAddress;
+                if (before is not null)
+                    byAddress = byAddress.Remove(before.Address);
+                if (after is not null)
+                    byAddress = byAddress.SetItem(after.Address, after.Id);
+                return this with { ExternalVteps = after is not null ? ExternalVteps.Set(change.Id, after) : ExternalVteps.Remove(change.Id), ExternalVtepByAddress = byAddress };
             }
 
             case ObjectKind.Network:

@@ -3,7 +3,7 @@ using OverlaySwitch.Contracts;
 
 namespace OverlaySwitch.Controller.Model;
 
-/// <summary>Every kind of object the store holds; the first four are also what the watch stream carries.</summary>
+/// <summary>Every kind of object the store holds; networks, hosts, ports and external endpoints are also what the watch stream carries.</summary>
 public enum ObjectKind
 {
     Tenant,
@@ -12,6 +12,7 @@ public enum ObjectKind
     Port,
     ExternalEndpoint,
     Token,
+    ExternalVtep,
 }
 
 /// <summary>An API token as stored: only the SHA-256 of the secret, never the secret.</summary>

@@ -12,7 +12,7 @@ public sealed partial class StateService
     public const int MinUnderlayMtu = 1350;
     public const int MaxUnderlayMtu = 65535;
 
-    /// <summary>Hosts are read by the admin, by tenants (to bind ports) and by each host itself.</summary>
+    /// <summary>Hosts are read by the admin, by tenants (to see where their ports run) and by each host itself.</summary>
     public SwitchHost GetHost(Caller caller, string id)
     {
         SwitchHost? host = Current.Hosts.Get(id);
@@ -24,9 +24,10 @@ public sealed partial class StateService
     public Task<SwitchHost> CreateHostAsync(Caller caller, SwitchHostSpec spec, CancellationToken cancellationToken)
     {
         caller.RequireAdmin("create hosts");
+        SwitchHost draft = ParseHost(spec);
         return WriteAsync<SwitchHost>((state, revision) =>
         {
-            SwitchHost host = ValidHost(state, spec, NewId("host"), revision);
+            SwitchHost host = ValidHost(state, draft with { Id = NewId("host"), Revision = revision });
             return ([StateChange.Upsert<SwitchHost>(ObjectKind.Host, host.Id, null, host)], host);
         }, cancellationToken);
     }
@@ -36,11 +37,12 @@ public sealed partial class StateService
     {
         if (caller.Role == CallerRole.Tenant)
             throw ApiException.Forbidden("A tenant token may not change hosts.");
+        SwitchHost draft = ParseHost(spec);
         return WriteAsync<SwitchHost>((state, revision) =>
         {
             SwitchHost before = state.Hosts.Get(id) is { } h && caller.ActsFor(id) ? h : throw ApiException.NotFound("host", id);
             CheckIfMatch("host", id, before.Revision, ifMatch);
-            SwitchHost after = ValidHost(state, spec, id, revision);
+            SwitchHost after = ValidHost(state, draft with { Id = id, Revision = revision });
             return ([StateChange.Upsert(ObjectKind.Host, id, before, after)], after);
         }, cancellationToken);
     }
@@ -62,7 +64,8 @@ public sealed partial class StateService
         }, cancellationToken);
     }
 
-    private static SwitchHost ValidHost(DesiredState state, SwitchHostSpec spec, string id, long revision)
+    /// <summary>A host request checked on its own, before the write lock (id and revision still to be given).</summary>
+    private static SwitchHost ParseHost(SwitchHostSpec spec)
     {
         var errors = new Dictionary<string, List<string>>();
         CheckName(errors, "name", spec.Name);
@@ -74,18 +77,28 @@ public sealed partial class StateService
         if (spec.Site is { } site && (site.Length > 63 || site.Any(char.IsControl)))
             Add(errors, "site", "at most 63 printable characters");
         ThrowIfAny(errors);
+        return new SwitchHost("", spec.Name!, v4, v6, mtu, spec.Site, 0);
+    }
 
-        string name = spec.Name!;
+    /// <summary>Name and VTEPs unique among hosts, and no VTEP registered as an external one. Runs under the write lock.</summary>
+    private static SwitchHost ValidHost(DesiredState state, SwitchHost host)
+    {
         foreach (SwitchHost other in state.Hosts.Values)
         {
-            if (other.Id == id)
+            if (other.Id == host.Id)
                 continue;
-            if (string.Equals(other.Name, name, StringComparison.OrdinalIgnoreCase))
-                throw ApiException.Conflict($"a host named '{name}' exists already.");
-            if ((v4 is not null && v4 == other.VtepV4) || (v6 is not null && v6 == other.VtepV6))
-                throw ApiException.Conflict($"VTEP address {v4 ?? v6} belongs to host '{other.Id}'.");
+            if (string.Equals(other.Name, host.Name, StringComparison.OrdinalIgnoreCase))
+                throw ApiException.Conflict($"a host named '{host.Name}' exists already.");
+            if ((host.VtepV4 is not null && host.VtepV4 == other.VtepV4) || (host.VtepV6 is not null && host.VtepV6 == other.VtepV6))
+                throw ApiException.Conflict($"VTEP address {host.VtepV4 ?? host.VtepV6} belongs to host '{other.Id}'.");
         }
-        return new SwitchHost(id, name, v4, v6, mtu, spec.Site, revision);
+        foreach (string? vtep in new[] { host.VtepV4, host.VtepV6 })
+        {
+            // A managed host among the external VTEPs would get a network's floods twice, and could not apply a network that lists it.
+            if (vtep is not null && state.ExternalVtepByAddress.TryGetValue(vtep, out string? external))
+                throw ApiException.Conflict($"VTEP address {vtep} is registered as external VTEP '{external}'; delete that registration first.");
+        }
+        return host;
     }
 
     private static string? Vtep(Dictionary<string, List<string>> errors, string field, string? text, AddressFamily family)
@@ -99,7 +112,7 @@ public sealed partial class StateService
         }
         if (address.AddressFamily != family)
         {
-            Add(errors, field, $"'{text}' is not an {(family == AddressFamily.InterNetwork ? "IPv4" : "IPv6")} address");
+            Add(errors, field, $"{UserText.Quote(text)} is not an {(family == AddressFamily.InterNetwork ? "IPv4" : "IPv6")} address");
             return null;
         }
         return Addresses.Format(address);

@@ -13,6 +13,8 @@ public sealed partial class StateService
     public const int MaxMtu = 9000;
     public const int DefaultMtu = 1450;
     public const int MaxSubnets = 16;
+    /// <summary>Extra flood targets per network: each is one more datagram per broadcast, so they are few and admin-registered.</summary>
+    public const int MaxFloodVteps = 64;
 
     public Network GetNetwork(Caller caller, string id)
     {
@@ -26,12 +28,14 @@ public sealed partial class StateService
     public Task<Network> CreateNetworkAsync(Caller caller, NetworkSpec spec, CancellationToken cancellationToken)
     {
         caller.RequireTenantOrAdmin("create networks");
+        RequireAdminForVni(caller, spec.Vni);
+        NetworkDraft draft = ParseNetwork(spec);
         return WriteAsync<Network>((state, revision) =>
         {
             string tenantId = spec.TenantId ?? caller.TenantId ?? throw ApiException.Invalid("tenantId", "is required");
             if (!state.Tenants.Contains(tenantId) || !caller.Sees(tenantId))
                 throw ApiException.NotFound("tenant", tenantId);
-            Network network = ValidNetwork(state, spec, NewId("net"), tenantId, null, revision);
+            Network network = ValidNetwork(state, draft, NewId("net"), tenantId, revision);
             return ([StateChange.Upsert<Network>(ObjectKind.Network, network.Id, null, network)], network);
         }, cancellationToken);
     }
@@ -39,6 +43,7 @@ public sealed partial class StateService
     public Task<Network> UpdateNetworkAsync(Caller caller, string id, NetworkSpec spec, long? ifMatch, CancellationToken cancellationToken)
     {
         caller.RequireTenantOrAdmin("change networks");
+        NetworkDraft draft = ParseNetwork(spec);
         return WriteAsync<Network>((state, revision) =>
         {
             Network before = Visible(state, caller, id);
@@ -47,15 +52,15 @@ public sealed partial class StateService
                 throw ApiException.Invalid("tenantId", "a network cannot move to another tenant");
             if (spec.Vni is uint vni && vni != before.Vni)
                 throw ApiException.Invalid("vni", $"the VNI of a network cannot change (is {before.Vni})");
-            Network after = ValidNetwork(state, spec with { Vni = before.Vni }, id, before.TenantId, before, revision);
+            Network after = ValidNetwork(state, draft with { Vni = before.Vni }, id, before.TenantId, revision);
             // Every port and external endpoint must still fit the new subnets and miss the gateways.
             foreach (string memberId in state.PortsOf(id).Concat(state.ExternalsOf(id)))
             {
                 IReadOnlyList<string> ips = state.Ports.Get(memberId)?.Ips ?? state.ExternalEndpoints.Get(memberId)!.Ips;
                 foreach (string ip in ips)
                 {
-                    if (!InSubnets(after, IPAddress.Parse(ip)))
-                        throw ApiException.Conflict($"'{memberId}' has address {ip}, which is outside the new subnets.");
+                    if (HostAddressError(after, IPAddress.Parse(ip)) is string error)
+                        throw ApiException.Conflict($"'{memberId}' has address {ip}, which would not fit the new subnets: {error}.");
                     if (ip == after.GatewayV4 || ip == after.GatewayV6)
                         throw ApiException.Conflict($"'{memberId}' has address {ip}, which would be the gateway.");
                 }
@@ -78,8 +83,26 @@ public sealed partial class StateService
         }, cancellationToken);
     }
 
-    private static Network ValidNetwork(DesiredState state, NetworkSpec spec, string id, string tenantId, Network? before, long revision)
+    /// <summary>
+    /// VNIs are one space shared by every tenant: only the admin picks one (as Neutron's
+    /// segmentation id), so a tenant cannot probe which VNIs other tenants use; a tenant's
+    /// network gets the lowest free VNI.
+    /// </summary>
+    private static void RequireAdminForVni(Caller caller, uint? vni)
     {
+        if (vni is not null && !caller.IsAdmin)
+            throw ApiException.Forbidden("vni: only the admin chooses a network's VNI; leave it out and one is allocated.");
+    }
+
+    /// <summary>A network request checked on its own, before the write lock; what needs the state is checked under it.</summary>
+    private sealed record NetworkDraft(string Name, uint? Vni, IReadOnlyList<IPNetwork> Subnets, int Mtu, UnknownTargetPolicy UnknownTarget, PmtuPolicy Pmtu,
+        string? GatewayV4, string? GatewayV6, IReadOnlyList<string> FloodVteps);
+
+    private static NetworkDraft ParseNetwork(NetworkSpec spec)
+    {
+        // Lengths first: a list over its bound is refused before any of it is looked at.
+        RequireAtMost("subnets", spec.Subnets, MaxSubnets);
+        RequireAtMost("floodVteps", spec.FloodVteps, MaxFloodVteps);
         var errors = new Dictionary<string, List<string>>();
         CheckName(errors, "name", spec.Name);
         if (spec.Vni is uint requested && requested is 0 or > MaxVni)
@@ -88,12 +111,11 @@ public sealed partial class StateService
         if (mtu is < MinMtu or > MaxMtu)
             Add(errors, "mtu", $"{mtu} is outside {MinMtu}..{MaxMtu}");
         var subnets = new List<IPNetwork>();
-        if (spec.Subnets is { Count: > MaxSubnets })
-            Add(errors, "subnets", $"at most {MaxSubnets} subnets");
         foreach (string text in spec.Subnets ?? [])
         {
             if (!Addresses.TryParseSubnet(text, out IPNetwork subnet, out string error))
                 Add(errors, "subnets", error);
+            // At most MaxSubnets of them, so comparing each with each is cheap.
             else if (subnets.FindIndex(s => s.Contains(subnet.BaseAddress) || subnet.Contains(s.BaseAddress)) is int overlap and >= 0)
                 Add(errors, "subnets", $"{subnet} overlaps {subnets[overlap]}");
             else
@@ -102,31 +124,42 @@ public sealed partial class StateService
         string? gatewayV4 = Gateway(errors, "gatewayV4", spec.GatewayV4, AddressFamily.InterNetwork, subnets);
         string? gatewayV6 = Gateway(errors, "gatewayV6", spec.GatewayV6, AddressFamily.InterNetworkV6, subnets);
         var floodVteps = new List<string>();
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (string text in spec.FloodVteps ?? [])
         {
-            if (Addresses.TryParseIp(text, out IPAddress vtep, out string error))
-                floodVteps.Add(Addresses.Format(vtep));
-            else
+            if (!Addresses.TryParseIp(text, out IPAddress vtep, out string error))
                 Add(errors, "floodVteps", error);
+            else if (!seen.Add(Addresses.Format(vtep)))
+                Add(errors, "floodVteps", $"{vtep} is listed twice");
+            else
+                floodVteps.Add(Addresses.Format(vtep));
         }
         ThrowIfAny(errors);
+        return new NetworkDraft(spec.Name!, spec.Vni, subnets, mtu, spec.UnknownTarget ?? UnknownTargetPolicy.Drop, spec.Pmtu ?? PmtuPolicy.NotifyAll,
+            gatewayV4, gatewayV6, floodVteps);
+    }
 
-        string name = spec.Name!;
-        if (state.NetworksOf(tenantId).Any(n => n != id && string.Equals(state.Networks.Get(n)!.Name, name, StringComparison.OrdinalIgnoreCase)))
-            throw ApiException.Conflict($"the tenant has a network named '{name}' already.");
+    /// <summary>The network from a draft, checked against the state: name and VNI unique, flood VTEPs registered. Runs under the write lock.</summary>
+    private static Network ValidNetwork(DesiredState state, NetworkDraft draft, string id, string tenantId, long revision)
+    {
+        if (state.NetworksOf(tenantId).Any(n => n != id && string.Equals(state.Networks.Get(n)!.Name, draft.Name, StringComparison.OrdinalIgnoreCase)))
+            throw ApiException.Conflict($"the tenant has a network named '{draft.Name}' already.");
+        foreach (string vtep in draft.FloodVteps)
+            CheckRegisteredVtep(state, "floodVteps", vtep);
         uint vni;
-        if (spec.Vni is uint wanted)
+        if (draft.Vni is uint wanted)
         {
+            // Which network has it is not said: it may be another tenant's.
             if (state.NetworkByVni.TryGetValue(wanted, out string? owner) && owner != id)
-                throw ApiException.Conflict($"VNI {wanted} is in use by another network.");
+                throw ApiException.Conflict($"VNI {wanted} is in use.");
             vni = wanted;
         }
         else
         {
             vni = AllocateVni(state);
         }
-        return new Network(id, tenantId, name, vni, subnets.Select(s => s.ToString()).ToArray(), mtu,
-            spec.UnknownTarget ?? UnknownTargetPolicy.Drop, spec.Pmtu ?? PmtuPolicy.NotifyAll, gatewayV4, gatewayV6, floodVteps, revision);
+        return new Network(id, tenantId, draft.Name, vni, draft.Subnets.Select(s => s.ToString()).ToArray(), draft.Mtu,
+            draft.UnknownTarget, draft.Pmtu, draft.GatewayV4, draft.GatewayV6, draft.FloodVteps, revision);
     }
 
     private static string? Gateway(Dictionary<string, List<string>> errors, string field, string? text, AddressFamily family, List<IPNetwork> subnets)
@@ -138,10 +171,13 @@ public sealed partial class StateService
             Add(errors, field, error);
             return null;
         }
+        int inside = subnets.FindIndex(s => s.Contains(gateway));
         if (gateway.AddressFamily != family)
-            Add(errors, field, $"'{text}' is not an {(family == AddressFamily.InterNetwork ? "IPv4" : "IPv6")} address");
-        else if (!subnets.Any(s => s.Contains(gateway)))
-            Add(errors, field, $"{text} is in none of the network's subnets");
+            Add(errors, field, $"{UserText.Quote(text)} is not an {(family == AddressFamily.InterNetwork ? "IPv4" : "IPv6")} address");
+        else if (inside < 0)
+            Add(errors, field, $"{gateway} is in none of the network's subnets");
+        else if (Addresses.ReservedInSubnet(subnets[inside], gateway) is string reserved)
+            Add(errors, field, $"{gateway} is {reserved}");
         return Addresses.Format(gateway);
     }
 
@@ -155,6 +191,21 @@ public sealed partial class StateService
         throw ApiException.Conflict("every VNI is in use.");
     }
 
-    private static bool InSubnets(Network network, IPAddress address) =>
-        network.Subnets.Any(s => IPNetwork.Parse(s).Contains(address));
+    /// <summary>
+    /// Why <paramref name="address"/> cannot be a port's or external endpoint's address in
+    /// <paramref name="network"/>, or null: it must be inside one of its subnets and not an address
+    /// that subnet reserves. Subnets are at most <see cref="MaxSubnets"/>.
+    /// </summary>
+    private static string? HostAddressError(Network network, IPAddress address)
+    {
+        if (network.Subnets.Count == 0)
+            return $"network '{network.Id}' has no subnets, so its ports have no IP addresses: add the subnet to the network (PUT /api/v1/networks/{network.Id}) or leave ips empty for an L2-only network";
+        foreach (string text in network.Subnets)
+        {
+            IPNetwork subnet = IPNetwork.Parse(text);
+            if (subnet.Contains(address))
+                return Addresses.ReservedInSubnet(subnet, address) is string reserved ? $"{address} is {reserved}" : null;
+        }
+        return $"{address} is outside the network's subnets ({string.Join(", ", network.Subnets)})";
+    }
 }

@@ -21,9 +21,12 @@ public sealed partial class StateService
     public Task<Port> CreatePortAsync(Caller caller, PortSpec spec, CancellationToken cancellationToken)
     {
         caller.RequireTenantOrAdmin("create ports");
+        string networkId = spec.NetworkId ?? throw ApiException.Invalid("networkId", "is required");
+        Member member = ParseMember(Current, caller, networkId, spec.Name, spec.Mac, spec.Ips);
+        PortKind kind = spec.Kind ?? PortKind.VhostUser;
         return WriteAsync<Port>((state, revision) =>
         {
-            Port port = ValidPort(state, caller, spec, NewId("port"), null, revision);
+            Port port = ValidPort(state, caller, networkId, member, kind, NewId("port"), null, revision);
             return ([StateChange.Upsert<Port>(ObjectKind.Port, port.Id, null, port)], port);
         }, cancellationToken);
     }
@@ -31,13 +34,16 @@ public sealed partial class StateService
     public Task<Port> UpdatePortAsync(Caller caller, string id, PortSpec spec, long? ifMatch, CancellationToken cancellationToken)
     {
         caller.RequireTenantOrAdmin("change ports");
+        string? networkId = spec.NetworkId ?? (Current.Ports.Get(id) is { } seen && caller.Sees(seen.TenantId) ? seen.NetworkId : null);
+        Member member = ParseMember(Current, caller, networkId, spec.Name, spec.Mac, spec.Ips);
+        PortKind kind = spec.Kind ?? PortKind.VhostUser;
         return WriteAsync<Port>((state, revision) =>
         {
             Port before = VisiblePort(state, caller, id);
             CheckIfMatch("port", id, before.Revision, ifMatch);
             if (spec.NetworkId is not null && spec.NetworkId != before.NetworkId)
                 throw ApiException.Invalid("networkId", "a port cannot move to another network; create a new port");
-            Port after = ValidPort(state, caller, spec with { NetworkId = before.NetworkId }, id, before, revision);
+            Port after = ValidPort(state, caller, before.NetworkId, member, kind, id, before, revision);
             return ([StateChange.Upsert(ObjectKind.Port, id, before, after)], after);
         }, cancellationToken);
     }
@@ -101,60 +107,85 @@ public sealed partial class StateService
         }, cancellationToken);
     }
 
-    private static Port ValidPort(DesiredState state, Caller caller, PortSpec spec, string id, Port? before, long revision)
+    /// <summary>The port from a checked member, against the state: it fits the network, its name, MAC and IPs are its own. Runs under the write lock.</summary>
+    private static Port ValidPort(DesiredState state, Caller caller, string networkId, Member member, PortKind kind, string id, Port? before, long revision)
     {
-        if (spec.NetworkId is null)
-            throw ApiException.Invalid("networkId", "is required");
-        Network network = Visible(state, caller, spec.NetworkId);
-        var errors = new Dictionary<string, List<string>>();
-        CheckName(errors, "name", spec.Name);
-        (string mac, List<string> ips) = ValidMember(errors, network, spec.Mac, spec.Ips);
-        PortKind kind = spec.Kind ?? PortKind.VhostUser;
-        ThrowIfAny(errors);
+        Network network = Visible(state, caller, networkId);
+        RequireIpsFit(network, member.Ips);
         // A namespace is a tap device's: a bound port cannot become something the namespace does not fit.
         if (before is { Namespace: { } ns } && kind != PortKind.Tap)
             throw ApiException.Conflict($"port '{id}' is bound in namespace '{ns}', which only a tap port can be; bind it without a namespace first.");
-
-        string name = spec.Name!;
         foreach (string other in state.PortsOf(network.Id))
         {
-            if (other != id && string.Equals(state.Ports.Get(other)!.Name, name, StringComparison.OrdinalIgnoreCase))
-                throw ApiException.Conflict($"network '{network.Id}' has a port named '{name}' already.");
+            if (other != id && string.Equals(state.Ports.Get(other)!.Name, member.Name, StringComparison.OrdinalIgnoreCase))
+                throw ApiException.Conflict($"network '{network.Id}' has a port named '{member.Name}' already.");
         }
-        CheckMemberConflicts(state, network, id, mac, ips);
-        return new Port(id, network.TenantId, network.Id, network.Vni, name, mac, ips, before?.HostId, kind, before?.Namespace, revision);
+        CheckMemberConflicts(state, network, id, member.Mac, member.Ips);
+        return new Port(id, network.TenantId, network.Id, network.Vni, member.Name, member.Mac, member.Ips, before?.HostId, kind, before?.Namespace, revision);
     }
 
-    /// <summary>The MAC and the IPs of a port or external endpoint: well-formed, unicast, inside the network's subnets, no repeats.</summary>
-    private static (string Mac, List<string> Ips) ValidMember(Dictionary<string, List<string>> errors, Network network, string? macText, IReadOnlyList<string>? ipTexts)
+    /// <summary>The name, MAC and IPs of a port or external endpoint, checked on their own.</summary>
+    private sealed record Member(string Name, string Mac, IReadOnlyList<string> Ips);
+
+    /// <summary>
+    /// Checks a port's or external endpoint's name, MAC and IPs before the write lock: well-formed,
+    /// unicast, at most <see cref="MaxIpsPerPort"/> IPs (refused before any is parsed), no repeats,
+    /// and the IPs inside the network's subnets as <paramref name="now"/> has them, so every error
+    /// of the body (with <paramref name="otherErrors"/>) comes back at once. The fit is checked again under the lock (the network may change).
+    /// </summary>
+    private static Member ParseMember(DesiredState now, Caller caller, string? networkId, string? name, string? macText, IReadOnlyList<string>? ipTexts,
+        Dictionary<string, List<string>>? otherErrors = null)
     {
+        RequireAtMost("ips", ipTexts, MaxIpsPerPort);
+        Dictionary<string, List<string>> errors = otherErrors ?? [];
+        CheckName(errors, "name", name);
         if (!Addresses.TryParseMac(macText, out string mac, out string macError))
             Add(errors, "mac", macError);
         var ips = new List<string>();
-        if (ipTexts is { Count: > MaxIpsPerPort })
-            Add(errors, "ips", $"at most {MaxIpsPerPort} addresses");
+        var seen = new HashSet<string>(StringComparer.Ordinal);
         foreach (string text in ipTexts ?? [])
         {
             if (!Addresses.TryParseIp(text, out IPAddress ip, out string error))
                 Add(errors, "ips", error);
-            else if (!InSubnets(network, ip))
-                Add(errors, "ips", $"{text} is outside the network's subnets ({(network.Subnets.Count == 0 ? "none" : string.Join(", ", network.Subnets))})");
-            else if (ips.Contains(Addresses.Format(ip)))
-                Add(errors, "ips", $"{text} is listed twice");
+            else if (!seen.Add(Addresses.Format(ip)))
+                Add(errors, "ips", $"{ip} is listed twice");
             else
                 ips.Add(Addresses.Format(ip));
         }
-        return (mac, ips);
+        if (networkId is not null && now.Networks.Get(networkId) is { } network && caller.Sees(network.TenantId))
+            CheckIpsFit(errors, network, ips);
+        ThrowIfAny(errors);
+        return new Member(name!, mac, ips);
     }
 
-    /// <summary>A MAC or IP is one endpoint's within a network (ports and external endpoints alike), and no IP is the gateway's.</summary>
-    private static void CheckMemberConflicts(DesiredState state, Network network, string self, string mac, List<string> ips)
+    private static void CheckIpsFit(Dictionary<string, List<string>> errors, Network network, IReadOnlyList<string> ips)
+    {
+        foreach (string ip in ips)
+        {
+            if (HostAddressError(network, IPAddress.Parse(ip)) is string error)
+                Add(errors, "ips", error);
+        }
+    }
+
+    private static void RequireIpsFit(Network network, IReadOnlyList<string> ips)
+    {
+        var errors = new Dictionary<string, List<string>>();
+        CheckIpsFit(errors, network, ips);
+        ThrowIfAny(errors);
+    }
+
+    /// <summary>
+    /// A MAC or IP is one endpoint's within a network (ports and external endpoints alike), and no IP
+    /// is the gateway's. One pass over the network's members, each IP looked up in a set.
+    /// </summary>
+    private static void CheckMemberConflicts(DesiredState state, Network network, string self, string mac, IReadOnlyList<string> ips)
     {
         foreach (string ip in ips)
         {
             if (ip == network.GatewayV4 || ip == network.GatewayV6)
                 throw ApiException.Conflict($"{ip} is the gateway address of network '{network.Id}'.");
         }
+        var mine = new HashSet<string>(ips, StringComparer.Ordinal);
         foreach (string other in state.PortsOf(network.Id))
         {
             if (other != self)
@@ -172,7 +203,7 @@ public sealed partial class StateService
                 throw ApiException.Conflict($"MAC {mac} belongs to '{otherId}' in network '{network.Id}'.");
             foreach (string ip in otherIps)
             {
-                if (ips.Contains(ip))
+                if (mine.Contains(ip))
                     throw ApiException.Conflict($"IP {ip} belongs to '{otherId}' in network '{network.Id}'.");
             }
         }
@@ -192,9 +223,11 @@ public sealed partial class StateService
     public Task<ExternalEndpoint> CreateExternalEndpointAsync(Caller caller, ExternalEndpointSpec spec, CancellationToken cancellationToken)
     {
         caller.RequireTenantOrAdmin("create external endpoints");
+        string networkId = spec.NetworkId ?? throw ApiException.Invalid("networkId", "is required");
+        (Member member, string vtep) = ParseExternal(caller, networkId, spec);
         return WriteAsync<ExternalEndpoint>((state, revision) =>
         {
-            ExternalEndpoint endpoint = ValidExternal(state, caller, spec, NewId("ext"), revision);
+            ExternalEndpoint endpoint = ValidExternal(state, caller, networkId, member, vtep, NewId("ext"), revision);
             return ([StateChange.Upsert<ExternalEndpoint>(ObjectKind.ExternalEndpoint, endpoint.Id, null, endpoint)], endpoint);
         }, cancellationToken);
     }
@@ -202,13 +235,15 @@ public sealed partial class StateService
     public Task<ExternalEndpoint> UpdateExternalEndpointAsync(Caller caller, string id, ExternalEndpointSpec spec, long? ifMatch, CancellationToken cancellationToken)
     {
         caller.RequireTenantOrAdmin("change external endpoints");
+        string? networkId = spec.NetworkId ?? (Current.ExternalEndpoints.Get(id) is { } seen && caller.Sees(seen.TenantId) ? seen.NetworkId : null);
+        (Member member, string vtep) = ParseExternal(caller, networkId, spec);
         return WriteAsync<ExternalEndpoint>((state, revision) =>
         {
             ExternalEndpoint before = VisibleExternal(state, caller, id);
             CheckIfMatch("external endpoint", id, before.Revision, ifMatch);
             if (spec.NetworkId is not null && spec.NetworkId != before.NetworkId)
                 throw ApiException.Invalid("networkId", "an external endpoint cannot move to another network");
-            ExternalEndpoint after = ValidExternal(state, caller, spec with { NetworkId = before.NetworkId }, id, revision);
+            ExternalEndpoint after = ValidExternal(state, caller, before.NetworkId, member, vtep, id, revision);
             return ([StateChange.Upsert(ObjectKind.ExternalEndpoint, id, before, after)], after);
         }, cancellationToken);
     }
@@ -224,27 +259,29 @@ public sealed partial class StateService
         }, cancellationToken);
     }
 
-    private static ExternalEndpoint ValidExternal(DesiredState state, Caller caller, ExternalEndpointSpec spec, string id, long revision)
+    private (Member Member, string Vtep) ParseExternal(Caller caller, string? networkId, ExternalEndpointSpec spec)
     {
-        if (spec.NetworkId is null)
-            throw ApiException.Invalid("networkId", "is required");
-        Network network = Visible(state, caller, spec.NetworkId);
         var errors = new Dictionary<string, List<string>>();
-        CheckName(errors, "name", spec.Name);
-        (string mac, List<string> ips) = ValidMember(errors, network, spec.Mac, spec.Ips);
         string vtep = "";
-        if (!Addresses.TryParseIp(spec.Vtep, out IPAddress vtepAddress, out string vtepError))
+        if (!Addresses.TryParseIp(spec.Vtep, out IPAddress address, out string vtepError))
             Add(errors, "vtep", vtepError);
         else
-            vtep = Addresses.Format(vtepAddress);
-        ThrowIfAny(errors);
-        string name = spec.Name!;
+            vtep = Addresses.Format(address);
+        return (ParseMember(Current, caller, networkId, spec.Name, spec.Mac, spec.Ips, errors), vtep);
+    }
+
+    /// <summary>The endpoint against the state: behind a registered external VTEP, its name, MAC and IPs its own. Runs under the write lock.</summary>
+    private static ExternalEndpoint ValidExternal(DesiredState state, Caller caller, string networkId, Member member, string vtep, string id, long revision)
+    {
+        Network network = Visible(state, caller, networkId);
+        RequireIpsFit(network, member.Ips);
+        CheckRegisteredVtep(state, "vtep", vtep);
         foreach (string other in state.ExternalsOf(network.Id))
         {
-            if (other != id && string.Equals(state.ExternalEndpoints.Get(other)!.Name, name, StringComparison.OrdinalIgnoreCase))
-                throw ApiException.Conflict($"network '{network.Id}' has an external endpoint named '{name}' already.");
+            if (other != id && string.Equals(state.ExternalEndpoints.Get(other)!.Name, member.Name, StringComparison.OrdinalIgnoreCase))
+                throw ApiException.Conflict($"network '{network.Id}' has an external endpoint named '{member.Name}' already.");
         }
-        CheckMemberConflicts(state, network, id, mac, ips);
-        return new ExternalEndpoint(id, network.TenantId, network.Id, network.Vni, name, mac, ips, vtep, revision);
+        CheckMemberConflicts(state, network, id, member.Mac, member.Ips);
+        return new ExternalEndpoint(id, network.TenantId, network.Id, network.Vni, member.Name, member.Mac, member.Ips, vtep, revision);
     }
 }

@@ -113,7 +113,14 @@ public sealed partial class StateService : IAsyncDisposable
         if (string.IsNullOrWhiteSpace(name))
             Add(errors, field, "is required");
         else if (name.Length > 63 || !name.All(c => char.IsAsciiLetterOrDigit(c) || c is '-' or '_' or '.'))
-            Add(errors, field, $"'{name}' is not a name (1-63 letters, digits, '-', '_', '.')");
+            Add(errors, field, $"{UserText.Quote(name)} is not a name (1-63 letters, digits, '-', '_', '.')");
+    }
+
+    /// <summary>Refuses a list longer than <paramref name="max"/> before anything in it is parsed or compared.</summary>
+    private static void RequireAtMost<T>(string field, IReadOnlyList<T>? list, int max)
+    {
+        if (list is { Count: var count } && count > max)
+            throw ApiException.Invalid(field, $"has {count} entries; at most {max} are allowed");
     }
 
     private static void Add(Dictionary<string, List<string>> errors, string field, string message)

@@ -53,7 +53,7 @@ public sealed partial class SqliteStateStore : IStateStore
     {
         if (_connection is not null)
             throw new InvalidOperationException("The store is loaded already.");
-        Directory.CreateDirectory(Path.GetDirectoryName(_path)!);
+        CreatePrivately();
         var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Mode = SqliteOpenMode.ReadWriteCreate, Pooling = false }.ToString());
         try
         {
@@ -77,6 +77,36 @@ public sealed partial class SqliteStateStore : IStateStore
         {
             connection.Dispose();
             throw;
+        }
+    }
+
+    private const UnixFileMode Private = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+
+    /// <summary>
+    /// The database holds every tenant's objects and the token hashes: it is created mode 0600 (its
+    /// directory 0700 when this makes it), never wider for an instant, and a wider existing file is
+    /// narrowed. SQLite creates the -wal and -shm files with the database's mode, so they are 0600 too.
+    /// </summary>
+    private void CreatePrivately()
+    {
+        string directory = Path.GetDirectoryName(_path)!;
+        if (!Directory.Exists(directory))
+            Directory.CreateDirectory(directory, Private | UnixFileMode.UserExecute);
+        if (!File.Exists(_path))
+        {
+            using var file = new FileStream(_path, new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write, UnixCreateMode = Private });
+            return;
+        }
+        foreach (string path in new[] { _path, _path + "-wal", _path + "-shm" })
+        {
+            if (!File.Exists(path))
+                continue;
+            UnixFileMode mode = File.GetUnixFileMode(path);
+            if ((mode & ~Private) != 0)
+            {
+                File.SetUnixFileMode(path, Private);
+                Log.ModeNarrowed(_logger, path, Convert.ToString((int)mode, 8));
+            }
         }
     }
 
@@ -235,5 +265,8 @@ public sealed partial class SqliteStateStore : IStateStore
 
         [LoggerMessage(EventId = LogEvents.StoreCompacted, Level = LogLevel.Debug, Message = "Change log compacted through revision {Revision}")]
         public static partial void Compacted(ILogger logger, long revision);
+
+        [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "State database file {Path} had mode {Mode}; set to 0600")]
+        public static partial void ModeNarrowed(ILogger logger, string path, string mode);
     }
 }

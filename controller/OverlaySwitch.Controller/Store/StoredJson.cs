@@ -20,6 +20,7 @@ public static class StoredJson
         Port p => JsonSerializer.Serialize(p, ContractsJsonContext.Default.Port),
         ExternalEndpoint e => JsonSerializer.Serialize(e, ContractsJsonContext.Default.ExternalEndpoint),
         TokenRecord k => JsonSerializer.Serialize(k, ControllerJsonContext.Default.TokenRecord),
+        ExternalVtep v => JsonSerializer.Serialize(v, ContractsJsonContext.Default.ExternalVtep),
         _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
     };
 
@@ -31,6 +32,7 @@ public static class StoredJson
         ObjectKind.Port => JsonSerializer.Deserialize(json, ContractsJsonContext.Default.Port),
         ObjectKind.ExternalEndpoint => JsonSerializer.Deserialize(json, ContractsJsonContext.Default.ExternalEndpoint),
         ObjectKind.Token => JsonSerializer.Deserialize(json, ControllerJsonContext.Default.TokenRecord),
+        ObjectKind.ExternalVtep => JsonSerializer.Deserialize(json, ContractsJsonContext.Default.ExternalVtep),
         _ => null,
     } ?? throw new StoreException($"a stored {kind} is JSON null");
 }

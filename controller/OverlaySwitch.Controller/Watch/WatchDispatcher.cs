@@ -65,10 +65,14 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
     /// <summary>Queues a committed change set. Called under the state service's write lock, so in revision order.</summary>
     public void Publish(ChangeSet set) => _work.Writer.TryWrite(new PublishWork(set));
 
-    /// <summary>Starts a watch of <paramref name="hostId"/> from <paramref name="fromRevision"/> (0: snapshot).</summary>
-    public WatchSession Attach(string hostId, long fromRevision)
+    /// <summary>
+    /// Starts a watch of <paramref name="hostId"/> from <paramref name="fromRevision"/> (0: snapshot),
+    /// opened with the stored token <paramref name="tokenId"/> (null: the admin token), whose
+    /// revocation ends it.
+    /// </summary>
+    public WatchSession Attach(string hostId, long fromRevision, string? tokenId = null)
     {
-        var session = new WatchSession(hostId, fromRevision, _options.WatchQueueLimit);
+        var session = new WatchSession(hostId, fromRevision, _options.WatchQueueLimit, tokenId);
         _work.Writer.TryWrite(new AttachWork(session));
         return session;
     }
@@ -135,6 +139,15 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
             Volatile.Write(ref _floor, _log.First!.Value.Revision);
             _log.RemoveFirst();
         }
+        // A revoked token (or its host's deletion, which revokes them) ends its streams before they see this revision.
+        foreach (StateChange change in set.Changes)
+        {
+            if (change is { Kind: ObjectKind.Token, After: null })
+            {
+                foreach (WatchSession session in _sessions.Where(s => s.TokenId == change.Id).ToList())
+                    OnDetach(session, "its token was revoked");
+            }
+        }
         // Sessions that see the same changes get the same line, serialized once.
         var lines = new Dictionary<string, byte[]>(StringComparer.Ordinal);
         List<WatchSession>? overflowed = null;
@@ -156,6 +169,13 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
 
     private void OnAttach(WatchSession session)
     {
+        // The token was checked when the request came in; it may have been revoked since (that revision is applied already).
+        if (session.TokenId is string token && !_state.Tokens.Contains(token))
+        {
+            session.End("its token was revoked");
+            Log.Detached(_logger, session.HostId, "its token was revoked");
+            return;
+        }
         long from = session.FromRevision;
         long now = _state.Revision;
         byte[] line;

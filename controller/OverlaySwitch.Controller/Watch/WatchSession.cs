@@ -11,14 +11,17 @@ public sealed class WatchSession
     private readonly Channel<byte[]> _lines = Channel.CreateUnbounded<byte[]>(new UnboundedChannelOptions { SingleReader = false, SingleWriter = true } /* the multi-reader channel counts its items */);
     private readonly int _limit;
 
-    public WatchSession(string hostId, long fromRevision, int queueLimit)
+    public WatchSession(string hostId, long fromRevision, int queueLimit, string? tokenId = null)
     {
         HostId = hostId;
         FromRevision = fromRevision;
         _limit = queueLimit;
+        TokenId = tokenId;
     }
 
     public string HostId { get; }
+    /// <summary>The stored token the stream was opened with (null: the admin's): revoking it ends the stream.</summary>
+    public string? TokenId { get; }
     public long FromRevision { get; }
     public ChannelReader<byte[]> Lines => _lines.Reader;
 

@@ -86,9 +86,21 @@ public sealed class ApiClient(HttpClient http, string token)
     public Task<Port> BindAsync(string portId, string? hostId, string? ns = null) =>
         ExpectAsync<Port>(HttpMethod.Put, $"/api/v1/ports/{portId}/binding", new PortBinding(hostId, ns), HttpStatusCode.OK);
 
-    public Task<ExternalEndpoint> CreateExternalAsync(string networkId, string vtep, string[]? ips = null) =>
-        ExpectAsync<ExternalEndpoint>(HttpMethod.Post, "/api/v1/external-endpoints",
+    /// <summary>An external endpoint behind <paramref name="vtep"/>, which this (admin) client registers first if it is not yet.</summary>
+    public async Task<ExternalEndpoint> CreateExternalAsync(string networkId, string vtep, string[]? ips = null)
+    {
+        await RegisterVtepAsync(vtep);
+        return await ExpectAsync<ExternalEndpoint>(HttpMethod.Post, "/api/v1/external-endpoints",
             new ExternalEndpointSpec(networkId, Unique("x"), NextMac(), ips ?? [], vtep), HttpStatusCode.Created);
+    }
+
+    /// <summary>Registers an external VTEP (admin); one registered already is fine.</summary>
+    public async Task RegisterVtepAsync(string address)
+    {
+        using HttpResponseMessage r = await SendAsync(HttpMethod.Post, "/api/v1/external-vteps", new ExternalVtepSpec(Unique("v"), address));
+        string text = await r.Content.ReadAsStringAsync();
+        Assert.True(r.StatusCode == HttpStatusCode.Created || (r.StatusCode == HttpStatusCode.Conflict && text.Contains("registered already")), text);
+    }
 }
 
 public static class Problems

@@ -51,6 +51,11 @@ public sealed class BindingTests(ControllerFactory controller) : IClassFixture<C
         Assert.Contains("the admin or the host's orchestrator binds", problem.Detail());
         await tenant.ProblemAsync(HttpMethod.Put, $"/api/v1/ports/{port.Id}/binding", new PortBinding(null), HttpStatusCode.Forbidden);
 
+        // Nor sneak a binding into the port's identity: those fields are not part of it.
+        JsonElement sneaky = await tenant.ProblemAsync(HttpMethod.Post, "/api/v1/ports",
+            $$"""{"networkId":"{{network.Id}}","name":"sneaky","mac":"{{ApiClient.NextMac()}}","kind":"Tap","hostId":"{{host.Id}}","namespace":"victim-ns","interfaceName":"eth0"}""",
+            HttpStatusCode.BadRequest);
+        Assert.Contains("hostId", sneaky.Detail());
         Port unchanged = await admin.ExpectAsync<Port>(HttpMethod.Get, $"/api/v1/ports/{port.Id}", null);
         Assert.Equal((null, null, port.Revision), (unchanged.HostId, unchanged.Namespace, unchanged.Revision));
     }

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using Microsoft.AspNetCore.Hosting;
 using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging;
 
@@ -13,17 +14,20 @@ namespace OverlaySwitch.Controller.Tests;
 public sealed class ControllerFactory : WebApplicationFactory<Program>
 {
     private readonly Dictionary<string, string?> _settings;
+    private readonly Action<IServiceCollection>? _services;
 
     public ControllerFactory()
         : this(null, null)
     {
     }
 
-    /// <summary>A controller on <paramref name="directory"/> (new temporary one if null) with extra settings.</summary>
-    public static ControllerFactory Create(string? directory = null, Dictionary<string, string?>? settings = null) => new(directory, settings);
+    /// <summary>A controller on <paramref name="directory"/> (new temporary one if null) with extra settings and services (e.g. a store that can be held).</summary>
+    public static ControllerFactory Create(string? directory = null, Dictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null) =>
+        new(directory, settings, services);
 
-    private ControllerFactory(string? directory, Dictionary<string, string?>? settings)
+    private ControllerFactory(string? directory, Dictionary<string, string?>? settings, Action<IServiceCollection>? services = null)
     {
+        _services = services;
         Directory = directory ?? Path.Combine(Path.GetTempPath(), "overlay-controller-tests", Guid.NewGuid().ToString("N"));
         System.IO.Directory.CreateDirectory(Directory);
         _settings = new Dictionary<string, string?>
@@ -58,6 +62,8 @@ public sealed class ControllerFactory : WebApplicationFactory<Program>
         foreach ((string key, string? value) in _settings)
             builder.UseSetting(key, value);
         builder.ConfigureServices(services => services.AddLogging(b => b.AddProvider(new ListLoggerProvider(Logs))));
+        if (_services is not null)
+            builder.ConfigureTestServices(_services);
     }
 
     private sealed class ListLoggerProvider(ConcurrentQueue<string> lines) : ILoggerProvider

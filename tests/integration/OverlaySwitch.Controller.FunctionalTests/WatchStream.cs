@@ -48,6 +48,26 @@ public sealed class WatchStream : IAsyncDisposable
         return e;
     }
 
+    /// <summary>The next event (applied to <see cref="View"/>), or null when the controller ended the stream; fails after <paramref name="seconds"/>.</summary>
+    public async Task<WatchEvent?> NextOrEndAsync(double seconds = 10)
+    {
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(seconds));
+        string? line;
+        try
+        {
+            line = await _reader.ReadLineAsync(timeout.Token);
+        }
+        catch (OperationCanceledException)
+        {
+            throw new TimeoutException($"the stream neither ended nor sent an event within {seconds} s (view at revision {View.Revision})");
+        }
+        if (line is null)
+            return null;
+        WatchEvent e = JsonSerializer.Deserialize(line, ContractsJsonContext.Default.WatchEvent)!;
+        View.Apply(e);
+        return e;
+    }
+
     /// <summary>Reads events until one that is not a heartbeat, and returns it.</summary>
     public async Task<WatchEvent> NextChangeAsync(double seconds = 10)
     {

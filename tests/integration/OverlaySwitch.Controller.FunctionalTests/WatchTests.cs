@@ -281,5 +281,34 @@ public sealed class WatchTests(ControllerFactory controller) : IClassFixture<Con
         Assert.Equal(await DescribeFreshAsync(second.Admin, host.Id), view.Describe());
     }
 
+    [Fact]
+    public async Task RevokingAHostTokenEndsItsOpenWatchStreamAndItCannotReconnect()
+    {
+        World w = await WorldAsync();
+        ApiClient admin = w.Admin;
+        IssuedToken token = await admin.ExpectAsync<IssuedToken>(HttpMethod.Post, $"/api/v1/hosts/{w.A.Id}/tokens", new TokenSpec("agent"), HttpStatusCode.Created);
+        ApiClient agent = controller.As(token.Token);
+        await using WatchStream watch = await WatchStream.OpenAsync(agent, w.A.Id, 0);
+        await watch.NextAsync();
+        // Another token of the same host is not this stream's: revoking it changes nothing here.
+        IssuedToken other = await admin.ExpectAsync<IssuedToken>(HttpMethod.Post, $"/api/v1/hosts/{w.A.Id}/tokens", new TokenSpec("other"), HttpStatusCode.Created);
+        using (HttpResponseMessage r = await admin.SendAsync(HttpMethod.Delete, $"/api/v1/tokens/{other.Id}"))
+            Assert.Equal(HttpStatusCode.NoContent, r.StatusCode);
+        Port seen = await admin.CreatePortAsync(w.N.Id);
+        await watch.CatchUpAsync(seen.Revision);
+        Assert.Contains(seen.Id, watch.View.Ports.Keys);
+
+        using (HttpResponseMessage r = await admin.SendAsync(HttpMethod.Delete, $"/api/v1/tokens/{token.Id}"))
+            Assert.Equal(HttpStatusCode.NoContent, r.StatusCode);
+        Port unseen = await admin.CreatePortAsync(w.N.Id);
+        // The stream ends (heartbeats every 0.2 s would keep it going otherwise) without the change made after the revocation.
+        while (await watch.NextOrEndAsync() is WatchEvent e)
+            Assert.True(e.Revision < unseen.Revision, $"event at revision {e.Revision} after the revocation");
+        Assert.DoesNotContain(unseen.Id, watch.View.Ports.Keys);
+        Assert.Contains(controller.Logs, l => l.Contains($"Watch of host {w.A.Id} ended: its token was revoked", StringComparison.Ordinal));
+
+        await agent.ProblemAsync(HttpMethod.Get, $"/api/v1/hosts/{w.A.Id}/watch?fromRevision={watch.View.Revision}", null, HttpStatusCode.Unauthorized);
+    }
+
     private async Task<string> DescribeFreshAsync(ApiClient client, string hostId) => (await FreshViewAsync(client, hostId)).Describe();
 }

@@ -29,7 +29,7 @@ public class OverlayUpTests(ITestOutputHelper log)
             Assert.True(exit == 0, output);
             Assert.Contains("29 checks: 29 passed, 0 failed", output);
             Assert.Contains("controller: all 6 ports realized on their hosts", output);
-            Assert.Matches(@"PASS new port red-new \(red, 192\.168\.10\.100\) on host-b, pinged by red-a1: POST answered 201 in \d+ ms; .* first ping reply at \d+ ms", output);
+            Assert.Matches(@"PASS new port red-new \(red, 192\.168\.10\.100\) on host-b, pinged by red-a1: POST and binding answered in \d+ ms; .* first ping reply at \d+ ms", output);
             Assert.Contains("Frag needed and DF set (mtu = 1450)', guest route mtu 1450", output);
             Assert.Contains("no reply: the address does not exist in this tenant's network", output);
             string name = Path.GetFileNameWithoutExtension(topology);
