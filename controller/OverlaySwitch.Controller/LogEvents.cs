@@ -22,6 +22,7 @@ internal static class LogEvents
     // SqliteStateStore
     public const int StoreMigrated = 10;
     public const int StoreCompacted = 11;
+    public const int StoreModeNarrowed = 12;
 
     // AdminToken
     public const int AdminTokenGenerated = 20;

@@ -266,7 +266,7 @@ public sealed partial class SqliteStateStore : IStateStore
         [LoggerMessage(EventId = LogEvents.StoreCompacted, Level = LogLevel.Debug, Message = "Change log compacted through revision {Revision}")]
         public static partial void Compacted(ILogger logger, long revision);
 
-        [LoggerMessage(EventId = 3, Level = LogLevel.Warning, Message = "State database file {Path} had mode {Mode}; set to 0600")]
+        [LoggerMessage(EventId = LogEvents.StoreModeNarrowed, Level = LogLevel.Warning, Message = "State database file {Path} had mode {Mode}; set to 0600")]
         public static partial void ModeNarrowed(ILogger logger, string path, string mode);
     }
 }
