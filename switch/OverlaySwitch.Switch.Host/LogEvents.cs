@@ -2,8 +2,8 @@ namespace OverlaySwitch.Host;
 
 /// <summary>
 /// Every logging event id of overlay-switchd, in one place so no two events share an id. The file
-/// is compiled into each assembly the daemon loads that logs (this one, OverlaySwitch.Switch and
-/// OverlaySwitch.Contracts link it), so their [LoggerMessage] attributes use these constants.
+/// is compiled into each assembly the daemon loads that logs (this one; OverlaySwitch.Switch,
+/// OverlaySwitch.Agent and OverlaySwitch.Contracts link it), so their [LoggerMessage] attributes use these constants.
 /// A unit test (Switch.UnitTests, LogEventTests) fails when two events of the daemon share an id
 /// or an event uses an id not listed here.
 /// </summary>
@@ -31,7 +31,7 @@ internal static class LogEvents
     public const int StatusAcceptFailed = 20;
     public const int StatusRequestFailed = 21;
 
-    // ControllerAgent
+    // ControllerAgent (OverlaySwitch.Agent)
     public const int AgentRegistered = 40;
     public const int AgentRegisterFailed = 41;
     public const int AgentApplied = 42;

@@ -4,6 +4,7 @@ using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OverlaySwitch.Agent;
 using OverlaySwitch.Host;
 
 // overlay-switchd --config /etc/overlay-switch/switch.json [--Switch:Key=value ...]
@@ -35,7 +36,11 @@ builder.Services.AddSingleton(config);
 builder.Services.AddSingleton<SwitchService>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<SwitchService>());
 builder.Services.AddHostedService<StatusServer>();
-builder.Services.AddHostedService<ControllerAgent>();
+if (config.Controller is ControllerConnection controller)
+{
+    builder.Services.AddHostedService(sp => new ControllerAgent(sp.GetRequiredService<SwitchService>(), config.HostName, config.Local,
+        config.SocketDirectory, controller, sp.GetRequiredService<ILoggerFactory>()));
+}
 builder.Services.AddSingleton<IHostLifetime, Microsoft.Extensions.Hosting.Internal.ConsoleLifetime>();
 
 using IHost host = builder.Build();

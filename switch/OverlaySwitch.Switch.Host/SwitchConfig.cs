@@ -2,40 +2,15 @@ using System.Collections.Immutable;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
+using OverlaySwitch.Agent;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
 using OverlaySwitch.VhostUser;
 using OverlaySwitch.Wire;
+using PortKind = OverlaySwitch.Contracts.PortKind;
 
 namespace OverlaySwitch.Host;
-
-/// <summary>How to reach the controller. The token is a secret: it is never logged. <see cref="CaCertificateFile"/>: PEM certificates trusted for an https controller.</summary>
-public sealed record ControllerConnection(Uri Url, string HostId, string Token, VhostUserSocketRole VhostUserRole, string? CaCertificateFile = null)
-{
-    public override string ToString() => $"{Url} as host {HostId}";
-}
-
-public enum PortKind
-{
-    VhostUser,
-    Tap,
-}
-
-/// <summary>A port as configured, with its addresses parsed.</summary>
-/// <param name="SocketPath">VhostUser: the socket. Tap: unused.</param>
-/// <param name="Device">Tap: the device name.</param>
-public sealed record PortConfig(string Name, PortKind Kind, VhostUserSocketRole Role, string SocketPath, int QueuePairs, string Device,
-    string? Namespace, uint Vni, MacAddress Mac, ImmutableArray<Ipv4Address> Ipv4, ImmutableArray<Ipv6Address> Ipv6)
-{
-    public EndpointConfig ToEndpoint(int portNumber) =>
-        new($"port/{Name}", Vni, Mac, EndpointLocation.Local(portNumber)) { Ipv4 = Ipv4, Ipv6 = Ipv6 };
-
-    /// <summary>Whether a change needs a new port object (a new socket or device) rather than only new addresses.</summary>
-    public bool SameAttachmentAs(PortConfig other) =>
-        Kind == other.Kind && Role == other.Role && SocketPath == other.SocketPath && QueuePairs == other.QueuePairs
-        && Device == other.Device && Namespace == other.Namespace;
-}
 
 /// <summary>
 /// <see cref="SwitchOptions"/> checked and parsed. <see cref="Parse"/> reports every problem at
@@ -50,6 +25,9 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
 
     /// <summary>What vhost-user frontends may hand the switch and how fast they may talk.</summary>
     public VhostUserPortOptions VhostUser { get; init; } = new();
+
+    /// <summary>The networks, ports, remote endpoints and VTEPs of this file: empty with a controller, which decides them then.</summary>
+    public SwitchState State => new(Networks, Ports, RemoteEndpoints, Vteps);
 
     /// <summary>Where the switch records the taps and sockets it created for its ports (see <see cref="OwnershipRecords"/>).</summary>
     public string OwnershipDirectory => Path.Combine(SocketDirectory, "owned");

@@ -1,6 +1,8 @@
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
+using OverlaySwitch.Agent;
+using OverlaySwitch.Contracts;
 using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
@@ -10,11 +12,13 @@ namespace OverlaySwitch.Host;
 
 /// <summary>
 /// Runs the switch from its configuration: the dataplane, one port per configured port, and the
-/// forwarding tables. A configuration change (file change or SIGHUP) is applied as a diff: ports
-/// that did not change keep their connections. Runs on: the host's control thread and the
-/// options-change callback, serialised by a lock.
+/// forwarding tables; or, with a controller, what the controller agent hands it. Every change
+/// arrives as a <see cref="SwitchStateChange"/> (a configuration change, on file change or SIGHUP,
+/// is the diff of the two files' states): ports that did not change keep their connections. Runs
+/// on: the host's control thread, the options-change callback, the controller agent and the retry
+/// timer, serialised by a lock.
 /// </summary>
-public sealed partial class SwitchService : IHostedService, IDisposable
+public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisposable
 {
     private readonly IOptionsMonitor<SwitchOptions> _options;
     private readonly ILoggerFactory _loggers;
@@ -27,9 +31,8 @@ public sealed partial class SwitchService : IHostedService, IDisposable
     /// <summary>Which taps and sockets this switch created, in &lt;SocketDirectory&gt;/owned.</summary>
     private OwnershipRecords? _owned;
     private Timer? _retryTimer;
+    /// <summary>The file's configuration; its local settings (socket mode, owner) apply to every port opened.</summary>
     private SwitchConfig _config;
-    /// <summary>What the controller wants (networks, ports, remote endpoints, VTEPs); null on a static switch.</summary>
-    private DesiredState? _desired;
     private DataplaneService? _dataplane;
     private ForwardingTableBuilder? _builder;
     private IDisposable? _onChange;
@@ -63,7 +66,7 @@ public sealed partial class SwitchService : IHostedService, IDisposable
             _builder = new ForwardingTableBuilder(_config.Local, _config.DataplaneThreads);
             if (_config.HasUnderlay)
                 _dataplane.AttachUnderlay(_config.Local);
-            Apply(_config);
+            Apply(SwitchStateChange.Between(SwitchState.Empty, _config.State));
             _dataplane.Start();
             _onChange = _options.OnChange(_ => Reload("configuration changed"));
             _retryTimer = new Timer(_ => RetryFailedPorts(), null, RetryPollInterval, RetryPollInterval);
@@ -85,14 +88,25 @@ public sealed partial class SwitchService : IHostedService, IDisposable
                 Log.ReloadRefused(_logger, why, string.Join(Environment.NewLine, errors));
                 return;
             }
-            if (next.DataplaneThreads != _config.DataplaneThreads || !next.Local.Equals(_config.Local))
+            if (next.DataplaneThreads != _config.DataplaneThreads || !next.Local.Equals(_config.Local) || next.Controller != _config.Controller)
                 Log.RestartNeeded(_logger);
+            // With a controller the file holds no networks or ports (Parse refuses them), so this
+            // changes only local settings; the controller's state stays as the agent applied it.
+            next = next with { DataplaneThreads = _config.DataplaneThreads, Local = _config.Local, Controller = _config.Controller };
+            SwitchConfig previous = _config;
             try
             {
-                Apply(WithDesired(next with { DataplaneThreads = _config.DataplaneThreads, Local = _config.Local }));
+                SwitchStateChange change = SwitchStateChange.Between(previous.State, next.State);
+                _config = next; // the ports opened below get the new socket mode and owner
+                Apply(change);
                 Log.Reloaded(_logger, why, next.Ports.Count, next.Networks.Count);
             }
-            catch (Exception e) when (e is Interop.LinuxException or OverlayConfigException)
+            catch (OverlayConfigException e)
+            {
+                _config = previous; // refused whole: nothing changed
+                Log.ReloadFailed(_logger, why, e.Message);
+            }
+            catch (Interop.LinuxException e)
             {
                 // E.g. a new port's socket path cannot be created; the ports that did start keep running.
                 Log.ReloadFailed(_logger, why, e.Message);
@@ -101,31 +115,20 @@ public sealed partial class SwitchService : IHostedService, IDisposable
     }
 
     /// <summary>
-    /// Runs on: the controller agent. Replaces the networks, ports, remote endpoints and VTEPs with
-    /// the controller's; the local settings (sockets, underlay) stay the file's. Applied per port: a
-    /// port that cannot be opened stays out (see <see cref="FailedPorts"/>, retried with back-off)
-    /// and every other port is served.
+    /// Runs on: the controller agent. Applies the controller's change; the local settings (sockets,
+    /// underlay) stay the file's. Applied per port: a port that cannot be opened stays out (see
+    /// <see cref="FailedPorts"/>, retried with back-off) and every other port is served.
     /// </summary>
     /// <returns>How many ports could not be opened.</returns>
-    /// <exception cref="OverlayConfigException">The networks, VTEPs or remote endpoints cannot be forwarded by.</exception>
-    public int ApplyDesired(DesiredState desired)
+    /// <exception cref="OverlayConfigException">The networks, VTEPs or remote endpoints cannot be forwarded by; nothing changed.</exception>
+    int ISwitchTarget.Apply(SwitchStateChange change)
     {
         lock (_lock)
         {
             if (_builder is null)
                 return 0;
-            DesiredState? previous = _desired;
-            _desired = desired;
-            try
-            {
-                Apply(WithDesired(_config));
-                return _failed.Count;
-            }
-            catch (OverlayConfigException)
-            {
-                _desired = previous;
-                throw;
-            }
+            Apply(change);
+            return _failed.Count;
         }
     }
 
@@ -139,38 +142,46 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         }
     }
 
-    /// <summary><see cref="Ports"/> and <see cref="FailedPorts"/> at one moment: a port is in one of them, never both.</summary>
-    public (IReadOnlyCollection<IDataplanePort> Open, IReadOnlyList<(string Name, string Error)> Failed) PortStates()
+    /// <summary>
+    /// Runs on: the controller agent. The ports the switch serves now (vhost-user attached: a
+    /// frontend is connected; tap: the device is open) and those it could not open, with why
+    /// (retried with back-off, so one that opens later shows up attached), at one moment and sorted by name.
+    /// </summary>
+    public IReadOnlyList<PortAttachment> LocalPorts()
     {
         lock (_lock)
-            return (Ports, FailedPorts);
+            return [.. Ports.Select(p => new PortAttachment(p.Name, p is TapPort || (p as VhostUserPort)?.IsConnected == true))
+                .Concat(FailedPorts.Select(f => new PortAttachment(f.Name, false, f.Error)))
+                .OrderBy(p => p.PortId, StringComparer.Ordinal)];
     }
 
-    private SwitchConfig WithDesired(SwitchConfig local) => _desired is not DesiredState d ? local
-        : local with { Networks = d.Networks, Ports = d.Ports, RemoteEndpoints = d.RemoteEndpoints, Vteps = d.Vteps };
-
     /// <summary>
-    /// Brings networks, VTEPs, endpoints, ports and tables to <paramref name="next"/>. A port that
-    /// cannot be opened or forwarded to is left out and recorded in <see cref="_failed"/>; the others
-    /// are served. Runs under the lock.
+    /// Applies <paramref name="change"/> to the ports and tables. A port that cannot be opened or
+    /// forwarded to is left out and recorded in <see cref="_failed"/>; the others are served. Runs
+    /// under the lock.
     /// </summary>
-    /// <exception cref="OverlayConfigException">A network, VTEP or remote endpoint cannot be forwarded by.</exception>
-    private void Apply(SwitchConfig next)
+    /// <exception cref="OverlayConfigException">A network, VTEP or remote endpoint cannot be forwarded by; nothing changed.</exception>
+    private void Apply(SwitchStateChange change)
     {
         ForwardingTableBuilder builder = _builder!;
+        // The tables' part is tried on a copy first, so a refused change leaves every port and table as it was.
+        ForwardingTableBuilder trial = ForwardingTableBuilder.FromConfig(builder.Config);
+        foreach (PortConfig closed in change.ClosedPorts)
+            trial.Apply(new OverlayChange.RemoveEndpoint(closed.EndpointId));
+        foreach (OverlayChange c in change.Overlay)
+            trial.Apply(c);
 
-        // Retire removed or re-attached ports first: a re-created port may reuse the same socket path or device.
+        // Retire closed ports first: a re-created port may reuse the same socket path or device.
         var retired = new List<(IDataplanePort Port, bool DeleteDevice)>();
-        foreach ((string name, (PortConfig config, IDataplanePort port)) in _ports.ToArray())
+        foreach (PortConfig closed in change.ClosedPorts)
         {
-            PortConfig? wanted = next.Ports.FirstOrDefault(p => p.Name == name);
-            if (wanted is null || !wanted.SameAttachmentAs(config))
-            {
-                builder.Apply(new OverlayChange.RemoveEndpoint(config.ToEndpoint(port.Number).Id));
-                _ports.Remove(name);
-                // A tap that is no longer this port's (removed, or the port moved to another device) goes.
-                retired.Add((port, wanted is null || wanted.Kind != config.Kind || wanted.Device != config.Device || wanted.Namespace != config.Namespace));
-            }
+            _failed.Remove(closed.Name); // a failed port that changed is tried at once below
+            if (!_ports.Remove(closed.Name, out var open))
+                continue;
+            builder.Apply(new OverlayChange.RemoveEndpoint(open.Config.EndpointId));
+            // A tap that is no longer this port's (removed, or the port moved to another device) goes.
+            PortConfig? reopened = change.OpenedPorts.FirstOrDefault(p => p.Name == closed.Name);
+            retired.Add((open.Port, reopened is null || !reopened.SameDeviceAs(open.Config)));
         }
         if (retired.Count > 0)
         {
@@ -178,24 +189,11 @@ public sealed partial class SwitchService : IHostedService, IDisposable
             foreach ((IDataplanePort port, bool deleteDevice) in retired)
                 Close(port, deleteDevice);
         }
-        foreach (FailedPort failed in _failed.Values.ToArray())
-            if (next.Ports.FirstOrDefault(p => p.Name == failed.Config.Name) is not PortConfig wanted || !wanted.SameAttachmentAs(failed.Config))
-                _failed.Remove(failed.Config.Name); // gone, or changed: a changed port is tried at once below
 
-        foreach (EndpointConfig remote in _config.RemoteEndpoints.Where(r => next.RemoteEndpoints.All(x => x.Id != r.Id)))
-            builder.Apply(new OverlayChange.RemoveEndpoint(remote.Id));
-        foreach (NetworkConfig network in _config.Networks.Where(n => next.Networks.All(x => x.Vni != n.Vni)))
-            builder.Apply(new OverlayChange.RemoveNetwork(network.Vni));
-        foreach (VtepConfig vtep in _config.Vteps.Where(v => next.Vteps.All(x => !x.Address.Equals(v.Address))))
-            builder.Apply(new OverlayChange.RemoveVtep(vtep.Address));
-        foreach (VtepConfig vtep in next.Vteps)
-            builder.Apply(new OverlayChange.UpsertVtep(vtep));
-        foreach (NetworkConfig network in next.Networks)
-            builder.Apply(new OverlayChange.UpsertNetwork(network));
-        foreach (EndpointConfig remote in next.RemoteEndpoints)
-            builder.Apply(new OverlayChange.UpsertEndpoint(remote));
+        foreach (OverlayChange c in change.Overlay)
+            builder.Apply(c);
         long now = Environment.TickCount64;
-        foreach (PortConfig config in next.Ports)
+        foreach (PortConfig config in change.UpdatedPorts)
         {
             if (_ports.TryGetValue(config.Name, out var existing))
             {
@@ -207,20 +205,21 @@ public sealed partial class SwitchService : IHostedService, IDisposable
                 catch (OverlayConfigException e)
                 {
                     // Its new addresses clash with another endpoint's: the port goes out (its device stays) until that changes.
-                    builder.Apply(new OverlayChange.RemoveEndpoint(existing.Config.ToEndpoint(existing.Port.Number).Id));
+                    builder.Apply(new OverlayChange.RemoveEndpoint(existing.Config.EndpointId));
                     _ports.Remove(config.Name);
                     Publish();
                     Close(existing.Port, deleteDevice: false);
                     Fail(config, e.Message, now);
                 }
             }
-            else if (!_failed.TryGetValue(config.Name, out FailedPort? failed) || failed.RetryAtMs <= now)
+            else if (_failed.TryGetValue(config.Name, out FailedPort? failed))
             {
-                TryOpen(config, next, now);
+                _failed[config.Name] = failed with { Config = config }; // tried with its new addresses when due
             }
         }
+        foreach (PortConfig config in change.OpenedPorts)
+            TryOpen(config, now);
         Publish();
-        _config = next;
     }
 
     /// <summary>Tables first, so no frame is forwarded to a port that is about to go; then the port set. Runs under the lock.</summary>
@@ -235,7 +234,7 @@ public sealed partial class SwitchService : IHostedService, IDisposable
     /// device or socket of its name is not the switch's, its addresses clash, ...) the port stays
     /// out and is recorded as failed, and nothing else is affected. Runs under the lock; the caller publishes.
     /// </summary>
-    private bool TryOpen(PortConfig config, SwitchConfig switchConfig, long now)
+    private bool TryOpen(PortConfig config, long now)
     {
         ForwardingTableBuilder builder = _builder!;
         int number = PortNumber(config.Name);
@@ -251,7 +250,7 @@ public sealed partial class SwitchService : IHostedService, IDisposable
         }
         try
         {
-            _ports[config.Name] = (config, Open(config, number, switchConfig));
+            _ports[config.Name] = (config, Open(config, number));
         }
         catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
         {
@@ -284,7 +283,7 @@ public sealed partial class SwitchService : IHostedService, IDisposable
             long now = Environment.TickCount64;
             bool opened = false;
             foreach (FailedPort failed in _failed.Values.Where(f => f.RetryAtMs <= now).ToArray())
-                opened |= TryOpen(failed.Config, _config, now);
+                opened |= TryOpen(failed.Config, now);
             if (opened)
                 Publish();
         }
@@ -296,13 +295,13 @@ public sealed partial class SwitchService : IHostedService, IDisposable
     /// <summary>A port that could not be opened: why, how often it was tried, and when it is tried next (<see cref="Environment.TickCount64"/>).</summary>
     private sealed record FailedPort(PortConfig Config, string Error, int Attempts, long RetryAtMs);
 
-    private IDataplanePort Open(PortConfig config, int number, SwitchConfig switchConfig)
+    private IDataplanePort Open(PortConfig config, int number)
     {
         ILogger logger = _loggers.CreateLogger($"OverlaySwitch.Port.{config.Name}");
         if (config.Kind == PortKind.Tap)
             return new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger);
         var port = new VhostUserPort(number, config.Name, config.SocketPath, config.Role, config.QueuePairs, _dataplane!, logger,
-            switchConfig.SocketMode, switchConfig.SocketUid, switchConfig.SocketGid, _owned, switchConfig.VhostUser);
+            _config.SocketMode, _config.SocketUid, _config.SocketGid, _owned, _config.VhostUser);
         port.Start();
         return port;
     }

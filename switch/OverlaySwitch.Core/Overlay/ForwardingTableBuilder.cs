@@ -100,10 +100,8 @@ public sealed class ForwardingTableBuilder
 
     private bool IsNoOp(OverlayChange change) => change switch
     {
-        OverlayChange.UpsertNetwork(NetworkConfig n) => Config.Networks.TryGetValue(n.Vni, out NetworkConfig? old)
-            && old with { ExtraFloodVteps = n.ExtraFloodVteps } == n && old.ExtraFloodVteps.SequenceEqual(n.ExtraFloodVteps),
-        OverlayChange.UpsertEndpoint(EndpointConfig e) => Config.Endpoints.TryGetValue(e.Id, out EndpointConfig? old)
-            && old with { Ipv4 = e.Ipv4, Ipv6 = e.Ipv6 } == e && old.Ipv4.SequenceEqual(e.Ipv4) && old.Ipv6.SequenceEqual(e.Ipv6),
+        OverlayChange.UpsertNetwork(NetworkConfig n) => Config.Networks.TryGetValue(n.Vni, out NetworkConfig? old) && ConfigEquality.Same(old, n),
+        OverlayChange.UpsertEndpoint(EndpointConfig e) => Config.Endpoints.TryGetValue(e.Id, out EndpointConfig? old) && ConfigEquality.Same(old, e),
         OverlayChange.UpsertVtep(VtepConfig v) => Config.Vteps.TryGetValue(v.Address, out VtepConfig? old) && old == v,
         _ => false,
     };

@@ -78,6 +78,20 @@ public sealed record EndpointConfig(string Id, uint Vni, MacAddress Mac, Endpoin
     public ImmutableArray<Ipv6Address> Ipv6 { get; init; } = [];
 }
 
+/// <summary>
+/// Content equality of configuration records. Their generated equality compares an
+/// <see cref="ImmutableArray{T}"/> member by its array's identity, so the same addresses in two
+/// separately built arrays would count as a change.
+/// </summary>
+public static class ConfigEquality
+{
+    public static bool Same(NetworkConfig a, NetworkConfig b) =>
+        a with { ExtraFloodVteps = b.ExtraFloodVteps } == b && a.ExtraFloodVteps.SequenceEqual(b.ExtraFloodVteps);
+
+    public static bool Same(EndpointConfig a, EndpointConfig b) =>
+        a with { Ipv4 = b.Ipv4, Ipv6 = b.Ipv6 } == b && a.Ipv4.SequenceEqual(b.Ipv4) && a.Ipv6.SequenceEqual(b.Ipv6);
+}
+
 /// <summary>A remote VTEP's underlay properties.</summary>
 public sealed record VtepConfig(IPAddress Address, int UnderlayMtu = 1500);
 

@@ -12,7 +12,7 @@ public class LogEventTests
 
         // The daemon's own events and those of the libraries it hosts are all looked at.
         string[] logging = [.. assemblies.Where(a => LogEventIds.Events(a).Any()).Select(a => a.GetName().Name!)];
-        Assert.Equal(["OverlaySwitch.Contracts", "OverlaySwitch.Switch", "overlay-switchd"], logging); // ordinal order
+        Assert.Equal(["OverlaySwitch.Agent", "OverlaySwitch.Contracts", "OverlaySwitch.Switch", "overlay-switchd"], logging); // ordinal order
         Assert.Empty(LogEventIds.Problems(assemblies));
     }
 }

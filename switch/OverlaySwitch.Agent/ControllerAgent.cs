@@ -3,11 +3,10 @@ using System.Net.Http.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Contracts;
-using OverlaySwitch.Dataplane;
+using OverlaySwitch.Host;
 using OverlaySwitch.Overlay;
-using OverlaySwitch.Ports;
 
-namespace OverlaySwitch.Host;
+namespace OverlaySwitch.Agent;
 
 /// <summary>
 /// Follows the controller: registers this host (its VTEP addresses and underlay MTU), then watches
@@ -18,9 +17,15 @@ namespace OverlaySwitch.Host;
 /// is attached (vhost-user: a frontend is connected; tap: the device is open); the ports are polled
 /// once a second and a change is reported at once. Runs on: the thread pool, never a dataplane thread.
 /// </summary>
-public sealed partial class ControllerAgent(SwitchService service, SwitchConfig config, ILogger<ControllerAgent> logger, ILoggerFactory loggers)
-    : BackgroundService
+/// <param name="hostName">The name this host registers with.</param>
+/// <param name="local">This host's underlay: registered, and which VTEP address families it can reach.</param>
+/// <param name="socketDirectory">Where the sockets of the vhost-user ports bound here go.</param>
+public sealed partial class ControllerAgent(ISwitchTarget target, string hostName, LocalHostConfig local, string socketDirectory,
+    ControllerConnection controller, ILoggerFactory loggers) : BackgroundService
 {
+    private readonly ILogger _logger = loggers.CreateLogger<ControllerAgent>();
+    private readonly ViewApplier _applier = new(new AgentHost(controller.HostId, local, socketDirectory, controller.VhostUserRole), target);
+
     /// <summary>The last revision applied to the switch, for status and tests.</summary>
     public long AppliedRevision { get; private set; }
 
@@ -30,18 +35,16 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
     /// <summary>Serializes reports (after an applied revision, and from the port poll).</summary>
     private readonly SemaphoreSlim _reportLock = new(1, 1);
     /// <summary>The ports the controller last accepted; null: none yet, or the last report failed.</summary>
-    private PortAttachment[]? _reportedPorts;
+    private IReadOnlyList<PortAttachment>? _reportedPorts;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        if (config.Controller is not ControllerConnection controller)
-            return;
         using var http = new HttpClient(ControllerHttp.CreateHandler(controller.CaCertificateFile))
         {
             BaseAddress = controller.Url,
             Timeout = Timeout.InfiniteTimeSpan,
         };
-        await RegisterAsync(http, controller, stoppingToken);
+        await RegisterAsync(http, stoppingToken);
 
         var watch = new WatchClient(http, controller.HostId, new WatchClientOptions { Token = controller.Token }, loggers.CreateLogger<WatchClient>());
         var view = new WatchedView();
@@ -53,7 +56,7 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
             {
                 view.Apply(e);
                 // Only a revision the switch really applied is reported: "realized" must mean it.
-                if (e.Type == WatchEventType.Heartbeat ? !_failed : Apply(view, controller, e.Revision))
+                if (e.Type == WatchEventType.Heartbeat ? !_failed : Apply(view, e.Revision))
                 {
                     AppliedRevision = e.Revision;
                     await ReportAsync(watch, e.Revision, always: true, stoppingToken);
@@ -66,7 +69,7 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
         catch (WatchRefusedException ex)
         {
             // A bad token or an unknown host will not fix itself: say so and keep the last state.
-            Log.Refused(logger, ex.Message);
+            Log.Refused(_logger, ex.Message);
         }
         finally
         {
@@ -89,48 +92,44 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
         }
     }
 
-    /// <summary>
-    /// The ports the switch serves now (named by the controller's port ids) and those it could not
-    /// open, with why (retried with back-off, so one that opens later shows up attached), sorted by id.
-    /// </summary>
-    private PortAttachment[] LocalPorts()
-    {
-        (IReadOnlyCollection<IDataplanePort> open, IReadOnlyList<(string Name, string Error)> failed) = service.PortStates();
-        return [.. open.Select(p => new PortAttachment(p.Name, p is TapPort || (p as VhostUserPort)?.IsConnected == true))
-            .Concat(failed.Select(f => new PortAttachment(f.Name, false, f.Error)))
-            .OrderBy(p => p.PortId, StringComparer.Ordinal)];
-    }
-
     /// <summary>Whether the last change failed to apply: heartbeats then report nothing until one applies.</summary>
     private bool _failed;
 
-    private bool Apply(WatchedView view, ControllerConnection controller, long revision)
+    private bool Apply(WatchedView view, long revision)
     {
         var skipped = new List<string>();
-        DesiredState desired = DesiredState.FromView(view, config, controller.HostId, controller.VhostUserRole, skipped);
-        foreach (string why in skipped)
-            Log.Skipped(logger, why);
+        int failedPorts = 0;
+        string? error = null;
         try
         {
             // Applied per port: a port that does not open is reported failed with its reason and
             // retried; it neither holds back the revision nor the other ports.
-            int failedPorts = service.ApplyDesired(desired);
-            _failed = false;
-            Log.Applied(logger, revision, desired.Networks.Count, desired.Ports.Count - failedPorts, failedPorts, desired.RemoteEndpoints.Count);
+            failedPorts = _applier.Apply(view, skipped);
         }
         catch (Exception ex) when (ex is OverlayConfigException or FormatException or ArgumentException)
         {
+            error = ex.Message;
+        }
+        foreach (string why in skipped)
+            Log.Skipped(_logger, why);
+        _failed = error is not null;
+        if (error is not null)
+        {
             // The controller validates what it accepts, so this is a disagreement worth an error; the old state stays.
-            Log.ApplyFailed(logger, revision, ex.Message);
-            _failed = true;
+            Log.ApplyFailed(_logger, revision, error);
+        }
+        else
+        {
+            SwitchState applied = _applier.Applied;
+            Log.Applied(_logger, revision, applied.Networks.Count, applied.Ports.Count - failedPorts, failedPorts, applied.RemoteEndpoints.Count);
         }
         return !_failed;
     }
 
     /// <summary>PUT /api/v1/hosts/{id} with this host's underlay identity, retried until the controller answers.</summary>
-    private async Task RegisterAsync(HttpClient http, ControllerConnection controller, CancellationToken cancellationToken)
+    private async Task RegisterAsync(HttpClient http, CancellationToken cancellationToken)
     {
-        var spec = new SwitchHostSpec(config.HostName, config.Local.VtepV4?.ToString(), config.Local.VtepV6?.ToString(), config.Local.UnderlayMtu, null);
+        var spec = new SwitchHostSpec(hostName, local.VtepV4?.ToString(), local.VtepV6?.ToString(), local.UnderlayMtu, null);
         TimeSpan backoff = TimeSpan.FromMilliseconds(200);
         while (true)
         {
@@ -144,14 +143,14 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
                 using HttpResponseMessage response = await http.SendAsync(request, cancellationToken);
                 if (response.IsSuccessStatusCode)
                 {
-                    Log.Registered(logger, controller.ToString());
+                    Log.Registered(_logger, controller.ToString());
                     return;
                 }
-                Log.RegisterFailed(logger, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}");
+                Log.RegisterFailed(_logger, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}");
             }
             catch (HttpRequestException ex)
             {
-                Log.RegisterFailed(logger, ex.Message);
+                Log.RegisterFailed(_logger, ex.Message);
             }
             await Task.Delay(backoff, cancellationToken);
             backoff = TimeSpan.FromMilliseconds(Math.Min(5000, backoff.TotalMilliseconds * 2));
@@ -167,7 +166,7 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
         await _reportLock.WaitAsync(cancellationToken);
         try
         {
-            PortAttachment[] ports = LocalPorts();
+            IReadOnlyList<PortAttachment> ports = target.LocalPorts();
             if (!always && _reportedPorts is not null && ports.SequenceEqual(_reportedPorts))
                 return;
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -181,7 +180,7 @@ public sealed partial class ControllerAgent(SwitchService service, SwitchConfig 
             {
                 // The next event or poll reports again; realization and attachment only lag.
                 _reportedPorts = null;
-                Log.ReportFailed(logger, revision, ex.Message);
+                Log.ReportFailed(_logger, revision, ex.Message);
             }
         }
         finally

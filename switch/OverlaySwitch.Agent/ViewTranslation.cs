@@ -3,25 +3,24 @@ using System.Net;
 using System.Net.Sockets;
 using OverlaySwitch.Contracts;
 using OverlaySwitch.Overlay;
-using OverlaySwitch.Ports;
 using OverlaySwitch.Wire;
 
-namespace OverlaySwitch.Host;
+namespace OverlaySwitch.Agent;
 
-/// <summary>The part of a switch's configuration the controller decides.</summary>
-public sealed record DesiredState(IReadOnlyList<NetworkConfig> Networks, IReadOnlyList<PortConfig> Ports,
-    IReadOnlyList<EndpointConfig> RemoteEndpoints, IReadOnlyList<VtepConfig> Vteps)
+/// <summary>The one translation from the controller's records to the switch's: a host's view into the <see cref="SwitchState"/> it serves.</summary>
+public static class ViewTranslation
 {
     /// <summary>
-    /// Turns a host's view from the watch stream into switch configuration: its networks; the
-    /// ports bound to this host as local ports; every other port of those networks behind its
-    /// host's VTEP (IPv4 when both ends have it, else IPv6); external endpoints behind theirs; the
-    /// other hosts' VTEPs with their underlay MTUs. Objects this switch cannot use (an address
-    /// family it has no VTEP for, a host without addresses) are left out and named in
-    /// <paramref name="skipped"/>.
+    /// Turns a host's view from the watch stream into switch state: its networks; the ports bound to
+    /// this host as local ports; every other port of those networks behind its host's VTEP (IPv4
+    /// when both ends have it, else IPv6); external endpoints behind theirs; the other hosts' VTEPs
+    /// with their underlay MTUs. Objects this switch cannot use (an address family it has no VTEP
+    /// for, a host without addresses) are left out and named in <paramref name="skipped"/>.
     /// </summary>
-    public static DesiredState FromView(WatchedView view, SwitchConfig local, string hostId, VhostUserSocketRole vhostUserRole, List<string> skipped)
+    /// <exception cref="FormatException">The view holds an address that does not parse (the controller validates them).</exception>
+    public static SwitchState ToSwitchState(WatchedView view, AgentHost host, List<string> skipped)
     {
+        LocalHostConfig local = host.Local;
         var networks = view.Networks.Values.OrderBy(n => n.Vni).Select(n => new NetworkConfig(n.Vni)
         {
             Mtu = n.Mtu,
@@ -29,24 +28,24 @@ public sealed record DesiredState(IReadOnlyList<NetworkConfig> Networks, IReadOn
             Pmtu = n.Pmtu == Contracts.PmtuPolicy.NotifyDontFragmentOnly ? Overlay.PmtuPolicy.NotifyDontFragmentOnly : Overlay.PmtuPolicy.NotifyAll,
             GatewayV4 = n.GatewayV4 is null ? null : Ipv4Address.Parse(n.GatewayV4),
             GatewayV6 = n.GatewayV6 is null ? null : Ipv6Address.Parse(n.GatewayV6),
-            ExtraFloodVteps = [.. n.FloodVteps.Select(IPAddress.Parse).Where(a => Reachable(local.Local, a))],
+            ExtraFloodVteps = [.. n.FloodVteps.Select(IPAddress.Parse).Where(a => Reachable(local, a))],
         }).ToList();
 
         var ports = new List<PortConfig>();
         var remotes = new List<EndpointConfig>();
-        foreach (Contracts.Port p in view.Ports.Values.OrderBy(p => p.Id, StringComparer.Ordinal))
+        foreach (Port p in view.Ports.Values.OrderBy(p => p.Id, StringComparer.Ordinal))
         {
             (ImmutableArray<Ipv4Address> ipv4, ImmutableArray<Ipv6Address> ipv6) = Split(p.Ips);
             MacAddress mac = MacAddress.Parse(p.Mac);
-            if (p.HostId == hostId)
+            if (p.HostId == host.HostId)
             {
                 // Device and socket names come from the port's id (PortNames), never from what a tenant wrote.
-                bool tap = p.Kind == Contracts.PortKind.Tap;
-                ports.Add(new PortConfig(p.Id, tap ? PortKind.Tap : PortKind.VhostUser, vhostUserRole,
-                    tap ? "" : Path.Combine(local.SocketDirectory, PortNames.SocketFile(p.Id)),
+                bool tap = p.Kind == PortKind.Tap;
+                ports.Add(new PortConfig(p.Id, p.Kind, host.VhostUserRole,
+                    tap ? "" : Path.Combine(host.SocketDirectory, PortNames.SocketFile(p.Id)),
                     1, tap ? PortNames.TapDevice(p.Id) : "", tap ? p.Namespace : null, p.Vni, mac, ipv4, ipv6));
             }
-            else if (p.HostId is not null && view.Hosts.TryGetValue(p.HostId, out SwitchHost? host) && TunnelAddress(local.Local, host) is IPAddress vtep)
+            else if (p.HostId is not null && view.Hosts.TryGetValue(p.HostId, out SwitchHost? remote) && TunnelAddress(local, remote) is IPAddress vtep)
             {
                 remotes.Add(new EndpointConfig($"port/{p.Id}", p.Vni, mac, EndpointLocation.Remote(vtep)) { Ipv4 = ipv4, Ipv6 = ipv6 });
             }
@@ -58,7 +57,7 @@ public sealed record DesiredState(IReadOnlyList<NetworkConfig> Networks, IReadOn
         foreach (ExternalEndpoint x in view.ExternalEndpoints.Values.OrderBy(x => x.Id, StringComparer.Ordinal))
         {
             IPAddress vtep = IPAddress.Parse(x.Vtep);
-            if (!Reachable(local.Local, vtep))
+            if (!Reachable(local, vtep))
             {
                 skipped.Add($"external endpoint {x.Name}: VTEP {vtep} is of an address family this switch has no VTEP for");
                 continue;
@@ -66,10 +65,10 @@ public sealed record DesiredState(IReadOnlyList<NetworkConfig> Networks, IReadOn
             (ImmutableArray<Ipv4Address> ipv4, ImmutableArray<Ipv6Address> ipv6) = Split(x.Ips);
             remotes.Add(new EndpointConfig($"external/{x.Id}", x.Vni, MacAddress.Parse(x.Mac), EndpointLocation.Remote(vtep)) { Ipv4 = ipv4, Ipv6 = ipv6 });
         }
-        var vteps = view.Hosts.Values.Where(h => h.Id != hostId)
+        var vteps = view.Hosts.Values.Where(h => h.Id != host.HostId)
             .SelectMany(h => new[] { h.VtepV4, h.VtepV6 }.OfType<string>().Select(a => new VtepConfig(IPAddress.Parse(a), h.UnderlayMtu)))
-            .Where(v => Reachable(local.Local, v.Address)).ToList();
-        return new DesiredState(networks, ports, remotes, vteps);
+            .Where(v => Reachable(local, v.Address)).ToList();
+        return new SwitchState(networks, ports, remotes, vteps);
     }
 
     /// <summary>The same rule as the topology runner: IPv4 when both hosts have it, else IPv6.</summary>
