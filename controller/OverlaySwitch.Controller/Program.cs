@@ -6,6 +6,7 @@ using OverlaySwitch.Controller;
 using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
 using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 using OverlaySwitch.Controller.Store;
 using OverlaySwitch.Controller.Watch;
 

@@ -5,6 +5,7 @@ using OverlaySwitch.Contracts;
 using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
 using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 using OverlaySwitch.Controller.Store;
 using OverlaySwitch.Controller.Watch;
 

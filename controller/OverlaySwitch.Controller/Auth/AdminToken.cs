@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 
 namespace OverlaySwitch.Controller.Auth;
 

@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 
 namespace OverlaySwitch.Controller.Auth;
 

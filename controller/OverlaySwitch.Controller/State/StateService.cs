@@ -3,10 +3,11 @@ using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
+using OverlaySwitch.Controller.Model;
 using OverlaySwitch.Controller.Store;
 using OverlaySwitch.Controller.Watch;
 
-namespace OverlaySwitch.Controller.Model;
+namespace OverlaySwitch.Controller.State;
 
 /// <summary>
 /// The one writer of the desired state. A write validates against the current state, commits the
