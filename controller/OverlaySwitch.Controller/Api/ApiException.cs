@@ -1,4 +1,5 @@
 using Microsoft.AspNetCore.Http;
+using OverlaySwitch.Controller.State;
 
 namespace OverlaySwitch.Controller.Api;
 
