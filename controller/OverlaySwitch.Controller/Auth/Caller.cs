@@ -1,7 +1,6 @@
 using System.Reflection;
 using System.Security.Claims;
 using Microsoft.AspNetCore.Http;
-using OverlaySwitch.Controller.Api;
 
 namespace OverlaySwitch.Controller.Auth;
 
@@ -33,19 +32,6 @@ public sealed record Caller(CallerRole Role, string? TenantId, string? HostId, s
 
     /// <summary>Whether the caller may act for host <paramref name="hostId"/> (its own token, or the admin).</summary>
     public bool ActsFor(string hostId) => Role == CallerRole.Admin || (Role == CallerRole.Host && HostId == hostId);
-
-    public void RequireAdmin(string what)
-    {
-        if (!IsAdmin)
-            throw ApiException.Forbidden($"Only the admin token may {what}.");
-    }
-
-    /// <summary>Tenant resources are for the admin and tenant tokens; a host token reads only its own view, over the watch stream.</summary>
-    public void RequireTenantOrAdmin(string what)
-    {
-        if (Role == CallerRole.Host)
-            throw ApiException.Forbidden($"A host token may not {what}; hosts read their view over the watch stream.");
-    }
 
     public static ValueTask<Caller?> BindAsync(HttpContext context, ParameterInfo parameter) => ValueTask.FromResult<Caller?>(From(context.User));
 

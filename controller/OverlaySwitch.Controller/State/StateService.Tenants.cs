@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using OverlaySwitch.Contracts;
-using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
 using OverlaySwitch.Controller.Model;
 
@@ -12,7 +11,7 @@ public sealed partial class StateService
     {
         caller.RequireTenantOrAdmin("read tenants");
         Tenant? tenant = Current.Tenants.Get(id);
-        return tenant is not null && caller.Sees(tenant.Id) ? tenant : throw ApiException.NotFound("tenant", id);
+        return tenant is not null && caller.Sees(tenant.Id) ? tenant : throw StateError.NotFound("tenant", id);
     }
 
     public Task<Tenant> CreateTenantAsync(Caller caller, TenantSpec spec, CancellationToken cancellationToken)
@@ -31,7 +30,7 @@ public sealed partial class StateService
         caller.RequireTenantOrAdmin("change tenants");
         return WriteAsync<Tenant>((state, revision) =>
         {
-            Tenant before = state.Tenants.Get(id) is { } t && caller.Sees(t.Id) ? t : throw ApiException.NotFound("tenant", id);
+            Tenant before = state.Tenants.Get(id) is { } t && caller.Sees(t.Id) ? t : throw StateError.NotFound("tenant", id);
             caller.RequireAdmin("rename tenants");
             CheckIfMatch("tenant", id, before.Revision, ifMatch);
             Tenant after = before with { Name = ValidTenant(state, spec, id), Revision = revision };
@@ -45,12 +44,12 @@ public sealed partial class StateService
         caller.RequireTenantOrAdmin("delete tenants");
         return WriteAsync<bool>((state, revision) =>
         {
-            Tenant before = state.Tenants.Get(id) is { } t && caller.Sees(t.Id) ? t : throw ApiException.NotFound("tenant", id);
+            Tenant before = state.Tenants.Get(id) is { } t && caller.Sees(t.Id) ? t : throw StateError.NotFound("tenant", id);
             caller.RequireAdmin("delete tenants");
             CheckIfMatch("tenant", id, before.Revision, ifMatch);
             int networks = state.NetworksOf(id).Count;
             if (networks > 0)
-                throw ApiException.Conflict($"tenant '{id}' still has {networks} network(s); delete them first.");
+                throw StateError.Conflict($"tenant '{id}' still has {networks} network(s); delete them first.");
             List<StateChange> changes = [StateChange.Delete(ObjectKind.Tenant, id, before)];
             changes.AddRange(state.Tokens.Values.Where(k => k.TenantId == id).Select(k => StateChange.Delete(ObjectKind.Token, k.Id, k)));
             return (changes, true);
@@ -64,7 +63,7 @@ public sealed partial class StateService
         ThrowIfAny(errors);
         string name = spec.Name!;
         if (state.Tenants.Values.Any(t => t.Id != self && string.Equals(t.Name, name, StringComparison.OrdinalIgnoreCase)))
-            throw ApiException.Conflict($"a tenant named '{name}' exists already.");
+            throw StateError.Conflict($"a tenant named '{name}' exists already.");
         return name;
     }
 
@@ -77,9 +76,9 @@ public sealed partial class StateService
         return WriteAsync<IssuedToken>((state, revision) =>
         {
             if (role == CallerRole.Tenant && !state.Tenants.Contains(ownerId))
-                throw ApiException.NotFound("tenant", ownerId);
+                throw StateError.NotFound("tenant", ownerId);
             if (role == CallerRole.Host && !state.Hosts.Contains(ownerId))
-                throw ApiException.NotFound("host", ownerId);
+                throw StateError.NotFound("host", ownerId);
             if (spec.Name is { Length: > 0 })
             {
                 var errors = new Dictionary<string, List<string>>();
@@ -100,7 +99,7 @@ public sealed partial class StateService
         caller.RequireAdmin("revoke tokens");
         return WriteAsync<bool>((state, revision) =>
         {
-            TokenRecord before = state.Tokens.Get(id) ?? throw ApiException.NotFound("token", id);
+            TokenRecord before = state.Tokens.Get(id) ?? throw StateError.NotFound("token", id);
             return ([StateChange.Delete(ObjectKind.Token, id, before)], true);
         }, cancellationToken);
     }
