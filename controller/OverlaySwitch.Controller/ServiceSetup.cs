@@ -32,6 +32,7 @@ public static class ServiceSetup
             sp.GetRequiredService<ILogger<SqliteStateStore>>()));
         services.AddSingleton<WatchDispatcher>();
         services.AddSingleton<StateService>();
+        services.AddSingleton<ICurrentState>(sp => sp.GetRequiredService<StateService>());
         services.AddSingleton<RealizationTracker>();
         services.AddSingleton(sp => AdminToken.LoadOrCreate(
             sp.GetRequiredService<IOptions<ControllerOptions>>().Value.AdminTokenFile,

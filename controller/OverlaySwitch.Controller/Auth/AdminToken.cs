@@ -1,6 +1,4 @@
 using Microsoft.Extensions.Logging;
-using OverlaySwitch.Controller.Model;
-using OverlaySwitch.Controller.State;
 
 namespace OverlaySwitch.Controller.Auth;
 

@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Security.Claims;
 using Microsoft.AspNetCore.Http;
+using OverlaySwitch.Controller.Model;
 
 namespace OverlaySwitch.Controller.Auth;
 
@@ -32,6 +33,19 @@ public sealed record Caller(CallerRole Role, string? TenantId, string? HostId, s
 
     /// <summary>Whether the caller may act for host <paramref name="hostId"/> (its own token, or the admin).</summary>
     public bool ActsFor(string hostId) => Role == CallerRole.Admin || (Role == CallerRole.Host && HostId == hostId);
+
+    /// <summary>The tenant or host caller a stored token stands for, or null (unknown or revoked). Runs on: every request.</summary>
+    public static Caller? ForToken(DesiredState state, string hash)
+    {
+        if (!state.TokenByHash.TryGetValue(hash, out string? id) || state.Tokens.Get(id) is not { } token)
+            return null;
+        return token.Role switch
+        {
+            nameof(CallerRole.Tenant) => new Caller(CallerRole.Tenant, token.TenantId, null, token.Id),
+            nameof(CallerRole.Host) => new Caller(CallerRole.Host, null, token.HostId, token.Id),
+            _ => null,
+        };
+    }
 
     public static ValueTask<Caller?> BindAsync(HttpContext context, ParameterInfo parameter) => ValueTask.FromResult<Caller?>(From(context.User));
 

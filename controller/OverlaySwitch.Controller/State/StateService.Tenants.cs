@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using OverlaySwitch.Contracts;
 using OverlaySwitch.Controller.Auth;
 using OverlaySwitch.Controller.Model;
@@ -103,31 +102,4 @@ public sealed partial class StateService
             return ([StateChange.Delete(ObjectKind.Token, id, before)], true);
         }, cancellationToken);
     }
-
-    /// <summary>The caller a token stands for, or null. Runs on: every request.</summary>
-    public Caller? Authenticate(string hash)
-    {
-        DesiredState state = Current;
-        if (!state.TokenByHash.TryGetValue(hash, out string? id) || state.Tokens.Get(id) is not { } token)
-            return null;
-        return token.Role switch
-        {
-            nameof(CallerRole.Tenant) => new Caller(CallerRole.Tenant, token.TenantId, null, token.Id),
-            nameof(CallerRole.Host) => new Caller(CallerRole.Host, null, token.HostId, token.Id),
-            _ => null,
-        };
-    }
-}
-
-/// <summary>Token secrets: 32 random bytes, base64url, with a readable prefix; stored only as SHA-256.</summary>
-public static class Tokens
-{
-    public static string Generate(CallerRole role)
-    {
-        Span<byte> random = stackalloc byte[32];
-        RandomNumberGenerator.Fill(random);
-        return $"ovs-{role.ToString().ToLowerInvariant()}-{Convert.ToBase64String(random).TrimEnd('=').Replace('+', '-').Replace('/', '_')}";
-    }
-
-    public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(secret)));
 }

@@ -15,7 +15,7 @@ namespace OverlaySwitch.Controller.State;
 /// the dispatcher in order. Reads take <see cref="Current"/> without locking.
 /// Runs on: request threads; writes serialized by <see cref="_write"/>.
 /// </summary>
-public sealed partial class StateService : IAsyncDisposable
+public sealed partial class StateService : ICurrentState, IAsyncDisposable
 {
     private readonly IStateStore _store;
     private readonly WatchDispatcher _dispatcher;
