@@ -26,7 +26,7 @@ public static class ApiHttp
             return null;
         string tag = header.Trim();
         if (tag.Length < 3 || tag[0] != '"' || tag[^1] != '"' || !long.TryParse(tag.AsSpan(1, tag.Length - 2), out long revision))
-            throw new BadHttpRequestException($"If-Match must be one ETag this API issued, like \"12\" (got {header}).");
+            throw new BadHttpRequestException($"If-Match must be one ETag this API issued, like \"12\" (got {UserText.Quote(header)}).");
         return revision;
     }
 
