@@ -249,12 +249,12 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
             {
                 if (!ring.TryTakeHead(out ushort head))
                     break;
-                int length = ring.CopyReadableChain(head, queues.HeaderLength, buffer);
-                if (length == -2)
+                ChainResult result = ring.CopyReadableChain(head, queues.HeaderLength, buffer, out int length);
+                if (result == ChainResult.QueueBroken)
                     break;
                 ring.AddUsed(head, 0);
                 done++;
-                if (length < 0)
+                if (result == ChainResult.TooLarge)
                 {
                     Stats.TransmitTooLarge++;
                     continue;
@@ -362,8 +362,7 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
                 ring.ReturnHeads(chainCount);
                 return false;
             }
-            long size = ring.CollectWritableChain(head, buffers);
-            if (size < 0)
+            if (ring.CollectWritableChain(head, buffers, out long size) == ChainResult.QueueBroken)
                 return false;
             chains[chainCount++] = (head, (uint)Math.Min(size, uint.MaxValue));
             capacity += size;
@@ -374,7 +373,7 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         int written = 0; // of header + frame
         for (int c = 0; c < chainCount; c++)
         {
-            if (ring.CollectWritableChain(chains[c].Head, buffers) < 0)
+            if (ring.CollectWritableChain(chains[c].Head, buffers, out _) == ChainResult.QueueBroken)
                 return false;
             int inChain = 0;
             foreach ((ulong address, uint length) in buffers)

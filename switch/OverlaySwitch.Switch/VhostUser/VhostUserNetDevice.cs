@@ -223,6 +223,8 @@ public sealed partial class VhostUserNetDevice : IDisposable
                 }
             }
         }
+        // Regions may touch but not overlap: a guest address must name one byte (and one dirty-log bit).
+        refused ??= GuestMemoryMap.CheckLayout(mapped);
         if (refused is not null)
         {
             LogRefused("SET_MEM_TABLE", refused);
