@@ -135,11 +135,14 @@ public sealed class GuestMemoryMap
         return false;
     }
 
-    private static unsafe Span<byte> AsSpan(GuestMemoryRegion r, ulong offset, int length)
+    private static Span<byte> AsSpan(GuestMemoryRegion r, ulong offset, int length)
     {
-        // SAFETY: callers pass offset + length <= r.Size (TryFind's check, or the length clamped to
-        // Size - offset), so the span lies inside the region's mapping, which stays mapped as long
-        // as this map is in use (the device retires maps only after the dataplane let go of them).
-        return new Span<byte>((byte*)r.HostAddress + offset, length);
+        unsafe
+        {
+            // SAFETY: callers pass offset + length <= r.Size (TryFind's check, or the length clamped to
+            // Size - offset), so the span lies inside the region's mapping, which stays mapped as long
+            // as this map is in use (the device retires maps only after the dataplane let go of them).
+            return new Span<byte>((byte*)r.HostAddress + offset, length);
+        }
     }
 }
