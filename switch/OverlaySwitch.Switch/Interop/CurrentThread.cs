@@ -1,7 +1,7 @@
 namespace OverlaySwitch.Interop;
 
 /// <summary>The calling OS thread: its kernel id and the CPUs it may run on.</summary>
-public static unsafe class CurrentThread
+public static class CurrentThread
 {
     /// <summary>CPUs numbered at or above this cannot be named (cpu_set_t holds 1024).</summary>
     public const int MaxCpuCount = Libc.CpuSetLength * 8;
@@ -20,30 +20,44 @@ public static unsafe class CurrentThread
     {
         if (cpus.IsEmpty)
             throw new ArgumentException("At least one CPU is needed.", nameof(cpus));
-        byte* set = stackalloc byte[Libc.CpuSetLength];
+        Span<byte> set = stackalloc byte[Libc.CpuSetLength];
+        set.Clear();
         foreach (int cpu in cpus)
         {
             ArgumentOutOfRangeException.ThrowIfNegative(cpu, nameof(cpus));
             ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(cpu, MaxCpuCount, nameof(cpus));
-            // SAFETY: 0 <= cpu < MaxCpuCount, so cpu / 8 < CpuSetLength.
-            set[cpu / 8] |= (byte)(1 << (cpu % 8));
+            set[cpu / 8] |= (byte)(1 << (cpu % 8)); // 0 <= cpu < MaxCpuCount, so cpu / 8 < CpuSetLength
         }
-        // SAFETY: the kernel reads the CpuSetLength-byte set; tid 0 is the calling thread.
-        if (Libc.sched_setaffinity(0, Libc.CpuSetLength, set) != 0)
+        int result;
+        // SAFETY: set is CpuSetLength bytes on this frame's stack (pinned by nature); the kernel
+        // reads exactly that many. Tid 0 is the calling thread.
+        unsafe
+        {
+            fixed (byte* p = set)
+                result = Libc.sched_setaffinity(0, Libc.CpuSetLength, p);
+        }
+        if (result != 0)
             throw LinuxException.Last("sched_setaffinity", $"cpus {string.Join(',', cpus.ToArray())}");
     }
 
     /// <summary>sched_getaffinity(2) for the calling thread: the CPUs it may run on, ascending.</summary>
     public static int[] GetAffinity()
     {
-        byte* set = stackalloc byte[Libc.CpuSetLength];
-        // SAFETY: the kernel writes at most CpuSetLength bytes into the set.
-        if (Libc.sched_getaffinity(0, Libc.CpuSetLength, set) < 0)
+        Span<byte> set = stackalloc byte[Libc.CpuSetLength];
+        set.Clear();
+        int result;
+        // SAFETY: set is CpuSetLength bytes on this frame's stack (pinned by nature); the kernel
+        // writes at most that many.
+        unsafe
+        {
+            fixed (byte* p = set)
+                result = Libc.sched_getaffinity(0, Libc.CpuSetLength, p);
+        }
+        if (result < 0)
             throw LinuxException.Last("sched_getaffinity");
         var cpus = new List<int>();
         for (int cpu = 0; cpu < MaxCpuCount; cpu++)
         {
-            // SAFETY: cpu / 8 < CpuSetLength.
             if ((set[cpu / 8] & (1 << (cpu % 8))) != 0)
                 cpus.Add(cpu);
         }

@@ -36,7 +36,7 @@ public struct EpollEvent
 /// epoll(7): one thread waits for any of many descriptors (kick eventfds, sockets) to become ready.
 /// Wait allocates nothing.
 /// </summary>
-public static unsafe class Epoll
+public static class Epoll
 {
     /// <summary>epoll_create1(EPOLL_CLOEXEC).</summary>
     public static FileDescriptor Create()
@@ -72,9 +72,13 @@ public static unsafe class Epoll
             throw new ArgumentException("Room for at least one event is needed.", nameof(events));
         using FileDescriptor.Lease e = epoll.Acquire();
         int n;
-        // SAFETY: the kernel writes at most events.Length packed 12-byte entries into the pinned span.
-        fixed (EpollEvent* p = events)
-            n = Libc.epoll_wait(e.Fd, p, events.Length, timeoutMs);
+        // SAFETY: events is pinned for the call; the kernel writes at most events.Length packed
+        // 12-byte entries (sizeof(EpollEvent) with Pack = 1) into it.
+        unsafe
+        {
+            fixed (EpollEvent* p = events)
+                n = Libc.epoll_wait(e.Fd, p, events.Length, timeoutMs);
+        }
         if (n >= 0)
             return n;
         if (Libc.Interrupted)
@@ -87,8 +91,14 @@ public static unsafe class Epoll
         using FileDescriptor.Lease e = epoll.Acquire();
         using FileDescriptor.Lease f = fd.Acquire();
         var ev = new EpollEvent { Events = events, Data = data };
-        // SAFETY: the kernel reads one epoll_event from the local (DEL ignores it; old kernels want it non-null).
-        if (Libc.epoll_ctl(e.Fd, operation, f.Fd, &ev) != 0)
+        int result;
+        // SAFETY: the pointer is to a local of this frame; the kernel reads one epoll_event from it
+        // (DEL ignores it; old kernels want it non-null).
+        unsafe
+        {
+            result = Libc.epoll_ctl(e.Fd, operation, f.Fd, &ev);
+        }
+        if (result != 0)
             throw LinuxException.Last("epoll_ctl", $"{operationName}, epoll fd {e.Fd}, fd {f.Fd}");
     }
 }

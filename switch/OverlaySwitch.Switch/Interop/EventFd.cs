@@ -4,7 +4,7 @@ namespace OverlaySwitch.Interop;
 /// eventfd(2): a 64-bit counter the kernel can wait on, as vhost-user uses for kicks (guest →
 /// switch) and calls (switch → guest). Runs on: any thread; Signal and TryConsume allocate nothing.
 /// </summary>
-public static unsafe class EventFd
+public static class EventFd
 {
     /// <summary>A new eventfd with counter 0, non-blocking and close-on-exec.</summary>
     public static FileDescriptor Create()
@@ -24,9 +24,12 @@ public static unsafe class EventFd
         using FileDescriptor.Lease f = eventFd.Acquire();
         ulong one = 1;
         nint n;
-        // SAFETY: the kernel reads the 8-byte local.
-        do n = Libc.write(f.Fd, (byte*)&one, sizeof(ulong));
-        while (n < 0 && Libc.Interrupted);
+        // SAFETY: the pointer is to a local of this frame; the kernel reads its 8 bytes.
+        unsafe
+        {
+            do n = Libc.write(f.Fd, (byte*)&one, sizeof(ulong));
+            while (n < 0 && Libc.Interrupted);
+        }
         if (n < 0 && Libc.LastError != Errno.EAGAIN)
             throw LinuxException.Last("write(eventfd)", f.Fd);
     }
@@ -41,9 +44,12 @@ public static unsafe class EventFd
         using FileDescriptor.Lease f = eventFd.Acquire();
         ulong counter = 0;
         nint n;
-        // SAFETY: the kernel writes at most 8 bytes into the local.
-        do n = Libc.read(f.Fd, (byte*)&counter, sizeof(ulong));
-        while (n < 0 && Libc.Interrupted);
+        // SAFETY: the pointer is to a local of this frame; the kernel writes at most its 8 bytes.
+        unsafe
+        {
+            do n = Libc.read(f.Fd, (byte*)&counter, sizeof(ulong));
+            while (n < 0 && Libc.Interrupted);
+        }
         if (n < 0)
         {
             if (Libc.LastError == Errno.EAGAIN)

@@ -8,7 +8,7 @@ namespace OverlaySwitch.Interop;
 /// dangles under code still using it. Whoever uses <see cref="Address"/> keeps the region
 /// undisposed meanwhile. Runs on: any thread; Dispose only once nothing uses the memory.
 /// </summary>
-public sealed unsafe class MappedRegion : IDisposable
+public sealed class MappedRegion : IDisposable
 {
     private nint _address;
 
@@ -57,22 +57,34 @@ public sealed unsafe class MappedRegion : IDisposable
             throw new LinuxException(operation, Errno.EINVAL,
                 $"the range ends past the end of the file ({status.Length} bytes)");
 
-        // SAFETY: a fresh mapping at an address the kernel chooses; nothing existing is replaced.
-        void* address = Libc.mmap(null, (nuint)length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED, f.Fd, offset);
-        if (address == Libc.MAP_FAILED)
-            throw new LinuxException(operation, Libc.LastError);
-        return new MappedRegion((nint)address, length);
+        nint address;
+        // SAFETY: a fresh mapping at an address the kernel chooses (no MAP_FIXED), so nothing
+        // existing is replaced; no memory is touched here.
+        unsafe
+        {
+            void* mapped = Libc.mmap(null, (nuint)length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED, f.Fd, offset);
+            if (mapped == Libc.MAP_FAILED)
+                throw new LinuxException(operation, Libc.LastError);
+            address = (nint)mapped;
+        }
+        return new MappedRegion(address, length);
     }
 
     /// <summary>Maps <paramref name="length"/> bytes of private, zero-filled memory (MAP_PRIVATE | MAP_ANONYMOUS).</summary>
     public static MappedRegion MapAnonymous(long length)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(length);
-        // SAFETY: a fresh anonymous mapping at an address the kernel chooses.
-        void* address = Libc.mmap(null, (nuint)length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS, -1, 0);
-        if (address == Libc.MAP_FAILED)
-            throw LinuxException.Last("mmap", $"anonymous, length {length}");
-        return new MappedRegion((nint)address, length);
+        nint address;
+        // SAFETY: a fresh anonymous mapping at an address the kernel chooses (no MAP_FIXED); no
+        // memory is touched here.
+        unsafe
+        {
+            void* mapped = Libc.mmap(null, (nuint)length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_PRIVATE | Libc.MAP_ANONYMOUS, -1, 0);
+            if (mapped == Libc.MAP_FAILED)
+                throw LinuxException.Last("mmap", $"anonymous, length {length}");
+            address = (nint)mapped;
+        }
+        return new MappedRegion(address, length);
     }
 
     /// <summary>[<paramref name="offset"/>, +<paramref name="length"/>) of the region, bounds-checked.</summary>
@@ -86,7 +98,10 @@ public sealed unsafe class MappedRegion : IDisposable
             throw new ArgumentOutOfRangeException(nameof(offset), $"[{offset}, +{length}) is not inside the {Length}-byte region.");
         // SAFETY: offset + length <= Length (checked above without overflow: length <= int.MaxValue
         // and Length > 0), and the region stays mapped until Dispose, which the caller orders after use.
-        return new Span<byte>((byte*)Address + offset, length);
+        unsafe
+        {
+            return new Span<byte>((byte*)Address + offset, length);
+        }
     }
 
     /// <summary>Unmaps the region; later calls do nothing.</summary>
@@ -95,8 +110,13 @@ public sealed unsafe class MappedRegion : IDisposable
         nint address = Interlocked.Exchange(ref _address, 0);
         if (address == 0)
             return;
-        // SAFETY: exactly the range mmap returned, unmapped once (the exchange above lets only one caller through).
-        int result = Libc.munmap((void*)address, (nuint)Length);
+        int result;
+        // SAFETY: exactly the range mmap returned, unmapped once (the exchange above lets only one
+        // caller through); the owner disposes only once nothing uses the memory (class contract).
+        unsafe
+        {
+            result = Libc.munmap((void*)address, (nuint)Length);
+        }
         Debug.Assert(result == 0, "munmap of a range mmap returned cannot fail");
     }
 }

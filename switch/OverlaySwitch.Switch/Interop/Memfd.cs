@@ -16,7 +16,7 @@ public enum FileSeals
 }
 
 /// <summary>memfd_create(2): anonymous shared memory to map and to pass to another process.</summary>
-public static unsafe class Memfd
+public static class Memfd
 {
     /// <summary>
     /// A new memfd of length 0 (size it with <see cref="Posix.SetLength"/>), close-on-exec, and open
@@ -28,9 +28,12 @@ public static unsafe class Memfd
         byte[] cName = Libc.ToCString(name, nameof(name));
         uint flags = Libc.MFD_CLOEXEC | (allowSealing ? Libc.MFD_ALLOW_SEALING : 0);
         int fd;
-        // SAFETY: cName is NUL-terminated and pinned.
-        fixed (byte* p = cName)
-            fd = Libc.memfd_create(p, flags);
+        // SAFETY: cName is NUL-terminated and pinned for the call; the kernel only reads it.
+        unsafe
+        {
+            fixed (byte* p = cName)
+                fd = Libc.memfd_create(p, flags);
+        }
         if (fd < 0)
             throw LinuxException.Last("memfd_create", name);
         return new FileDescriptor(fd);

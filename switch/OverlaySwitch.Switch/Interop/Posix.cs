@@ -25,7 +25,7 @@ public readonly record struct FileIdentity(ulong Device, ulong Inode);
 /// Plain descriptor and file calls: read, write, close, non-blocking mode, stat, ftruncate, getuid.
 /// EINTR is retried everywhere except close.
 /// </summary>
-public static unsafe class Posix
+public static class Posix
 {
     /// <summary>read(2): the bytes read, 0 at end of file.</summary>
     /// <exception cref="LinuxException">The read failed; on a non-blocking descriptor with nothing to read, with EAGAIN.</exception>
@@ -33,11 +33,14 @@ public static unsafe class Posix
     {
         using FileDescriptor.Lease f = fd.Acquire();
         nint n;
-        // SAFETY: the kernel writes at most buffer.Length bytes into the pinned buffer.
-        fixed (byte* p = buffer)
+        // SAFETY: buffer is pinned for the call; the kernel writes at most buffer.Length bytes into it.
+        unsafe
         {
-            do n = Libc.read(f.Fd, p, (nuint)buffer.Length);
-            while (n < 0 && Libc.Interrupted);
+            fixed (byte* p = buffer)
+            {
+                do n = Libc.read(f.Fd, p, (nuint)buffer.Length);
+                while (n < 0 && Libc.Interrupted);
+            }
         }
         if (n < 0)
             throw LinuxException.Last("read", f.Fd);
@@ -50,11 +53,14 @@ public static unsafe class Posix
     {
         using FileDescriptor.Lease f = fd.Acquire();
         nint n;
-        // SAFETY: the kernel reads at most data.Length bytes from the pinned buffer.
-        fixed (byte* p = data)
+        // SAFETY: data is pinned for the call; the kernel reads at most data.Length bytes from it.
+        unsafe
         {
-            do n = Libc.write(f.Fd, p, (nuint)data.Length);
-            while (n < 0 && Libc.Interrupted);
+            fixed (byte* p = data)
+            {
+                do n = Libc.write(f.Fd, p, (nuint)data.Length);
+                while (n < 0 && Libc.Interrupted);
+            }
         }
         if (n < 0)
             throw LinuxException.Last("write", f.Fd);
@@ -90,9 +96,15 @@ public static unsafe class Posix
         using FileDescriptor.Lease f = fd.Acquire();
         Libc.Stat status;
         byte empty = 0;
-        // SAFETY: an empty NUL-terminated path with AT_EMPTY_PATH makes fstatat an fstat of f.Fd;
-        // the kernel writes sizeof(struct stat) = sizeof(Libc.Stat) bytes into the local.
-        if (Libc.fstatat(f.Fd, &empty, &status, Libc.AT_EMPTY_PATH) != 0)
+        int result;
+        // SAFETY: both pointers are to locals of this frame. An empty NUL-terminated path with
+        // AT_EMPTY_PATH makes fstatat an fstat of f.Fd; the kernel writes sizeof(struct stat) =
+        // sizeof(Libc.Stat) bytes into the status local.
+        unsafe
+        {
+            result = Libc.fstatat(f.Fd, &empty, &status, Libc.AT_EMPTY_PATH);
+        }
+        if (result != 0)
             throw LinuxException.Last("fstat", f.Fd);
         return new FileStatus(status.Mode, status.Uid, status.Gid, status.Size) { Identity = new FileIdentity(status.Device, status.Inode) };
     }
@@ -103,12 +115,16 @@ public static unsafe class Posix
     {
         byte[] cPath = Libc.ToCString(path, nameof(path));
         Libc.Stat status;
-        // SAFETY: cPath is NUL-terminated and pinned; the kernel writes one struct stat into the local.
-        fixed (byte* p = cPath)
+        int result;
+        // SAFETY: cPath is NUL-terminated and pinned for the call; the kernel writes one struct stat
+        // (sizeof(Libc.Stat) bytes) into the local.
+        unsafe
         {
-            if (Libc.fstatat(Libc.AT_FDCWD, p, &status, followSymlinks ? 0 : Libc.AT_SYMLINK_NOFOLLOW) != 0)
-                throw LinuxException.Last(followSymlinks ? "stat" : "lstat", path);
+            fixed (byte* p = cPath)
+                result = Libc.fstatat(Libc.AT_FDCWD, p, &status, followSymlinks ? 0 : Libc.AT_SYMLINK_NOFOLLOW);
         }
+        if (result != 0)
+            throw LinuxException.Last(followSymlinks ? "stat" : "lstat", path);
         return new FileStatus(status.Mode, status.Uid, status.Gid, status.Size) { Identity = new FileIdentity(status.Device, status.Inode) };
     }
 

@@ -6,18 +6,18 @@ namespace OverlaySwitch.Memory;
 /// clears it concurrently. Pages beyond the log are ignored (the frontend sized it for all of RAM).
 /// Runs on: dataplane threads (marking); the control thread swaps logs.
 /// </summary>
-public sealed unsafe class DirtyLog
+public sealed class DirtyLog
 {
     public const int PageShift = 12;
 
-    private readonly ulong* _words;
+    private readonly nint _words; // the mapped log, _wordCount 64-bit words
     private readonly ulong _wordCount;
 
     /// <param name="address">Start of the mapped log.</param>
     /// <param name="length">Its size in bytes.</param>
     public DirtyLog(nint address, ulong length)
     {
-        _words = (ulong*)address;
+        _words = address;
         _wordCount = length / sizeof(ulong);
     }
 
@@ -37,8 +37,13 @@ public sealed unsafe class DirtyLog
                 return;
             // The bitmap is byte-addressed little-endian, so bit (page % 64) of the 64-bit word is
             // bit (page % 8) of byte (page / 8), as the protocol defines it.
-            // SAFETY: word < _wordCount, inside the mapped log.
-            Interlocked.Or(ref *(long*)(_words + word), 1L << (int)(page % 64));
+            // SAFETY: word < _wordCount = length / 8, so the 8 bytes lie inside the [address, +length)
+            // mapping given to the constructor, which its owner (MappedGuestMemory for SET_LOG_BASE)
+            // unmaps only after the dataplane quiesced and no queue marks into this log any more.
+            unsafe
+            {
+                Interlocked.Or(ref *((long*)_words + word), 1L << (int)(page % 64));
+            }
         }
     }
 }
