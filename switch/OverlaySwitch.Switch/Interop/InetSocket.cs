@@ -8,7 +8,7 @@ namespace OverlaySwitch.Interop;
 /// checksums and demultiplexes), and a raw socket to send it with headers we build ourselves
 /// (per-flow source ports, DF, the tunnel's template), both batched with recvmmsg/sendmmsg.
 /// </summary>
-public static unsafe class InetSocket
+public static class InetSocket
 {
     /// <summary>A non-blocking UDP socket bound to <paramref name="address"/>:<paramref name="port"/> with a large receive buffer.</summary>
     public static FileDescriptor BindUdp(IPAddress address, ushort port, int receiveBufferBytes)
@@ -22,7 +22,14 @@ public static unsafe class InetSocket
             SetBuffer(fd, receive: true, receiveBufferBytes);
             Libc.SockAddrIn6 sockaddr = ToSockAddr(address, port, out uint length);
             using FileDescriptor.Lease f = fd.Acquire();
-            if (Libc.bind(f.Fd, (byte*)&sockaddr, length) != 0)
+            int result;
+            // SAFETY: the pointer is to a local of this frame; length (16 or 28) <= sizeof(SockAddrIn6),
+            // so the kernel reads only inside it.
+            unsafe
+            {
+                result = Libc.bind(f.Fd, (byte*)&sockaddr, length);
+            }
+            if (result != 0)
                 throw LinuxException.Last("bind", $"udp {Format(address, port)}");
             return fd;
         }
@@ -65,7 +72,12 @@ public static unsafe class InetSocket
         if (address.AddressFamily == AddressFamily.InterNetworkV6)
         {
             sockaddr.Family = Libc.AF_INET6;
-            bytes.CopyTo(new Span<byte>(sockaddr.Address, 16));
+            // SAFETY: Address is the local's 16-byte fixed buffer (sin6_addr); the span covers exactly
+            // it and is used only on this line, while the local lives.
+            unsafe
+            {
+                bytes.CopyTo(new Span<byte>(sockaddr.Address, 16));
+            }
             sockaddr.ScopeId = (uint)address.ScopeId;
             length = 28;
         }
@@ -89,7 +101,13 @@ public static unsafe class InetSocket
     private static void SetInt(FileDescriptor fd, int level, int name, int value, string what)
     {
         using FileDescriptor.Lease f = fd.Acquire();
-        if (Libc.setsockopt(f.Fd, level, name, &value, sizeof(int)) != 0)
+        int result;
+        // SAFETY: the pointer is to the by-value parameter on this frame; the kernel reads its 4 bytes.
+        unsafe
+        {
+            result = Libc.setsockopt(f.Fd, level, name, &value, sizeof(int));
+        }
+        if (result != 0)
             throw LinuxException.Last("setsockopt", what);
     }
 
@@ -98,9 +116,15 @@ public static unsafe class InetSocket
     {
         using FileDescriptor.Lease f = fd.Acquire();
         int value = bytes;
-        if (Libc.setsockopt(f.Fd, 1, receive ? Libc.SO_RCVBUFFORCE : Libc.SO_SNDBUFFORCE, &value, sizeof(int)) == 0)
-            return;
-        if (Libc.setsockopt(f.Fd, 1, receive ? Libc.SO_RCVBUF : Libc.SO_SNDBUF, &value, sizeof(int)) != 0)
+        int result;
+        // SAFETY: the pointer is to a local of this frame; each call has the kernel read its 4 bytes.
+        unsafe
+        {
+            if (Libc.setsockopt(f.Fd, 1, receive ? Libc.SO_RCVBUFFORCE : Libc.SO_SNDBUFFORCE, &value, sizeof(int)) == 0)
+                return;
+            result = Libc.setsockopt(f.Fd, 1, receive ? Libc.SO_RCVBUF : Libc.SO_SNDBUF, &value, sizeof(int));
+        }
+        if (result != 0)
             throw LinuxException.Last("setsockopt", receive ? "SO_RCVBUF" : "SO_SNDBUF");
     }
 

@@ -14,7 +14,7 @@ public readonly record struct TapIdentity(ulong NamespaceCookie, int InterfaceIn
 /// Linux TAP devices (<c>/dev/net/tun</c>, IFF_TAP | IFF_NO_PI): an Ethernet interface whose
 /// frames a process reads and writes, so an ordinary Linux network stack can be a guest.
 /// </summary>
-public static unsafe class Tap
+public static class Tap
 {
     /// <summary>
     /// Opens the persistent tap device <paramref name="name"/> inside the network namespace
@@ -45,7 +45,13 @@ public static unsafe class Tap
     public static void SetPersistent(FileDescriptor tap, bool persistent)
     {
         using FileDescriptor.Lease f = tap.Acquire();
-        if (Libc.ioctl(f.Fd, Libc.TUNSETPERSIST, (void*)(persistent ? 1 : 0)) != 0)
+        int result;
+        // SAFETY: TUNSETPERSIST takes its argument by value (0 or 1), not as a pointer; nothing is dereferenced.
+        unsafe
+        {
+            result = Libc.ioctl(f.Fd, Libc.TUNSETPERSIST, (void*)(persistent ? 1 : 0));
+        }
+        if (result != 0)
             throw LinuxException.Last("ioctl(TUNSETPERSIST)", f.Fd);
     }
 
@@ -54,10 +60,15 @@ public static unsafe class Tap
     {
         using FileDescriptor.Lease f = tap.Acquire();
         var request = new Libc.InterfaceHardwareAddressRequest();
-        // SAFETY: the kernel reads and writes one struct ifreq (40 bytes), the size of the local.
-        if (Libc.ioctl(f.Fd, Libc.SIOCGIFHWADDR, &request) != 0)
-            throw LinuxException.Last("ioctl(SIOCGIFHWADDR)", f.Fd);
-        return MacAddress.Read(new ReadOnlySpan<byte>(request.Address, 6));
+        // SAFETY: the pointer is to a local of this frame; the kernel reads and writes one struct
+        // ifreq (40 bytes), the size of the local. The span covers the first 6 of the 14-byte
+        // sa_data fixed buffer of that local and is read before the block ends.
+        unsafe
+        {
+            if (Libc.ioctl(f.Fd, Libc.SIOCGIFHWADDR, &request) != 0)
+                throw LinuxException.Last("ioctl(SIOCGIFHWADDR)", f.Fd);
+            return MacAddress.Read(new ReadOnlySpan<byte>(request.Address, 6));
+        }
     }
 
     /// <summary>Sets the device's hardware address (SIOCSIFHWADDR on the tap descriptor; allowed while it is up).</summary>
@@ -65,9 +76,15 @@ public static unsafe class Tap
     {
         using FileDescriptor.Lease f = tap.Acquire();
         var request = new Libc.InterfaceHardwareAddressRequest { Family = Libc.ARPHRD_ETHER };
-        mac.WriteTo(new Span<byte>(request.Address, 6));
-        // SAFETY: the kernel reads one struct ifreq (40 bytes), the size of the local.
-        if (Libc.ioctl(f.Fd, Libc.SIOCSIFHWADDR, &request) != 0)
+        int result;
+        // SAFETY: the span covers the first 6 of the local's 14-byte sa_data fixed buffer; the
+        // pointer is to that local, of which the kernel reads one struct ifreq (40 bytes, its size).
+        unsafe
+        {
+            mac.WriteTo(new Span<byte>(request.Address, 6));
+            result = Libc.ioctl(f.Fd, Libc.SIOCSIFHWADDR, &request);
+        }
+        if (result != 0)
             throw LinuxException.Last("ioctl(SIOCSIFHWADDR)", $"fd {f.Fd}, {mac}");
     }
 
@@ -107,16 +124,26 @@ public static unsafe class Tap
     {
         byte[] path = Libc.ToCString("/dev/net/tun", nameof(name));
         int fd;
-        // SAFETY: path is NUL-terminated and pinned.
-        fixed (byte* p = path)
-            fd = Libc.open(p, Libc.O_RDWR | Libc.O_CLOEXEC);
+        // SAFETY: path is NUL-terminated and pinned for the call; the kernel only reads it.
+        unsafe
+        {
+            fixed (byte* p = path)
+                fd = Libc.open(p, Libc.O_RDWR | Libc.O_CLOEXEC);
+        }
         if (fd < 0)
             throw LinuxException.Last("open", "/dev/net/tun");
         var tap = new FileDescriptor(fd);
         var request = new Libc.InterfaceRequest { Flags = (short)(Libc.IFF_TAP | Libc.IFF_NO_PI | (exclusive ? Libc.IFF_TUN_EXCL : 0)) };
-        Encoding.ASCII.GetBytes(name, new Span<byte>(request.Name, Libc.IfNameLength - 1));
-        // SAFETY: the kernel reads and writes one struct ifreq (40 bytes), the size of the local.
-        if (Libc.ioctl(fd, Libc.TUNSETIFF, &request) == 0)
+        int result;
+        // SAFETY: the span is the first IfNameLength - 1 bytes of the local's IfNameLength-byte name
+        // fixed buffer (the last stays NUL; Open checked the name fits); the pointer is to that
+        // local, of which the kernel reads and writes one struct ifreq (40 bytes, its size).
+        unsafe
+        {
+            Encoding.ASCII.GetBytes(name, new Span<byte>(request.Name, Libc.IfNameLength - 1));
+            result = Libc.ioctl(fd, Libc.TUNSETIFF, &request);
+        }
+        if (result == 0)
             return tap;
         Errno errno = Libc.LastError;
         tap.Dispose();
@@ -137,8 +164,14 @@ public static unsafe class Tap
         using FileDescriptor.Lease s = socket.Acquire();
         ulong cookie;
         uint length = sizeof(ulong);
-        // SAFETY: the kernel writes at most length (8) bytes into the local.
-        if (Libc.getsockopt(s.Fd, Libc.SOL_SOCKET, Libc.SO_NETNS_COOKIE, &cookie, &length) != 0)
+        int result;
+        // SAFETY: both pointers are to locals of this frame; the kernel writes at most length (8)
+        // bytes into cookie and the length it wrote into length.
+        unsafe
+        {
+            result = Libc.getsockopt(s.Fd, Libc.SOL_SOCKET, Libc.SO_NETNS_COOKIE, &cookie, &length);
+        }
+        if (result != 0)
             throw LinuxException.Last("getsockopt(SO_NETNS_COOKIE)", s.Fd);
         return cookie;
     }
@@ -148,9 +181,16 @@ public static unsafe class Tap
     {
         using FileDescriptor.Lease s = socket.Acquire();
         var request = new Libc.InterfaceIndexRequest();
-        Encoding.ASCII.GetBytes(name, new Span<byte>(request.Name, Libc.IfNameLength - 1));
-        // SAFETY: the kernel reads and writes one struct ifreq (40 bytes), the size of the local.
-        if (Libc.ioctl(s.Fd, Libc.SIOCGIFINDEX, &request) == 0)
+        int result;
+        // SAFETY: the span is the first IfNameLength - 1 bytes of the local's IfNameLength-byte name
+        // fixed buffer (the last stays NUL); the pointer is to that local, of which the kernel reads
+        // and writes one struct ifreq (40 bytes, its size).
+        unsafe
+        {
+            Encoding.ASCII.GetBytes(name, new Span<byte>(request.Name, Libc.IfNameLength - 1));
+            result = Libc.ioctl(s.Fd, Libc.SIOCGIFINDEX, &request);
+        }
+        if (result == 0)
             return request.Index;
         Errno errno = Libc.LastError;
         return errno == Errno.ENODEV ? 0 : throw new LinuxException($"ioctl(SIOCGIFINDEX)({name})", errno);
@@ -158,7 +198,7 @@ public static unsafe class Tap
 }
 
 /// <summary>Network namespaces by name (ip netns: /var/run/netns/NAME).</summary>
-public static unsafe class NetworkNamespace
+public static class NetworkNamespace
 {
     /// <summary>
     /// Runs <paramref name="action"/> on a fresh thread that first joins the namespace, so no
@@ -177,8 +217,12 @@ public static unsafe class NetworkNamespace
             {
                 byte[] p = Libc.ToCString(path, nameof(name));
                 int fd;
-                fixed (byte* s = p)
-                    fd = Libc.open(s, 0 | Libc.O_CLOEXEC);
+                // SAFETY: p is NUL-terminated and pinned for the call; the kernel only reads it.
+                unsafe
+                {
+                    fixed (byte* s = p)
+                        fd = Libc.open(s, 0 | Libc.O_CLOEXEC);
+                }
                 if (fd < 0)
                     throw LinuxException.Last("open", path);
                 using var ns = new FileDescriptor(fd);

@@ -1,4 +1,5 @@
 using System.Net.Sockets;
+using System.Runtime.InteropServices;
 
 namespace OverlaySwitch.Interop;
 
@@ -7,7 +8,7 @@ namespace OverlaySwitch.Interop;
 /// chosen permissions, and messages that carry file descriptors (SCM_RIGHTS). Every descriptor
 /// created here is close-on-exec. EINTR is retried.
 /// </summary>
-public static unsafe class UnixSocket
+public static class UnixSocket
 {
     /// <summary>SCM_MAX_FD: the most descriptors Linux passes in one message (vhost-user uses at most 8).</summary>
     public const int MaxFileDescriptors = Libc.ScmMaxFd;
@@ -36,26 +37,30 @@ public static unsafe class UnixSocket
         try
         {
             using FileDescriptor.Lease s = socket.Acquire();
-            // SAFETY: address holds a sockaddr_un of addressLength bytes; cPath is NUL-terminated; both are pinned.
-            fixed (byte* a = address)
-            fixed (byte* p = cPath)
+            // SAFETY: address (stack) holds a sockaddr_un of addressLength <= SockAddrUnLength bytes;
+            // cPath is NUL-terminated; both are pinned for the whole block and the kernel only reads them.
+            unsafe
             {
-                if (Libc.bind(s.Fd, a, (uint)addressLength) != 0)
-                    throw LinuxException.Last("bind", path);
-                try
+                fixed (byte* a = address)
+                fixed (byte* p = cPath)
                 {
-                    if (Libc.chmod(p, (uint)mode) != 0)
-                        throw LinuxException.Last("chmod", $"{path}, 0{Convert.ToString((int)mode, 8)}");
-                    // (uid_t)-1 and (gid_t)-1 leave the owner or group as they are.
-                    if ((uid is not null || gid is not null) && Libc.chown(p, uid ?? uint.MaxValue, gid ?? uint.MaxValue) != 0)
-                        throw LinuxException.Last("chown", $"{path}, {uid?.ToString() ?? "-1"}:{gid?.ToString() ?? "-1"}");
-                    if (Libc.listen(s.Fd, backlog) != 0)
-                        throw LinuxException.Last("listen", path);
-                }
-                catch
-                {
-                    Libc.unlink(p); // the exception has already taken errno
-                    throw;
+                    if (Libc.bind(s.Fd, a, (uint)addressLength) != 0)
+                        throw LinuxException.Last("bind", path);
+                    try
+                    {
+                        if (Libc.chmod(p, (uint)mode) != 0)
+                            throw LinuxException.Last("chmod", $"{path}, 0{Convert.ToString((int)mode, 8)}");
+                        // (uid_t)-1 and (gid_t)-1 leave the owner or group as they are.
+                        if ((uid is not null || gid is not null) && Libc.chown(p, uid ?? uint.MaxValue, gid ?? uint.MaxValue) != 0)
+                            throw LinuxException.Last("chown", $"{path}, {uid?.ToString() ?? "-1"}:{gid?.ToString() ?? "-1"}");
+                        if (Libc.listen(s.Fd, backlog) != 0)
+                            throw LinuxException.Last("listen", path);
+                    }
+                    catch
+                    {
+                        Libc.unlink(p); // the exception has already taken errno
+                        throw;
+                    }
                 }
             }
             return socket;
@@ -76,8 +81,12 @@ public static unsafe class UnixSocket
         using FileDescriptor.Lease l = listener.Acquire();
         int flags = Libc.SOCK_CLOEXEC | (nonBlocking ? Libc.SOCK_NONBLOCK : 0);
         int fd;
-        do fd = Libc.accept4(l.Fd, null, null, flags);
-        while (fd < 0 && Libc.Interrupted);
+        // SAFETY: null address and length: the kernel writes no peer address anywhere.
+        unsafe
+        {
+            do fd = Libc.accept4(l.Fd, null, null, flags);
+            while (fd < 0 && Libc.Interrupted);
+        }
         if (fd < 0)
             throw LinuxException.Last("accept4", l.Fd);
         return new FileDescriptor(fd);
@@ -99,11 +108,15 @@ public static unsafe class UnixSocket
             Errno errno = Errno.None;
             using (FileDescriptor.Lease s = socket.Acquire())
             {
-                // SAFETY: address holds a sockaddr_un of addressLength bytes and is pinned.
-                fixed (byte* a = address)
+                // SAFETY: address (stack) holds a sockaddr_un of addressLength <= SockAddrUnLength
+                // bytes and is pinned for the call; the kernel only reads it.
+                unsafe
                 {
-                    if (Libc.connect(s.Fd, a, (uint)addressLength) != 0)
-                        errno = Libc.LastError;
+                    fixed (byte* a = address)
+                    {
+                        if (Libc.connect(s.Fd, a, (uint)addressLength) != 0)
+                            errno = Libc.LastError;
+                    }
                 }
             }
             if (errno == Errno.None)
@@ -119,10 +132,16 @@ public static unsafe class UnixSocket
     /// <summary>socketpair(2): two connected AF_UNIX stream sockets, close-on-exec.</summary>
     public static (FileDescriptor First, FileDescriptor Second) CreatePair(bool nonBlocking = false)
     {
-        int* fds = stackalloc int[2];
+        Span<int> fds = stackalloc int[2];
         int type = Libc.SOCK_STREAM | Libc.SOCK_CLOEXEC | (nonBlocking ? Libc.SOCK_NONBLOCK : 0);
-        // SAFETY: the kernel writes two ints into fds.
-        if (Libc.socketpair(Libc.AF_UNIX, type, 0, fds) != 0)
+        int result;
+        // SAFETY: fds is two ints on this frame's stack (pinned by nature); the kernel writes exactly two.
+        unsafe
+        {
+            fixed (int* p = fds)
+                result = Libc.socketpair(Libc.AF_UNIX, type, 0, p);
+        }
+        if (result != 0)
             throw LinuxException.Last("socketpair");
         return (new FileDescriptor(fds[0]), new FileDescriptor(fds[1]));
     }
@@ -143,45 +162,54 @@ public static unsafe class UnixSocket
 
         using FileDescriptor.Lease s = socket.Acquire();
         int controlLength = fds.IsEmpty ? 0 : Libc.CmsgSpace(fds.Length * sizeof(int));
-        byte* control = stackalloc byte[controlLength]; // zeroed: the padding is sent as zeros
+        Span<byte> control = stackalloc byte[controlLength];
+        control.Clear(); // the padding is sent as zeros
         if (!fds.IsEmpty)
         {
-            // SAFETY: control has CMSG_SPACE(fds.Length * 4) bytes: the header, then the descriptors.
-            var header = (Libc.ControlMessageHeader*)control;
-            header->Length = (nuint)(Libc.CmsgDataOffset + fds.Length * sizeof(int));
-            header->Level = Libc.SOL_SOCKET;
-            header->Type = Libc.SCM_RIGHTS;
-            fds.CopyTo(new Span<int>(control + Libc.CmsgDataOffset, fds.Length));
+            // control has CMSG_SPACE(fds.Length * 4) bytes: the header, then the descriptors.
+            var header = new Libc.ControlMessageHeader
+            {
+                Length = (nuint)(Libc.CmsgDataOffset + fds.Length * sizeof(int)),
+                Level = Libc.SOL_SOCKET,
+                Type = Libc.SCM_RIGHTS,
+            };
+            MemoryMarshal.Write(control, in header);
+            fds.CopyTo(MemoryMarshal.Cast<byte, int>(control[Libc.CmsgDataOffset..]));
         }
 
-        // SAFETY: data is pinned for the whole loop; each sendmsg reads [sent, data.Length) of it
-        // and controlLength bytes of the stack buffer, which holds one well-formed cmsghdr.
-        fixed (byte* p = data)
+        // SAFETY: data and control are pinned for the whole loop (control is on this frame's stack);
+        // each sendmsg reads [sent, data.Length) of data and controlLength bytes of control, which
+        // holds one well-formed cmsghdr. iov and message are locals of the loop body.
+        unsafe
         {
-            int sent = 0;
-            while (sent < data.Length)
+            fixed (byte* p = data)
+            fixed (byte* c = control)
             {
-                var iov = new Libc.IoVec { Base = p + sent, Length = (nuint)(data.Length - sent) };
-                var message = new Libc.MessageHeader
+                int sent = 0;
+                while (sent < data.Length)
                 {
-                    Iov = &iov,
-                    IovLength = 1,
-                    Control = controlLength == 0 ? null : control,
-                    ControlLength = (nuint)controlLength,
-                };
-                nint n = Libc.sendmsg(s.Fd, &message, Libc.MSG_NOSIGNAL);
-                if (n >= 0)
-                {
-                    sent += (int)n;
-                    controlLength = 0; // the descriptors went with the first byte
-                }
-                else if (Libc.LastError == Errno.EAGAIN)
-                {
-                    WaitWritable(s.Fd);
-                }
-                else if (!Libc.Interrupted)
-                {
-                    throw LinuxException.Last("sendmsg", s.Fd);
+                    var iov = new Libc.IoVec { Base = p + sent, Length = (nuint)(data.Length - sent) };
+                    var message = new Libc.MessageHeader
+                    {
+                        Iov = &iov,
+                        IovLength = 1,
+                        Control = controlLength == 0 ? null : c,
+                        ControlLength = (nuint)controlLength,
+                    };
+                    nint n = Libc.sendmsg(s.Fd, &message, Libc.MSG_NOSIGNAL);
+                    if (n >= 0)
+                    {
+                        sent += (int)n;
+                        controlLength = 0; // the descriptors went with the first byte
+                    }
+                    else if (Libc.LastError == Errno.EAGAIN)
+                    {
+                        WaitWritable(s.Fd);
+                    }
+                    else if (!Libc.Interrupted)
+                    {
+                        throw LinuxException.Last("sendmsg", s.Fd);
+                    }
                 }
             }
         }
@@ -206,26 +234,32 @@ public static unsafe class UnixSocket
 
         using FileDescriptor.Lease s = socket.Acquire();
         int controlLength = fds.IsEmpty ? 0 : Libc.CmsgSpace(fds.Length * sizeof(int));
-        byte* control = stackalloc byte[controlLength];
+        Span<byte> control = stackalloc byte[controlLength];
+        control.Clear();
         Libc.MessageHeader message;
         nint n;
-        // SAFETY: buffer is pinned; the kernel writes at most buffer.Length bytes into it and at
-        // most controlLength bytes of control messages into the stack buffer.
-        fixed (byte* p = buffer)
+        // SAFETY: buffer and control (this frame's stack) are pinned for the whole loop; the kernel
+        // writes at most buffer.Length bytes into buffer and at most controlLength bytes of control
+        // messages into control. iov and message are locals of this frame.
+        unsafe
         {
-            var iov = new Libc.IoVec { Base = p, Length = (nuint)buffer.Length };
-            do
+            fixed (byte* p = buffer)
+            fixed (byte* c = control)
             {
-                message = new Libc.MessageHeader
+                var iov = new Libc.IoVec { Base = p, Length = (nuint)buffer.Length };
+                do
                 {
-                    Iov = &iov,
-                    IovLength = 1,
-                    Control = controlLength == 0 ? null : control,
-                    ControlLength = (nuint)controlLength,
-                };
-                n = Libc.recvmsg(s.Fd, &message, Libc.MSG_CMSG_CLOEXEC);
+                    message = new Libc.MessageHeader
+                    {
+                        Iov = &iov,
+                        IovLength = 1,
+                        Control = controlLength == 0 ? null : c,
+                        ControlLength = (nuint)controlLength,
+                    };
+                    n = Libc.recvmsg(s.Fd, &message, Libc.MSG_CMSG_CLOEXEC);
+                }
+                while (n < 0 && Libc.Interrupted);
             }
-            while (n < 0 && Libc.Interrupted);
         }
         if (n < 0)
             throw LinuxException.Last("recvmsg", s.Fd);
@@ -234,30 +268,37 @@ public static unsafe class UnixSocket
         bool overflow = false;
         // Walk the control messages as CMSG_FIRSTHDR/CMSG_NXTHDR do. The kernel wrote them, but a
         // descriptor is only recorded if it fits in fds; any other is closed at once.
-        // SAFETY: every header read lies wholly inside the message.ControlLength bytes the kernel
-        // filled (checked before each read), and each one's data lies inside it too.
-        byte* end = control + message.ControlLength;
-        for (byte* c = control; message.ControlLength != 0 && c + Libc.CmsgDataOffset <= end;)
+        // SAFETY: control is pinned (this frame's stack) and the kernel filled message.ControlLength
+        // <= controlLength bytes of it; every header read lies wholly inside those bytes (checked
+        // before each read), and each one's data lies inside it too.
+        unsafe
         {
-            var header = (Libc.ControlMessageHeader*)c;
-            if (header->Length < Libc.CmsgDataOffset || header->Length > (nuint)(end - c))
-                break;
-            if (header->Level == Libc.SOL_SOCKET && header->Type == Libc.SCM_RIGHTS)
+            fixed (byte* start = control)
             {
-                int count = (int)((header->Length - Libc.CmsgDataOffset) / sizeof(int));
-                int* received = (int*)(c + Libc.CmsgDataOffset);
-                for (int i = 0; i < count; i++)
+                byte* end = start + message.ControlLength;
+                for (byte* c = start; message.ControlLength != 0 && c + Libc.CmsgDataOffset <= end;)
                 {
-                    if (fdCount < fds.Length)
-                        fds[fdCount++] = received[i];
-                    else
+                    var header = (Libc.ControlMessageHeader*)c;
+                    if (header->Length < Libc.CmsgDataOffset || header->Length > (nuint)(end - c))
+                        break;
+                    if (header->Level == Libc.SOL_SOCKET && header->Type == Libc.SCM_RIGHTS)
                     {
-                        Libc.close(received[i]);
-                        overflow = true;
+                        int count = (int)((header->Length - Libc.CmsgDataOffset) / sizeof(int));
+                        int* received = (int*)(c + Libc.CmsgDataOffset);
+                        for (int i = 0; i < count; i++)
+                        {
+                            if (fdCount < fds.Length)
+                                fds[fdCount++] = received[i];
+                            else
+                            {
+                                Libc.close(received[i]);
+                                overflow = true;
+                            }
+                        }
                     }
+                    c += Libc.CmsgAlign(header->Length);
                 }
             }
-            c += Libc.CmsgAlign(header->Length);
         }
 
         if ((message.Flags & Libc.MSG_CTRUNC) != 0 || overflow)
@@ -281,9 +322,15 @@ public static unsafe class UnixSocket
     {
         using FileDescriptor.Lease s = socket.Acquire();
         Libc.UCred credentials;
-        uint length = (uint)sizeof(Libc.UCred);
-        // SAFETY: the kernel writes at most length bytes (one struct ucred) into the local.
-        if (Libc.getsockopt(s.Fd, Libc.SOL_SOCKET, Libc.SO_PEERCRED, &credentials, &length) != 0)
+        int result;
+        // SAFETY: both pointers are to locals of this frame; the kernel writes at most length bytes
+        // (one struct ucred, the local's size) into credentials and the length it wrote into length.
+        unsafe
+        {
+            uint length = (uint)sizeof(Libc.UCred);
+            result = Libc.getsockopt(s.Fd, Libc.SOL_SOCKET, Libc.SO_PEERCRED, &credentials, &length);
+        }
+        if (result != 0)
             throw LinuxException.Last("getsockopt(SO_PEERCRED)", s.Fd);
         return (credentials.Pid, credentials.Uid, credentials.Gid);
     }
@@ -333,22 +380,28 @@ public static unsafe class UnixSocket
         }
         if (!status.IsSocket)
             throw new LinuxException($"bind({path})", Errno.EEXIST, "the path exists and is not a socket, so it was left alone");
-        // SAFETY: cPath is NUL-terminated and pinned.
-        fixed (byte* p = cPath)
+        // SAFETY: cPath is NUL-terminated and pinned for the call; the kernel only reads it.
+        unsafe
         {
-            if (Libc.unlink(p) != 0 && Libc.LastError != Errno.ENOENT)
-                throw LinuxException.Last("unlink(stale socket)", path);
+            fixed (byte* p = cPath)
+            {
+                if (Libc.unlink(p) != 0 && Libc.LastError != Errno.ENOENT)
+                    throw LinuxException.Last("unlink(stale socket)", path);
+            }
         }
     }
 
     private static void WaitWritable(int fd)
     {
         var poll = new Libc.PollFd { Fd = fd, Events = Libc.POLLOUT };
-        // SAFETY: one pollfd on the stack.
-        while (Libc.poll(&poll, 1, -1) < 0)
+        // SAFETY: the pointer is to one pollfd, a local of this frame; count 1.
+        unsafe
         {
-            if (!Libc.Interrupted)
-                throw LinuxException.Last("poll(POLLOUT)", fd);
+            while (Libc.poll(&poll, 1, -1) < 0)
+            {
+                if (!Libc.Interrupted)
+                    throw LinuxException.Last("poll(POLLOUT)", fd);
+            }
         }
     }
 }
