@@ -3,6 +3,8 @@ using System.Runtime.InteropServices;
 namespace OverlaySwitch.Interop;
 
 // The IP, UDP, raw-socket, TUN/TAP and namespace parts of libc, for the underlay and tap ports.
+// unsafe on the class, not narrowed: P/Invoke declarations (see Libc.cs), pointer-typed signatures
+// and fixed buffers only; the dereferences are in the callers' SAFETY-commented unsafe blocks.
 internal static unsafe partial class Libc
 {
     public const int AF_INET = 2;

@@ -10,6 +10,9 @@ namespace OverlaySwitch.Interop;
 /// exported <c>fstatat</c>). The public wrappers around these check results and throw
 /// <see cref="LinuxException"/>.
 /// </summary>
+// unsafe on the class, not narrowed: this is a P/Invoke declaration class. Its [LibraryImport]
+// signatures and struct layouts have pointer types and nothing here dereferences one; every call
+// site is an unsafe block with its own SAFETY comment in the wrappers.
 internal static unsafe partial class Libc
 {
     private const string Name = "libc";
