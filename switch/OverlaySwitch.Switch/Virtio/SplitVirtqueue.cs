@@ -55,6 +55,8 @@ public sealed class SplitVirtqueue
     public const int MaxSize = 32768;
     private const int MaxIndirectDescriptors = 65536 / 16;
 
+    // SAFETY: set once by the constructor to fields of the three parts the device checked for their
+    // full lengths; valid while the mapping lives (see remarks). Every use bounds its index first.
     private readonly unsafe VringDescriptor* _descriptors;
     private readonly unsafe ushort* _availFlags;
     private readonly unsafe ushort* _availIndex;
@@ -344,6 +346,8 @@ public sealed class SplitVirtqueue
     private ref struct ChainWalker
     {
         private readonly SplitVirtqueue _queue;
+        // SAFETY: the queue's checked descriptor table or an indirect table checked to lie in guest
+        // memory, each for _tableSize entries; read only at indices below _tableSize.
         private unsafe VringDescriptor* _table;
         private int _tableSize;
         private int _next;
