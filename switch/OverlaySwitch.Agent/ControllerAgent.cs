@@ -146,7 +146,8 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
                     Log.Registered(_logger, controller.ToString());
                     return;
                 }
-                Log.RegisterFailed(_logger, $"{(int)response.StatusCode} {await response.Content.ReadAsStringAsync(cancellationToken)}");
+                string body = await response.Content.ReadAsStringAsync(cancellationToken);
+                Log.RegisterFailed(_logger, $"{(int)response.StatusCode} {body}");
             }
             catch (HttpRequestException ex)
             {

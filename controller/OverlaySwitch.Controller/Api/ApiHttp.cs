@@ -100,7 +100,7 @@ public static class ApiHttp
 /// </summary>
 public sealed class ProblemExceptionHandler(IProblemDetailsService problems, Microsoft.Extensions.Options.IOptions<ControllerOptions> bodyLimit) : IExceptionHandler
 {
-    public async ValueTask<bool> TryHandleAsync(HttpContext http, Exception exception, CancellationToken cancellationToken)
+    public async ValueTask<bool> TryHandleAsync(HttpContext httpContext, Exception exception, CancellationToken cancellationToken)
     {
         ProblemDetails problem = exception switch
         {
@@ -122,7 +122,7 @@ public sealed class ProblemExceptionHandler(IProblemDetailsService problems, Mic
             },
             _ => new ProblemDetails { Status = StatusCodes.Status500InternalServerError, Title = "The controller failed to handle the request.", Detail = "See the controller's log." },
         };
-        http.Response.StatusCode = problem.Status!.Value;
-        return await problems.TryWriteAsync(new ProblemDetailsContext { HttpContext = http, ProblemDetails = problem, Exception = exception }).ConfigureAwait(false);
+        httpContext.Response.StatusCode = problem.Status!.Value;
+        return await problems.TryWriteAsync(new ProblemDetailsContext { HttpContext = httpContext, ProblemDetails = problem, Exception = exception }).ConfigureAwait(false);
     }
 }

@@ -26,7 +26,7 @@ public sealed class ObjectSet<T> where T : class
     public bool Contains(string id) => _byId.ContainsKey(id);
 
     public ObjectSet<T> Set(string id, T value) =>
-        new(_byId.SetItem(id, value), _ids.Contains(id) ? _ids : _ids.Add(id));
+        new(_byId.SetItem(id, value), _ids.Add(id)); // Add returns the same set when the id is in it
 
     public ObjectSet<T> Remove(string id) => _byId.ContainsKey(id) ? new(_byId.Remove(id), _ids.Remove(id)) : this;
 

@@ -90,6 +90,7 @@ public readonly ref struct EthernetFrame
 /// <summary>The parsed fields of an untagged Ethernet II header, for building frames.</summary>
 public readonly record struct EthernetRepr(MacAddress Destination, MacAddress Source, EtherType EtherType)
 {
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1822", Justification = "Every *Repr has HeaderLength; this one is fixed.")]
     public int HeaderLength => EthernetFrame.HeaderLength;
 
     public static EthernetRepr Parse(in EthernetFrame frame) => new(frame.Destination, frame.Source, frame.EtherType);

@@ -144,6 +144,7 @@ public readonly ref struct Ipv4Packet
 public readonly record struct Ipv4Repr(Ipv4Address Source, Ipv4Address Destination, IpProtocol Protocol, int PayloadLength,
     byte Ttl = 64, bool DontFragment = false, ushort Identification = 0, byte Tos = 0)
 {
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Performance", "CA1822", Justification = "Every *Repr has HeaderLength; this one is fixed.")]
     public int HeaderLength => Ipv4Packet.MinHeaderLength;
     public int TotalLength => Ipv4Packet.MinHeaderLength + PayloadLength;
 

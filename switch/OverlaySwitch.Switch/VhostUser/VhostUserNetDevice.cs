@@ -69,7 +69,7 @@ public sealed class VhostUserNetDevice : IDisposable
 
     // ---- Handlers (called by VhostUserRequestTable after size and fd checks) ---------------------
 
-    internal ulong GetFeatures() => OfferedFeatures;
+    internal static ulong GetFeatures() => OfferedFeatures;
 
     internal bool SetFeatures(ulong features)
     {
@@ -79,13 +79,13 @@ public sealed class VhostUserNetDevice : IDisposable
         return true;
     }
 
-    internal ulong GetProtocolFeatures() => OfferedProtocolFeatures;
+    internal static ulong GetProtocolFeatures() => OfferedProtocolFeatures;
 
     internal bool SetProtocolFeatures(ulong features) => _negotiation.TrySetProtocolFeatures(features);
 
     internal ulong GetQueueNum() => (ulong)MaxQueuePairs;
 
-    internal bool SetOwner() => true;
+    internal static bool SetOwner() => true;
 
     /// <summary>RESET_OWNER (deprecated) and RESET_DEVICE: back to the state before negotiation.</summary>
     internal bool Reset()

@@ -32,9 +32,9 @@ public static class VhostUserRequestTable
 
     private static readonly FrozenDictionary<VhostUserRequest, Entry> Table = new Dictionary<VhostUserRequest, Entry>
     {
-        [VhostUserRequest.GetFeatures] = new(0, Fds.None, true, (d, p, f, out ok) => U64(d.GetFeatures(), out ok)),
+        [VhostUserRequest.GetFeatures] = new(0, Fds.None, true, (d, p, f, out ok) => U64(VhostUserNetDevice.GetFeatures(), out ok)),
         [VhostUserRequest.SetFeatures] = new(8, Fds.None, false, (d, p, f, out ok) => Ack(d.SetFeatures(ReadU64(p)), out ok)),
-        [VhostUserRequest.SetOwner] = new(0, Fds.None, false, (d, p, f, out ok) => Ack(d.SetOwner(), out ok)),
+        [VhostUserRequest.SetOwner] = new(0, Fds.None, false, (d, p, f, out ok) => Ack(VhostUserNetDevice.SetOwner(), out ok)),
         [VhostUserRequest.ResetOwner] = new(0, Fds.None, false, (d, p, f, out ok) => Ack(d.Reset(), out ok)),
         [VhostUserRequest.ResetDevice] = new(0, Fds.None, false, (d, p, f, out ok) => Ack(d.Reset(), out ok)),
         [VhostUserRequest.SetMemTable] = new(MemTable, Fds.PerRegion, false, (d, p, f, out ok) =>
@@ -69,7 +69,7 @@ public static class VhostUserRequestTable
         [VhostUserRequest.SetVringKick] = new(8, Fds.VringFd, false, (d, p, f, out ok) => Ack(d.SetVringFd(VhostUserRequest.SetVringKick, ReadU64(p), f.FirstOrDefault()), out ok)),
         [VhostUserRequest.SetVringCall] = new(8, Fds.VringFd, false, (d, p, f, out ok) => Ack(d.SetVringFd(VhostUserRequest.SetVringCall, ReadU64(p), f.FirstOrDefault()), out ok)),
         [VhostUserRequest.SetVringErr] = new(8, Fds.VringFd, false, (d, p, f, out ok) => Ack(d.SetVringFd(VhostUserRequest.SetVringErr, ReadU64(p), f.FirstOrDefault()), out ok)),
-        [VhostUserRequest.GetProtocolFeatures] = new(0, Fds.None, true, (d, p, f, out ok) => U64(d.GetProtocolFeatures(), out ok)),
+        [VhostUserRequest.GetProtocolFeatures] = new(0, Fds.None, true, (d, p, f, out ok) => U64(VhostUserNetDevice.GetProtocolFeatures(), out ok)),
         [VhostUserRequest.SetProtocolFeatures] = new(8, Fds.None, false, (d, p, f, out ok) => Ack(d.SetProtocolFeatures(ReadU64(p)), out ok)),
         [VhostUserRequest.GetQueueNum] = new(0, Fds.None, true, (d, p, f, out ok) => U64(d.GetQueueNum(), out ok)),
         [VhostUserRequest.SetVringEnable] = new(8, Fds.None, false, (d, p, f, out ok) => Ack(d.SetVringEnable(MemoryMarshal.Read<VringState>(p)), out ok)),

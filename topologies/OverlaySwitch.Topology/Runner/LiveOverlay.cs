@@ -387,8 +387,11 @@ public sealed class LiveOverlay
                 Controller = new { Url = ControllerUrl(host).ToString(), HostId = HostId(host.Name), TokenFile = Path.Combine(directory, "host.token") },
             },
         };
-        return JsonSerializer.Serialize(document, new JsonSerializerOptions { WriteIndented = true, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull });
+        return JsonSerializer.Serialize(document, SwitchConfigJson);
     }
+
+    private static readonly JsonSerializerOptions SwitchConfigJson =
+        new() { WriteIndented = true, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
 
     /// <summary>The guest's side of its tap: the port's MAC, its addresses (/24, /64), link up.</summary>
     public void ConfigureGuest(TopologyPort port, bool quiet = false)
