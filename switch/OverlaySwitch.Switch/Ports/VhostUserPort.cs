@@ -4,20 +4,12 @@ using Microsoft.Extensions.Logging;
 using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Memory;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.VhostUser;
 using OverlaySwitch.Virtio;
 using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Ports;
-
-/// <summary>Who listens on a vhost-user socket.</summary>
-public enum VhostUserSocketRole
-{
-    /// <summary>The switch creates the socket (mode 0660) and QEMU connects to it.</summary>
-    Server,
-    /// <summary>QEMU listens (server=on) and the switch connects, reconnecting whenever it goes away, so ports survive a switch restart.</summary>
-    Client,
-}
 
 /// <summary>
 /// A VM port over vhost-user-net: one UNIX socket, one <see cref="VhostUserNetDevice"/>, and the

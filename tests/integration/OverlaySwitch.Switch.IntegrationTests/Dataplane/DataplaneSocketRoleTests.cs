@@ -1,4 +1,5 @@
 using OverlaySwitch.Interop;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
 using OverlaySwitch.Tests.VhostUser;
 

@@ -4,6 +4,7 @@ using System.IO.Pipes;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging.Abstractions;
 using OverlaySwitch.Interop;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
 using OverlaySwitch.Tests.Dataplane;
 using OverlaySwitch.VhostUser;
