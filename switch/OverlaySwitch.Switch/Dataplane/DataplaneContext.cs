@@ -20,7 +20,7 @@ public sealed class DataplaneContext
 
     public int Worker { get; }
     /// <summary>This worker's batched underlay sender; null when the switch has no underlay (one host).</summary>
-    public Underlay.UnderlaySender? Underlay { get; internal set; }
+    public ITunnelSender? TunnelSender { get; internal set; }
     public OverlayProcessor Processor { get; }
     public IOverlayOutput Output { get; }
     public byte[] FrameBuffer { get; } = new byte[FrameBufferLength];
@@ -28,6 +28,17 @@ public sealed class DataplaneContext
     internal List<IDataplanePort> TouchedReceivers { get; } = new(64);
     /// <summary>Reused for collecting a receive chain's writable buffers.</summary>
     public List<(ulong Address, uint Length)> ChainBuffers { get; } = new(64);
+
+    /// <summary>
+    /// Runs on: this worker. Counts a drop for the worker (its processor's counters hold every drop
+    /// on the worker, the overlay's and its ports' and sockets' alike) and for <paramref name="at"/>,
+    /// the port or socket it happened at.
+    /// </summary>
+    public void Drop(DropReason reason, DropCounters? at = null)
+    {
+        Processor.Drops.Increment(Worker, reason);
+        at?.Increment(Worker, reason);
+    }
 
     /// <summary>Runs on: this worker. Remembers a port whose receive side needs <see cref="IDataplanePort.FlushReceive"/>.</summary>
     public void MarkTouched(IDataplanePort port)

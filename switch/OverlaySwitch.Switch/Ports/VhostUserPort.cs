@@ -37,15 +37,18 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
     /// <summary>Server role: the thread serving the current connection, while the control thread accepts (and turns away) others.</summary>
     private Thread? _serving;
     private long _refusedConnectionCount;
+    /// <summary>1 once a ring fault was logged: the first is, the rest are counted only.</summary>
+    private int _ringFaultLogged;
     private long _delayedRequestsOfEndedConnections;
 
     /// <param name="owned">
     /// Server role: where the port records the socket file it creates, so that after a crash the
     /// next run may replace it; without records nothing already at the path is ever removed.
     /// </param>
+    /// <param name="workerCount">How many dataplane workers there are: each counts in a row of its own.</param>
     /// <param name="options">What frontends may hand the port and how fast they may talk; safe defaults when null.</param>
     public VhostUserPort(int number, string name, string socketPath, VhostUserSocketRole role, int queuePairs,
-        IDataplaneQuiescer quiescer, ILogger logger, UnixFileMode mode = (UnixFileMode)0b110_110_000, uint? uid = null, uint? gid = null,
+        IDataplaneQuiescer quiescer, ILogger logger, int workerCount, UnixFileMode mode = (UnixFileMode)0b110_110_000, uint? uid = null, uint? gid = null,
         OwnershipRecords? owned = null, VhostUserPortOptions? options = null)
     {
         _owned = owned;
@@ -53,6 +56,8 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         Number = number;
         Name = name;
         SocketPath = socketPath;
+        Traffic = new TrafficCounters(workerCount);
+        Drops = new DropCounters(workerCount);
         _role = role;
         _mode = mode;
         _uid = uid;
@@ -68,7 +73,11 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
     public string Name { get; }
     public string SocketPath { get; }
     public VhostUserNetDevice Device { get; }
-    public PortStats Stats { get; } = new();
+    public TrafficCounters Traffic { get; }
+    public DropCounters Drops { get; }
+
+    public PortStatus Status => new("vhost-user", IsConnected, Socket: SocketPath, Connections: ConnectionCount,
+        GuestMtu: Device.GuestMtu, Features: Device.Features);
     /// <summary>Connections served so far (a reconnect after a restart counts again).</summary>
     public int ConnectionCount { get; private set; }
     public bool IsConnected => Volatile.Read(ref _connection) is not null;
@@ -248,15 +257,14 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
                 done++;
                 if (length < 0)
                 {
-                    Stats.TransmitTooLarge++;
+                    context.Drop(DropReason.GuestFrameTooLarge, Drops);
                     continue;
                 }
-                Stats.TransmitPackets++;
-                Stats.TransmitBytes += length;
+                Traffic.CountIn(context.Worker, length);
                 context.Processor.FromPort(Number, buffer[..length], context.Output);
             }
             if (ring.IsBroken)
-                NoteFault(ring);
+                NoteFault(ring, context);
             if (ring.PublishUsed())
                 Notify(tx.Call);
         }
@@ -294,7 +302,7 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         VirtioNetQueues queues = Device.Queues;
         if (queues.Receive.Length == 0)
         {
-            Interlocked.Increment(ref Stats.ReceiveNotReady);
+            context.Drop(DropReason.ReceiveNotReady, Drops);
             return false;
         }
         ActiveQueue rx = queues.Receive[flowHash % (uint)queues.Receive.Length];
@@ -305,18 +313,11 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         {
             delivered = WriteFrame(ring, frame, queues.HeaderLength, queues.MergeableRxBuffers ? MaxChainsPerFrame : 1, context.ChainBuffers);
             if (delivered)
-            {
-                Stats.ReceivePackets++;
-                Stats.ReceiveBytes += frame.Length;
-            }
+                Traffic.CountOut(context.Worker, frame.Length);
             else if (ring.IsBroken)
-            {
-                NoteFault(ring);
-            }
+                NoteFault(ring, context);
             else
-            {
-                Stats.ReceiveNoBuffers++;
-            }
+                context.Drop(DropReason.NoReceiveBuffers, Drops);
         }
         if (delivered)
             context.MarkTouched(this);
@@ -425,11 +426,12 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         }
     }
 
-    private void NoteFault(SplitVirtqueue ring)
+    private void NoteFault(SplitVirtqueue ring, DataplaneContext context)
     {
         if (!ring.TakeFaultReport())
             return; // this ring's fault is counted already
-        if (Interlocked.Increment(ref Stats.RingFaults) == 1)
+        context.Drop(DropReason.GuestRingFault, Drops);
+        if (Interlocked.Exchange(ref _ringFaultLogged, 1) == 0)
             Log.RingFault(_logger, Name, ring.Fault);
     }
 
@@ -439,6 +441,9 @@ public sealed partial class VhostUserPort : IDataplanePort, IDisposable
         new ArpRepr(ArpOperation.ReverseRequest, mac, default, mac, default).Emit(buffer[EthernetFrame.HeaderLength..]);
         return EthernetFrame.HeaderLength + ArpPacket.Length;
     }
+
+    /// <summary>A vhost-user port has no device outside the switch: either way it takes its own socket file with it (see <see cref="Dispose"/>).</summary>
+    public void Close(bool deleteDevice) => Dispose();
 
     public void Dispose()
     {

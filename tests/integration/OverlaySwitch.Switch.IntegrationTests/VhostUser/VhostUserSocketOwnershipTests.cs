@@ -20,7 +20,7 @@ public sealed class VhostUserSocketOwnershipTests : IDisposable
     private OwnershipRecords Records => new(Path.Combine(_directory, "owned"));
 
     private VhostUserPort NewPort(OwnershipRecords? records) =>
-        new(0, "vm", SocketPath, VhostUserSocketRole.Server, 1, new ImmediateQuiescer(), NullLogger.Instance, owned: records);
+        new(0, "vm", SocketPath, VhostUserSocketRole.Server, 1, new ImmediateQuiescer(), NullLogger.Instance, workerCount: 1, owned: records);
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 
