@@ -65,7 +65,7 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
 
     /// <summary>
     /// The switch's state as JSON: ports with their counters, ports that failed to open and why, the
-    /// networks', underlay sockets' and workers' counters, drops by reason. Every counted thing is
+    /// networks', tunnels', underlay sockets' and workers' counters, drops by reason. Every counted thing is
     /// read into a <see cref="CounterSnapshot"/> and shown as one "counters" object (traffic and its
     /// non-zero drops by reason); the flat fields beside it are the ones readers had before it.
     /// </summary>
@@ -107,6 +107,17 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
             vni = n.Key,
             counters = Json(CounterSnapshot.Read(null, n.Value.Table.Drops)),
         }).ToArray();
+        // Every tunnel the tables use: toward the networks' member VTEPs and remote endpoints' hosts.
+        var tunnels = tables.Networks.Entries
+            .SelectMany(n => n.Value.Table.FloodTunnels.Concat(n.Value.Table.Macs.Entries.Select(m => m.Value.Tunnel).OfType<Tunnel>()))
+            .DistinctBy(t => t.Remote).OrderBy(t => t.Remote.ToString(), StringComparer.Ordinal)
+            .Select(t => new
+            {
+                local = t.Local.ToString(),
+                remote = t.Remote.ToString(),
+                pathMtu = t.PathMtu,
+                counters = Json(CounterSnapshot.Read(t.Traffic, t.Drops)),
+            }).ToArray();
         var underlay = (service.UnderlaySockets?.Receivers ?? []).Select(r =>
         {
             CounterSnapshot c = CounterSnapshot.Read(r.Traffic, r.Drops);
@@ -142,7 +153,7 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
                 counters = Json(c),
             };
         }).ToArray();
-        return JsonSerializer.Serialize(new { host = config.HostName, revision = tables.Revision, ports, failedPorts, networks, underlay, drops, workers },
+        return JsonSerializer.Serialize(new { host = config.HostName, revision = tables.Revision, ports, failedPorts, networks, tunnels, underlay, drops, workers },
             new JsonSerializerOptions { WriteIndented = true });
     }
 

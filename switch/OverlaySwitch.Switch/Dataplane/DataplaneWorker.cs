@@ -269,7 +269,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     void IOverlayOutput.ToTunnel(Tunnel tunnel, ReadOnlySpan<byte> outerHeaders, ReadOnlySpan<byte> innerFrame)
     {
         if (_context.TunnelSender is ITunnelSender sender)
-            sender.Send(outerHeaders, innerFrame, tunnel.IsIpv6, _context);
+            sender.Send(tunnel, outerHeaders, innerFrame, _context);
         else
             _context.Drop(DropReason.NoUnderlay);
     }

@@ -81,8 +81,11 @@ public sealed record PortStatus(string Kind, bool Attached, string? Socket = nul
 /// </summary>
 public interface ITunnelSender
 {
-    /// <summary>Runs on: its worker. Queues one datagram: <paramref name="outerHeaders"/> (IP + UDP + VXLAN) then <paramref name="innerFrame"/>.</summary>
-    void Send(ReadOnlySpan<byte> outerHeaders, ReadOnlySpan<byte> innerFrame, bool ipv6, DataplaneContext context);
+    /// <summary>
+    /// Runs on: its worker. Queues one datagram on <paramref name="tunnel"/>: <paramref name="outerHeaders"/>
+    /// (IP + UDP + VXLAN) then <paramref name="innerFrame"/>. One it cannot send is counted on the tunnel too.
+    /// </summary>
+    void Send(Tunnel tunnel, ReadOnlySpan<byte> outerHeaders, ReadOnlySpan<byte> innerFrame, DataplaneContext context);
 
     /// <summary>Runs on: its worker, once per batch. Sends whatever is queued.</summary>
     void Flush(DataplaneContext context);

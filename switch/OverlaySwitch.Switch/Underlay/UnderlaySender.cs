@@ -38,16 +38,23 @@ public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
     /// <summary>Datagrams the kernel refused or had no room for.</summary>
     public DropCounters Drops { get; }
 
-    public void Send(ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, bool ipv6, DataplaneContext context)
+    public void Send(Tunnel tunnel, ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, DataplaneContext context)
     {
-        Batch? batch = ipv6 ? _v6 : _v4;
+        Batch? batch = tunnel.IsIpv6 ? _v6 : _v4;
         if (batch is null)
         {
             // No local VTEP of that family: the builder refuses such tunnels, so this is defensive.
-            context.Drop(DropReason.UnderlaySendError, Drops);
+            Drop(DropReason.UnderlaySendError, tunnel, context);
             return;
         }
-        batch.Add(outer, inner, context);
+        batch.Add(tunnel, outer, inner, context);
+    }
+
+    /// <summary>Counts a datagram that was not sent: for the worker, this sender and its tunnel.</summary>
+    private void Drop(DropReason reason, Tunnel tunnel, DataplaneContext context)
+    {
+        context.Drop(reason, Drops);
+        tunnel.Drops.Increment(context.Worker, reason);
     }
 
     public void Flush(DataplaneContext context)
@@ -73,6 +80,8 @@ public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
         private readonly Libc.IoVec* _iov;
         private readonly Libc.SockAddrIn6* _addresses;
         private readonly Libc.MultiMessageHeader* _messages;
+        /// <summary>The tunnel of each queued datagram, to count one the kernel refuses on it.</summary>
+        private readonly Tunnel?[] _tunnels = new Tunnel?[BatchSize];
         private readonly UnderlaySender _owner;
         private int _count;
 
@@ -99,16 +108,17 @@ public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
             }
         }
 
-        public void Add(ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, DataplaneContext context)
+        public void Add(Tunnel tunnel, ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, DataplaneContext context)
         {
             int length = outer.Length + inner.Length;
             if (length > _slotLength)
             {
                 // Larger than the underlay MTU: the overlay's MTU guard keeps this from happening.
-                context.Drop(DropReason.UnderlaySendError, _owner.Drops);
+                _owner.Drop(DropReason.UnderlaySendError, tunnel, context);
                 return;
             }
             int i = _count;
+            _tunnels[i] = tunnel;
             // SAFETY: slot i is _slotLength bytes inside the allocation and length <= _slotLength.
             var slot = new Span<byte>(_slots + i * _slotLength, length);
             outer.CopyTo(slot);
@@ -145,11 +155,11 @@ public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
                 if (error is Errno.EAGAIN or Errno.ENOBUFS)
                 {
                     for (int i = sent; i < _count; i++)
-                        context.Drop(DropReason.UnderlaySendQueueFull, _owner.Drops);
+                        _owner.Drop(DropReason.UnderlaySendQueueFull, _tunnels[i]!, context);
                     break;
                 }
                 // This datagram failed (e.g. EMSGSIZE, ENETUNREACH): skip it, send the rest.
-                context.Drop(DropReason.UnderlaySendError, _owner.Drops);
+                _owner.Drop(DropReason.UnderlaySendError, _tunnels[sent]!, context);
                 sent++;
             }
             _count = 0;
