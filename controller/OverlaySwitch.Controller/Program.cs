@@ -6,6 +6,7 @@ using OverlaySwitch.Controller;
 using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
 using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 using OverlaySwitch.Controller.Store;
 using OverlaySwitch.Controller.Watch;
 
@@ -28,7 +29,7 @@ if (options.Validate().ToList() is { Count: > 0 } errors)
 await app.Services.GetRequiredService<StateService>().InitializeAsync(CancellationToken.None);
 _ = app.Services.GetRequiredService<AdminToken>(); // created (or read) now, not at the first request
 
-app.UseExceptionHandler(new ExceptionHandlerOptions { SuppressDiagnosticsCallback = c => c.Exception is ApiException or BadHttpRequestException });
+app.UseExceptionHandler(new ExceptionHandlerOptions { SuppressDiagnosticsCallback = c => c.Exception is StateError or BadHttpRequestException });
 app.UseStatusCodePages();
 app.UseAuthentication();
 app.UseAuthorization();

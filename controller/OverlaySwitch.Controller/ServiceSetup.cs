@@ -5,6 +5,7 @@ using OverlaySwitch.Contracts;
 using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
 using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 using OverlaySwitch.Controller.Store;
 using OverlaySwitch.Controller.Watch;
 
@@ -31,6 +32,7 @@ public static class ServiceSetup
             sp.GetRequiredService<ILogger<SqliteStateStore>>()));
         services.AddSingleton<WatchDispatcher>();
         services.AddSingleton<StateService>();
+        services.AddSingleton<ICurrentState>(sp => sp.GetRequiredService<StateService>());
         services.AddSingleton<RealizationTracker>();
         services.AddSingleton(sp => AdminToken.LoadOrCreate(
             sp.GetRequiredService<IOptions<ControllerOptions>>().Value.AdminTokenFile,

@@ -40,7 +40,7 @@ internal static class LogEvents
     public const int AgentRefused = 45;
     public const int AgentReportFailed = 46;
 
-    // VhostUserNetDevice, VhostUserConnection
+    // VhostUserNetDevice (RequestRefusals), VhostUserConnection
     public const int VhostUserRequestRefused = 100;
     public const int VhostUserProtocolError = 110;
     public const int VhostUserConnectionFailed = 111;
@@ -50,7 +50,7 @@ internal static class LogEvents
     public const int WorkerStarted = 200;
     public const int WorkerKickUnwatchable = 201;
 
-    // VhostUserPort
+    // VhostUserPort: VhostUserSocket (300-302, 304), VirtioNetDataPath (303)
     public const int VhostUserFrontendConnected = 300;
     public const int VhostUserFrontendDisconnected = 301;
     public const int VhostUserAcceptFailed = 302;

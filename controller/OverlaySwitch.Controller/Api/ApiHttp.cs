@@ -6,6 +6,7 @@ using Microsoft.AspNetCore.Http;
 using Microsoft.AspNetCore.Mvc;
 using OverlaySwitch.Contracts;
 using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 
 namespace OverlaySwitch.Controller.Api;
 
@@ -15,8 +16,8 @@ public static class ApiHttp
     public static string ETagOf(long revision) => $"\"{revision}\"";
 
     /// <summary>
-    /// The revision If-Match names: null when absent or "*". A weak or malformed tag is a 400: only
-    /// strong tags this API issued can match.
+    /// The revision If-Match names: null when absent or "*". A weak or malformed tag is a 400 (a header
+    /// the API cannot read, like a body that is not JSON): only strong tags this API issued can match.
     /// </summary>
     public static long? IfMatch(HttpRequest request)
     {
@@ -25,7 +26,7 @@ public static class ApiHttp
             return null;
         string tag = header.Trim();
         if (tag.Length < 3 || tag[0] != '"' || tag[^1] != '"' || !long.TryParse(tag.AsSpan(1, tag.Length - 2), out long revision))
-            throw ApiException.BadRequest($"If-Match must be one ETag this API issued, like \"12\" (got {header}).");
+            throw new BadHttpRequestException($"If-Match must be one ETag this API issued, like \"12\" (got {UserText.Quote(header)}).");
         return revision;
     }
 
@@ -57,7 +58,7 @@ public static class ApiHttp
     {
         int size = pageSize ?? options.DefaultPageSize;
         if (size < 1 || size > options.MaxPageSize)
-            throw ApiException.Invalid("pageSize", $"{size} is outside 1..{options.MaxPageSize}");
+            throw StateError.Invalid("pageSize", $"{size} is outside 1..{options.MaxPageSize}");
         if (string.IsNullOrEmpty(pageToken))
             return (null, size);
         try
@@ -66,16 +67,26 @@ public static class ApiHttp
         }
         catch (FormatException)
         {
-            throw ApiException.Invalid("pageToken", "is not a token this API issued");
+            throw StateError.Invalid("pageToken", "is not a token this API issued");
         }
     }
 
     public static Page<T> PageOf<T>(List<T> items, bool more, Func<T, string> id, long revision) =>
         new(items, more && items.Count > 0 ? Base64Url.EncodeToString(Encoding.UTF8.GetBytes(id(items[^1]))) : null, revision);
 
-    public static ProblemDetails Problem(ApiException e)
+    /// <summary>A refusal of the desired state as problem details: its kind's status and title, its message, the fields of invalid input.</summary>
+    public static ProblemDetails Problem(StateError e)
     {
-        var problem = new ProblemDetails { Status = e.Status, Title = e.Title, Detail = e.Message };
+        (int status, string title) = e.Kind switch
+        {
+            StateErrorKind.Invalid => (StatusCodes.Status400BadRequest, "The request is invalid."),
+            StateErrorKind.Forbidden => (StatusCodes.Status403Forbidden, "The caller may not do this."),
+            StateErrorKind.NotFound => (StatusCodes.Status404NotFound, "The resource does not exist."),
+            StateErrorKind.Conflict => (StatusCodes.Status409Conflict, "The request conflicts with the current state."),
+            StateErrorKind.PreconditionFailed => (StatusCodes.Status412PreconditionFailed, "The resource has changed."),
+            _ => throw new ArgumentOutOfRangeException(nameof(e), e.Kind, "a kind of refusal the API has no status for"),
+        };
+        var problem = new ProblemDetails { Status = status, Title = title, Detail = e.Message };
         if (e.Errors is not null)
             problem.Extensions["errors"] = e.Errors;
         return problem;
@@ -83,8 +94,9 @@ public static class ApiHttp
 }
 
 /// <summary>
-/// Writes RFC 9457 problem details for what the API refuses (<see cref="ApiException"/>) and for
-/// bodies that are not valid JSON of the expected shape; anything else is a 500 without internals.
+/// Writes RFC 9457 problem details for what the desired state refuses (<see cref="StateError"/>),
+/// for bodies that are not valid JSON of the expected shape or are too large, and for requests the
+/// HTTP layer cannot read (<see cref="BadHttpRequestException"/>); anything else is a 500 without internals.
 /// </summary>
 public sealed class ProblemExceptionHandler(IProblemDetailsService problems, Microsoft.Extensions.Options.IOptions<ControllerOptions> bodyLimit) : IExceptionHandler
 {
@@ -92,10 +104,16 @@ public sealed class ProblemExceptionHandler(IProblemDetailsService problems, Mic
     {
         ProblemDetails problem = exception switch
         {
-            ApiException api => ApiHttp.Problem(api),
+            StateError refused => ApiHttp.Problem(refused),
             // A body that is not the contract's JSON: the field and what is wrong, never the input itself.
-            BadHttpRequestException { InnerException: JsonException json } => ApiHttp.Problem(ApiException.Invalid(StrictJson.FieldOf(json), StrictJson.MessageOf(json))),
-            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => ApiHttp.Problem(ApiException.TooLarge(bodyLimit.Value.MaxRequestBodyBytes)),
+            BadHttpRequestException { InnerException: JsonException json } => ApiHttp.Problem(StateError.Invalid(StrictJson.FieldOf(json), StrictJson.MessageOf(json))),
+            // Kestrel's own limit and RequestBodyLimit's alike.
+            BadHttpRequestException { StatusCode: StatusCodes.Status413PayloadTooLarge } => new ProblemDetails
+            {
+                Status = StatusCodes.Status413PayloadTooLarge,
+                Title = "The request body is too large.",
+                Detail = $"A request body may have at most {bodyLimit.Value.MaxRequestBodyBytes} bytes.",
+            },
             BadHttpRequestException bad => new ProblemDetails
             {
                 Status = bad.StatusCode,

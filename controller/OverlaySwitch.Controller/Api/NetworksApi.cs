@@ -5,6 +5,7 @@ using Microsoft.Extensions.Options;
 using OverlaySwitch.Contracts;
 using OverlaySwitch.Controller.Auth;
 using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 using OverlaySwitch.Controller.Watch;
 
 namespace OverlaySwitch.Controller.Api;

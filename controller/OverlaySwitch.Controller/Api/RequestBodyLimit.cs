@@ -17,7 +17,7 @@ public sealed class RequestBodyLimit(RequestDelegate next, IOptions<ControllerOp
     {
         long max = options.Value.MaxRequestBodyBytes;
         if (http.Request.ContentLength > max)
-            throw ApiException.TooLarge(max);
+            throw TooLarge(max);
         if (http.Features.Get<IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } limit)
             limit.MaxRequestBodySize = max;
         if (http.Request.ContentLength is not 0)
@@ -28,7 +28,7 @@ public sealed class RequestBodyLimit(RequestDelegate next, IOptions<ControllerOp
             while ((read = await http.Request.Body.ReadAsync(chunk, http.RequestAborted)) > 0)
             {
                 if (buffer.Length + read > max)
-                    throw ApiException.TooLarge(max);
+                    throw TooLarge(max);
                 buffer.Write(chunk, 0, read);
             }
             buffer.Position = 0;
@@ -36,4 +36,8 @@ public sealed class RequestBodyLimit(RequestDelegate next, IOptions<ControllerOp
         }
         await next(http);
     }
+
+    /// <summary>The same refusal Kestrel throws at its own limit; <see cref="ProblemExceptionHandler"/> answers both with one 413 problem.</summary>
+    private static BadHttpRequestException TooLarge(long max) =>
+        new($"A request body may have at most {max} bytes.", StatusCodes.Status413PayloadTooLarge);
 }

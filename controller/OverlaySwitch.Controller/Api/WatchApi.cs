@@ -4,7 +4,7 @@ using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Routing;
 using OverlaySwitch.Contracts;
 using OverlaySwitch.Controller.Auth;
-using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 using OverlaySwitch.Controller.Watch;
 
 namespace OverlaySwitch.Controller.Api;
@@ -20,9 +20,9 @@ public static class WatchApi
         hosts.MapGet("/{id}/watch", async (string id, long? fromRevision, Caller caller, StateService state, WatchDispatcher dispatcher, HttpContext http) =>
         {
             if (!caller.ActsFor(id) || !state.Current.Hosts.Contains(id))
-                throw ApiException.NotFound("host", id);
+                throw StateError.NotFound("host", id);
             if (fromRevision < 0)
-                throw ApiException.Invalid("fromRevision", "must be 0 (snapshot) or a revision");
+                throw StateError.Invalid("fromRevision", "must be 0 (snapshot) or a revision");
             CancellationToken aborted = http.RequestAborted;
             WatchSession session = dispatcher.Attach(id, fromRevision ?? 0, caller.TokenId);
             try
@@ -58,15 +58,15 @@ public static class WatchApi
         hosts.MapPost("/{id}/status", (string id, AgentReport report, Caller caller, StateService state, WatchDispatcher dispatcher, RealizationTracker realization) =>
         {
             if (!caller.ActsFor(id) || !state.Current.Hosts.Contains(id))
-                throw ApiException.NotFound("host", id);
+                throw StateError.NotFound("host", id);
             if (report.AppliedRevision < 0 || report.AppliedRevision > dispatcher.Revision)
-                throw ApiException.Invalid("appliedRevision", $"{report.AppliedRevision} is not a revision the controller has sent (latest {dispatcher.Revision})");
+                throw StateError.Invalid("appliedRevision", $"{report.AppliedRevision} is not a revision the controller has sent (latest {dispatcher.Revision})");
             if (report.Ports is { } ports)
             {
                 for (int i = 0; i < ports.Count; i++)
                 {
                     if (ports[i] is null || string.IsNullOrEmpty(ports[i].PortId))
-                        throw ApiException.Invalid($"ports[{i}].portId", "must be a port id");
+                        throw StateError.Invalid($"ports[{i}].portId", "must be a port id");
                 }
                 realization.ReportPorts(id, ports);
             }
@@ -77,7 +77,7 @@ public static class WatchApi
         hosts.MapGet("/{id}/status", (string id, Caller caller, StateService state, WatchDispatcher dispatcher, RealizationTracker realization) =>
         {
             if (state.Current.Hosts.Get(id) is null || caller.Role == CallerRole.Tenant || !caller.ActsFor(id))
-                throw ApiException.NotFound("host", id);
+                throw StateError.NotFound("host", id);
             (long applied, DateTimeOffset? at) = realization.Get(id);
             return TypedResults.Ok(new AgentStatus(id, applied, at, dispatcher.IsWatching(id), dispatcher.Revision, realization.PortsOf(id)));
         }).WithName("GetAgentStatus");

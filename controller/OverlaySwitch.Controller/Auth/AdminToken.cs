@@ -1,5 +1,4 @@
 using Microsoft.Extensions.Logging;
-using OverlaySwitch.Controller.Model;
 
 namespace OverlaySwitch.Controller.Auth;
 

@@ -18,7 +18,7 @@ public sealed class BearerTokenHandler(
     ILoggerFactory logger,
     UrlEncoder encoder,
     AdminToken admin,
-    StateService state,
+    ICurrentState state,
     IProblemDetailsService problems)
     : AuthenticationHandler<AuthenticationSchemeOptions>(options, logger, encoder)
 {
@@ -36,7 +36,7 @@ public sealed class BearerTokenHandler(
         string hash = Tokens.Hash(header[7..].Trim());
         if (hash == admin.Hash)
             return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(AdminPrincipal, SchemeName)));
-        Caller? caller = state.Authenticate(hash);
+        Caller? caller = Caller.ForToken(state.Current, hash);
         if (caller is null)
             return Task.FromResult(AuthenticateResult.Fail("The token is not valid (unknown or revoked)."));
         var claims = new List<Claim> { new(Caller.RoleClaim, caller.Role.ToString()), new(Caller.TokenClaim, caller.TokenId!) };

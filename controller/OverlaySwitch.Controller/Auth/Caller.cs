@@ -1,7 +1,7 @@
 using System.Reflection;
 using System.Security.Claims;
 using Microsoft.AspNetCore.Http;
-using OverlaySwitch.Controller.Api;
+using OverlaySwitch.Controller.Model;
 
 namespace OverlaySwitch.Controller.Auth;
 
@@ -34,17 +34,17 @@ public sealed record Caller(CallerRole Role, string? TenantId, string? HostId, s
     /// <summary>Whether the caller may act for host <paramref name="hostId"/> (its own token, or the admin).</summary>
     public bool ActsFor(string hostId) => Role == CallerRole.Admin || (Role == CallerRole.Host && HostId == hostId);
 
-    public void RequireAdmin(string what)
+    /// <summary>The tenant or host caller a stored token stands for, or null (unknown or revoked). Runs on: every request.</summary>
+    public static Caller? ForToken(DesiredState state, string hash)
     {
-        if (!IsAdmin)
-            throw ApiException.Forbidden($"Only the admin token may {what}.");
-    }
-
-    /// <summary>Tenant resources are for the admin and tenant tokens; a host token reads only its own view, over the watch stream.</summary>
-    public void RequireTenantOrAdmin(string what)
-    {
-        if (Role == CallerRole.Host)
-            throw ApiException.Forbidden($"A host token may not {what}; hosts read their view over the watch stream.");
+        if (!state.TokenByHash.TryGetValue(hash, out string? id) || state.Tokens.Get(id) is not { } token)
+            return null;
+        return token.Role switch
+        {
+            nameof(CallerRole.Tenant) => new Caller(CallerRole.Tenant, token.TenantId, null, token.Id),
+            nameof(CallerRole.Host) => new Caller(CallerRole.Host, null, token.HostId, token.Id),
+            _ => null,
+        };
     }
 
     public static ValueTask<Caller?> BindAsync(HttpContext context, ParameterInfo parameter) => ValueTask.FromResult<Caller?>(From(context.User));

@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace OverlaySwitch.Memory;
 
 /// <summary>One region of guest RAM as SET_MEM_TABLE describes it, mapped into this process.</summary>
@@ -9,20 +11,24 @@ public readonly record struct GuestMemoryRegion(ulong GuestAddress, ulong Size, 
 
 /// <summary>
 /// The one checked way into guest memory. Every guest-supplied address and length goes through
-/// here; the arithmetic cannot overflow, and a range is only returned when it lies wholly inside
-/// one mapped region. Immutable: a new SET_MEM_TABLE builds a new map.
+/// one lookup here (<see cref="TryFind"/>); its arithmetic cannot overflow, and a range is only
+/// returned when it lies wholly inside one mapped region. Regions may be adjacent in guest-physical
+/// space (a buffer may cross from one into the next: callers copying it take it piece by piece with
+/// <see cref="TryGetContiguous"/>); they may not overlap, so a guest address names one byte.
+/// Immutable: a new SET_MEM_TABLE builds a new map.
 /// Runs on: any thread (no mutable state).
 /// </summary>
-public sealed unsafe class GuestMemoryMap
+public sealed class GuestMemoryMap
 {
     public const int MaxRegions = 8;
 
     private readonly GuestMemoryRegion[] _regions;
 
+    /// <exception cref="ArgumentException">The regions break a rule of <see cref="CheckLayout"/>.</exception>
     public GuestMemoryMap(IReadOnlyList<GuestMemoryRegion> regions)
     {
-        if (regions.Count > MaxRegions)
-            throw new ArgumentException($"At most {MaxRegions} memory regions, got {regions.Count}.", nameof(regions));
+        if (CheckLayout(regions) is string why)
+            throw new ArgumentException(why, nameof(regions));
         _regions = [.. regions];
     }
 
@@ -31,27 +37,44 @@ public sealed unsafe class GuestMemoryMap
     public IReadOnlyList<GuestMemoryRegion> Regions => _regions;
 
     /// <summary>
-    /// The span of guest memory [<paramref name="guestAddress"/>, +<paramref name="length"/>) when it
-    /// lies inside one region; false otherwise (unmapped, crossing a region end, or overflowing).
+    /// Null when <paramref name="regions"/> can form a map, otherwise why not: at most
+    /// <see cref="MaxRegions"/>; each one non-empty and ending inside the 64-bit guest and user
+    /// address spaces; no two sharing a guest-physical byte (adjacent is fine).
     /// </summary>
-    public bool TryGetSpan(ulong guestAddress, uint length, out Span<byte> span)
+    public static string? CheckLayout(IReadOnlyList<GuestMemoryRegion> regions)
     {
-        span = default;
-        if (length > int.MaxValue)
-            return false;
-        foreach (ref readonly GuestMemoryRegion r in _regions.AsSpan())
+        if (regions.Count > MaxRegions)
+            return $"at most {MaxRegions} memory regions, got {regions.Count}";
+        for (int i = 0; i < regions.Count; i++)
         {
-            ulong offset = guestAddress - r.GuestAddress; // wraps when below the region: then offset >= Size
-            if (offset < r.Size && length <= r.Size - offset)
+            GuestMemoryRegion r = regions[i];
+            // "End" is one past the last byte, so a region may not reach 2^64 itself; SET_MEM_TABLE refused those already.
+            if (r.Size == 0 || r.GuestAddress + r.Size < r.GuestAddress || r.UserAddress + r.Size < r.UserAddress)
+                return $"region {i} (gpa 0x{r.GuestAddress:x}, size 0x{r.Size:x}) is empty or overflows";
+            for (int j = 0; j < i; j++)
             {
-                // SAFETY: [offset, offset + length) lies inside the region's mapping of r.Size bytes,
-                // which stays mapped as long as this map is in use (the device retires maps only
-                // after the dataplane stopped using them).
-                span = new Span<byte>((byte*)r.HostAddress + offset, (int)length);
-                return true;
+                GuestMemoryRegion o = regions[j];
+                if (r.GuestAddress < o.GuestAddress + o.Size && o.GuestAddress < r.GuestAddress + r.Size)
+                    return $"region {i} (gpa 0x{r.GuestAddress:x}, size 0x{r.Size:x}) overlaps region {j} (gpa 0x{o.GuestAddress:x}, size 0x{o.Size:x})";
             }
         }
-        return false;
+        return null;
+    }
+
+    /// <summary>
+    /// The span of guest memory [<paramref name="guestAddress"/>, +<paramref name="length"/>) when it
+    /// lies inside one region; false otherwise (unmapped, crossing a region end, overflowing, or
+    /// longer than a span can be). A zero length gives an empty span at a mapped address.
+    /// </summary>
+    public bool TryGetSpan(ulong guestAddress, ulong length, out Span<byte> span)
+    {
+        if (length > int.MaxValue || !TryFind(guestAddress, length, fromUserAddress: false, out GuestMemoryRegion r, out ulong offset))
+        {
+            span = default;
+            return false;
+        }
+        span = AsSpan(r, offset, (int)length);
+        return true;
     }
 
     /// <summary>
@@ -59,57 +82,67 @@ public sealed unsafe class GuestMemoryMap
     /// region starting at that address: callers copying a buffer that spans two adjacent regions
     /// loop over the pieces. False when the address itself is unmapped.
     /// </summary>
-    public bool TryGetContiguous(ulong guestAddress, uint length, out Span<byte> span)
+    public bool TryGetContiguous(ulong guestAddress, ulong length, out Span<byte> span)
     {
-        foreach (ref readonly GuestMemoryRegion r in _regions.AsSpan())
+        // The region holding the first byte (a one-byte range), then the part of the range inside it.
+        if (!TryFind(guestAddress, 1, fromUserAddress: false, out GuestMemoryRegion r, out ulong offset))
         {
-            ulong offset = guestAddress - r.GuestAddress;
-            if (offset < r.Size)
-            {
-                uint available = (uint)Math.Min(Math.Min(length, r.Size - offset), int.MaxValue);
-                // SAFETY: [offset, offset + available) lies inside the region (available <= Size - offset).
-                span = new Span<byte>((byte*)r.HostAddress + offset, (int)available);
-                return true;
-            }
+            span = default;
+            return false;
         }
-        span = default;
-        return false;
+        span = AsSpan(r, offset, (int)Math.Min(Math.Min(length, r.Size - offset), int.MaxValue));
+        return true;
     }
 
     /// <summary>
-    /// A pointer to [<paramref name="userAddress"/>, +<paramref name="length"/>) given in the
-    /// frontend's address space (SET_VRING_ADDR uses these), when inside one region.
+    /// The host address of [<paramref name="userAddress"/>, +<paramref name="length"/>) given in the
+    /// frontend's address space (SET_VRING_ADDR uses these), when inside one region, and its guest address.
     /// </summary>
     public bool TryTranslateUserAddress(ulong userAddress, ulong length, out nint host, out ulong guestAddress)
     {
-        foreach (ref readonly GuestMemoryRegion r in _regions.AsSpan())
+        if (!TryFind(userAddress, length, fromUserAddress: true, out GuestMemoryRegion r, out ulong offset))
         {
-            ulong offset = userAddress - r.UserAddress;
-            if (offset < r.Size && length <= r.Size - offset)
-            {
-                host = r.HostAddress + (nint)offset;
-                guestAddress = r.GuestAddress + offset;
-                return true;
-            }
+            host = 0;
+            guestAddress = 0;
+            return false;
         }
-        host = 0;
-        guestAddress = 0;
-        return false;
+        host = r.HostAddress + (nint)offset;
+        guestAddress = r.GuestAddress + offset;
+        return true;
     }
 
-    /// <summary>A pointer to a guest-physical range inside one region (for rings placed by GPA).</summary>
-    public bool TryTranslateGuestAddress(ulong guestAddress, ulong length, out nint host)
+    /// <summary>
+    /// The one lookup: the region holding all of [<paramref name="address"/>, +<paramref name="length"/>)
+    /// (guest-physical, or the frontend's user address when <paramref name="fromUserAddress"/>),
+    /// and the offset of the address in it.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    private bool TryFind(ulong address, ulong length, bool fromUserAddress, out GuestMemoryRegion region, out ulong offset)
     {
         foreach (ref readonly GuestMemoryRegion r in _regions.AsSpan())
         {
-            ulong offset = guestAddress - r.GuestAddress;
+            // Wraps when the address is below the region, and then offset >= Size: one compare covers both sides.
+            offset = address - (fromUserAddress ? r.UserAddress : r.GuestAddress);
+            // Size - offset cannot underflow once offset < Size, so a huge length is refused rather than wrapped.
             if (offset < r.Size && length <= r.Size - offset)
             {
-                host = r.HostAddress + (nint)offset;
+                region = r;
                 return true;
             }
         }
-        host = 0;
+        region = default;
+        offset = 0;
         return false;
+    }
+
+    private static Span<byte> AsSpan(GuestMemoryRegion r, ulong offset, int length)
+    {
+        unsafe
+        {
+            // SAFETY: callers pass offset + length <= r.Size (TryFind's check, or the length clamped to
+            // Size - offset), so the span lies inside the region's mapping, which stays mapped as long
+            // as this map is in use (the device retires maps only after the dataplane let go of them).
+            return new Span<byte>((byte*)r.HostAddress + offset, length);
+        }
     }
 }

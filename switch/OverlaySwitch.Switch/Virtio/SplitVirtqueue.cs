@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using OverlaySwitch.Memory;
 
 namespace OverlaySwitch.Virtio;
@@ -21,6 +22,17 @@ public enum VirtqueueFault
     WrongBufferDirection,
 }
 
+/// <summary>What became of a chain the dataplane took (<see cref="SplitVirtqueue.CopyReadableChain"/>, <see cref="SplitVirtqueue.CollectWritableChain"/>).</summary>
+public enum ChainResult
+{
+    /// <summary>Copied or collected; the length is valid.</summary>
+    Ok,
+    /// <summary>The chain holds more than the destination takes. It is consumed all the same; the caller drops the frame.</summary>
+    TooLarge,
+    /// <summary>The chain broke the ring's rules: the queue is broken now (<see cref="SplitVirtqueue.Fault"/>) and the chain is not to be used.</summary>
+    QueueBroken,
+}
+
 /// <summary>
 /// A split virtqueue (virtio 1.x §2.7) in guest memory mapped into this process. Everything the
 /// guest wrote is treated as hostile: indices are bounded, chains are bounded, every buffer
@@ -31,20 +43,27 @@ public enum VirtqueueFault
 /// Runs on: one dataplane worker (the one that owns the port); the control thread only
 /// configures a stopped queue.
 /// </summary>
-public sealed unsafe class SplitVirtqueue
+/// <remarks>
+/// The ring pointers are the only unsafe state. Each one was checked by the device, with the queue
+/// size, to lie inside guest memory for its part's full length (<see cref="DescriptorTableLength"/>,
+/// <see cref="AvailRingLength"/>, <see cref="UsedRingLength"/>), and the mapping outlives the queue
+/// (the control thread unmaps only after the dataplane let go of it). Every index into them is
+/// masked with <c>Size - 1</c> or bounded by the size first; that is what each SAFETY comment cites.
+/// </remarks>
+public sealed class SplitVirtqueue
 {
     public const int MaxSize = 32768;
     private const int MaxIndirectDescriptors = 65536 / 16;
 
-    private readonly VringDescriptor* _descriptors;
-    private readonly ushort* _availFlags;
-    private readonly ushort* _availIndex;
-    private readonly ushort* _availRing;
-    private readonly ushort* _usedEvent;
-    private readonly ushort* _usedFlags;
-    private readonly ushort* _usedIndex;
-    private readonly VringUsedElement* _usedRing;
-    private readonly ushort* _availEvent;
+    private readonly unsafe VringDescriptor* _descriptors;
+    private readonly unsafe ushort* _availFlags;
+    private readonly unsafe ushort* _availIndex;
+    private readonly unsafe ushort* _availRing;
+    private readonly unsafe ushort* _usedEvent;
+    private readonly unsafe ushort* _usedFlags;
+    private readonly unsafe ushort* _usedIndex;
+    private readonly unsafe VringUsedElement* _usedRing;
+    private readonly unsafe ushort* _availEvent;
     private readonly ushort _mask;
     private ushort _publishedUsed;
     private bool _faultReported;
@@ -56,15 +75,22 @@ public sealed unsafe class SplitVirtqueue
     {
         Size = size;
         _mask = (ushort)(size - 1);
-        _descriptors = (VringDescriptor*)descriptors;
-        _availFlags = (ushort*)avail;
-        _availIndex = (ushort*)avail + 1;
-        _availRing = (ushort*)avail + 2;
-        _usedEvent = (ushort*)avail + 2 + size;
-        _usedFlags = (ushort*)used;
-        _usedIndex = (ushort*)used + 1;
-        _usedRing = (VringUsedElement*)((ushort*)used + 2);
-        _availEvent = (ushort*)((byte*)used + 4 + 8 * size);
+        unsafe
+        {
+            // SAFETY: only addresses are computed here. Each field lies inside its part as the
+            // virtio layout places it (avail: flags, idx, ring[size], used_event = 6 + 2 * size
+            // bytes; used: flags, idx, ring[size], avail_event = 6 + 8 * size bytes), and the caller
+            // checked each part for those lengths.
+            _descriptors = (VringDescriptor*)descriptors;
+            _availFlags = (ushort*)avail;
+            _availIndex = (ushort*)avail + 1;
+            _availRing = (ushort*)avail + 2;
+            _usedEvent = (ushort*)avail + 2 + size;
+            _usedFlags = (ushort*)used;
+            _usedIndex = (ushort*)used + 1;
+            _usedRing = (VringUsedElement*)((ushort*)used + 2);
+            _availEvent = (ushort*)((byte*)used + 4 + 8 * size);
+        }
         UsedGuestAddress = usedGuestAddress;
         LastAvailIndex = nextAvail;
         UsedIndex = nextAvail; // a (re)started queue resumes where the frontend says: used == avail consumed
@@ -110,7 +136,12 @@ public sealed unsafe class SplitVirtqueue
         {
             if (IsBroken)
                 return 0;
-            ushort available = Volatile.Read(ref *_availIndex); // acquire: ring entries before idx are visible
+            ushort available;
+            unsafe
+            {
+                // SAFETY: avail.idx is inside the checked avail ring. Acquire: ring entries before idx are visible.
+                available = Volatile.Read(ref *_availIndex);
+            }
             int pending = (ushort)(available - LastAvailIndex);
             if (pending > Size)
             {
@@ -126,7 +157,11 @@ public sealed unsafe class SplitVirtqueue
     /// </summary>
     public bool TryTakeHead(out ushort head)
     {
-        head = *(_availRing + (LastAvailIndex & _mask));
+        unsafe
+        {
+            // SAFETY: the slot is masked to [0, Size), inside the checked avail ring.
+            head = *(_availRing + (LastAvailIndex & _mask));
+        }
         if (head >= Size)
         {
             Break(VirtqueueFault.DescriptorIndexOutOfRange);
@@ -144,12 +179,12 @@ public sealed unsafe class SplitVirtqueue
 
     /// <summary>
     /// Copies the device-readable bytes of the chain at <paramref name="head"/>, skipping the first
-    /// <paramref name="skip"/> bytes (the virtio-net header), into <paramref name="destination"/>.
-    /// Returns the bytes copied, or -1 when the chain holds more than fits (the chain is still
-    /// consumed; the caller drops the frame), or -2 after a fault broke the queue.
+    /// <paramref name="skip"/> bytes (the virtio-net header), into <paramref name="destination"/>;
+    /// <paramref name="length"/> is the bytes copied when the result is <see cref="ChainResult.Ok"/>.
     /// </summary>
-    public int CopyReadableChain(ushort head, int skip, Span<byte> destination)
+    public ChainResult CopyReadableChain(ushort head, int skip, Span<byte> destination, out int length)
     {
+        length = 0;
         var walker = new ChainWalker(this, head);
         int copied = 0;
         bool overflow = false;
@@ -185,17 +220,22 @@ public sealed unsafe class SplitVirtqueue
         }
         if (walker.Fault != VirtqueueFault.None)
             return Break(walker.Fault);
-        return overflow ? -1 : copied;
+        if (overflow)
+            return ChainResult.TooLarge;
+        length = copied;
+        return ChainResult.Ok;
     }
 
     /// <summary>
     /// Collects the device-writable buffers of the chain at <paramref name="head"/> into
-    /// <paramref name="buffers"/> (guest address and length pairs). Returns the total writable
-    /// length, or -2 after a fault broke the queue.
+    /// <paramref name="buffers"/> (guest address and length pairs); <paramref name="writableLength"/>
+    /// is their total when the result is <see cref="ChainResult.Ok"/> (the only other result is
+    /// <see cref="ChainResult.QueueBroken"/>).
     /// </summary>
-    public long CollectWritableChain(ushort head, List<(ulong Address, uint Length)> buffers)
+    public ChainResult CollectWritableChain(ushort head, List<(ulong Address, uint Length)> buffers, out long writableLength)
     {
         buffers.Clear();
+        writableLength = 0;
         var walker = new ChainWalker(this, head);
         long total = 0;
         while (walker.TryNext(out VringDescriptor d))
@@ -209,7 +249,8 @@ public sealed unsafe class SplitVirtqueue
         }
         if (walker.Fault != VirtqueueFault.None)
             return Break(walker.Fault);
-        return total;
+        writableLength = total;
+        return ChainResult.Ok;
     }
 
     /// <summary>Whether [<paramref name="address"/>, +<paramref name="length"/>) is guest memory, possibly over adjacent regions.</summary>
@@ -229,7 +270,11 @@ public sealed unsafe class SplitVirtqueue
     public void AddUsed(ushort head, uint writtenLength)
     {
         int slot = UsedIndex & _mask;
-        _usedRing[slot] = new VringUsedElement { Id = head, Length = writtenLength };
+        unsafe
+        {
+            // SAFETY: slot is masked to [0, Size), inside the checked used ring.
+            _usedRing[slot] = new VringUsedElement { Id = head, Length = writtenLength };
+        }
         Log?.MarkDirty(UsedGuestAddress + 4 + 8 * (ulong)slot, 8);
         UsedIndex++;
     }
@@ -244,16 +289,20 @@ public sealed unsafe class SplitVirtqueue
         if (previous == UsedIndex)
             return false;
         _publishedUsed = UsedIndex;
-        Volatile.Write(ref *_usedIndex, UsedIndex);
-        Log?.MarkDirty(UsedGuestAddress + 2, 2);
-        // The guest's used_event/flags must be read after the index store is visible (the
-        // driver does the mirror-image check), or a notification can be lost.
-        Interlocked.MemoryBarrier();
-        if (!EventIndex)
-            return (Volatile.Read(ref *_availFlags) & 1) == 0; // VRING_AVAIL_F_NO_INTERRUPT
-        // vring_need_event: notify when used_event lies in [previous, UsedIndex).
-        ushort usedEvent = Volatile.Read(ref *_usedEvent);
-        return (ushort)(UsedIndex - usedEvent - 1) < (ushort)(UsedIndex - previous);
+        unsafe
+        {
+            // SAFETY: used.idx, avail.flags and used_event are fixed fields inside the checked rings.
+            Volatile.Write(ref *_usedIndex, UsedIndex);
+            Log?.MarkDirty(UsedGuestAddress + 2, 2);
+            // The guest's used_event/flags must be read after the index store is visible (the
+            // driver does the mirror-image check), or a notification can be lost.
+            Interlocked.MemoryBarrier();
+            if (!EventIndex)
+                return (Volatile.Read(ref *_availFlags) & 1) == 0; // VRING_AVAIL_F_NO_INTERRUPT
+            // vring_need_event: notify when used_event lies in [previous, UsedIndex).
+            ushort usedEvent = Volatile.Read(ref *_usedEvent);
+            return (ushort)(UsedIndex - usedEvent - 1) < (ushort)(UsedIndex - previous);
+        }
     }
 
     /// <summary>
@@ -262,26 +311,30 @@ public sealed unsafe class SplitVirtqueue
     /// </summary>
     public void SetKicksEnabled(bool enabled)
     {
-        if (EventIndex)
+        unsafe
         {
-            // With EVENT_IDX the flag is ignored; a stale avail_event means "do not kick".
-            if (enabled)
-                Volatile.Write(ref *_availEvent, LastAvailIndex);
-        }
-        else
-        {
-            Volatile.Write(ref *_usedFlags, enabled ? (ushort)0 : (ushort)1); // VRING_USED_F_NO_NOTIFY
+            // SAFETY: avail_event and used.flags are fixed fields inside the checked used ring.
+            if (EventIndex)
+            {
+                // With EVENT_IDX the flag is ignored; a stale avail_event means "do not kick".
+                if (enabled)
+                    Volatile.Write(ref *_availEvent, LastAvailIndex);
+            }
+            else
+            {
+                Volatile.Write(ref *_usedFlags, enabled ? (ushort)0 : (ushort)1); // VRING_USED_F_NO_NOTIFY
+            }
         }
         Log?.MarkDirty(UsedGuestAddress, (ulong)UsedRingLength(Size));
         Interlocked.MemoryBarrier();
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
-    private int Break(VirtqueueFault fault)
+    private ChainResult Break(VirtqueueFault fault)
     {
         if (Fault == VirtqueueFault.None)
             Fault = fault;
-        return -2;
+        return ChainResult.QueueBroken;
     }
 
     /// <summary>
@@ -291,7 +344,7 @@ public sealed unsafe class SplitVirtqueue
     private ref struct ChainWalker
     {
         private readonly SplitVirtqueue _queue;
-        private VringDescriptor* _table;
+        private unsafe VringDescriptor* _table;
         private int _tableSize;
         private int _next;
         private int _steps;
@@ -301,7 +354,11 @@ public sealed unsafe class SplitVirtqueue
         public ChainWalker(SplitVirtqueue queue, ushort head)
         {
             _queue = queue;
-            _table = queue._descriptors;
+            unsafe
+            {
+                // SAFETY: a copy of the checked descriptor table pointer, bounded by _tableSize = Size.
+                _table = queue._descriptors;
+            }
             _tableSize = queue.Size;
             _next = head;
         }
@@ -317,16 +374,25 @@ public sealed unsafe class SplitVirtqueue
                 return Fail(VirtqueueFault.DescriptorIndexOutOfRange);
             if (++_steps > _tableSize)
                 return Fail(VirtqueueFault.ChainTooLong);
-            // SAFETY: _next < _tableSize, and the table (ring or indirect) was checked to lie in guest memory for _tableSize entries.
-            VringDescriptor d = _table[_next];
+            VringDescriptor d;
+            unsafe
+            {
+                // SAFETY: _next < _tableSize, and the table (ring or indirect) was checked to lie in guest memory for _tableSize entries.
+                d = _table[_next];
+            }
             if ((d.Flags & VringDescriptor.FlagIndirect) != 0)
             {
                 if (_inIndirect || (d.Flags & VringDescriptor.FlagNext) != 0 || d.Length == 0 || d.Length % 16 != 0
                     || d.Length / 16 > MaxIndirectDescriptors
-                    || !_queue.Memory.TryTranslateGuestAddress(d.Address, d.Length, out nint table))
+                    || !_queue.Memory.TryGetSpan(d.Address, d.Length, out Span<byte> table))
                     return Fail(VirtqueueFault.BadIndirectTable);
                 _inIndirect = true;
-                _table = (VringDescriptor*)table;
+                unsafe
+                {
+                    // SAFETY: the span is guest memory mapped outside the managed heap, so its address
+                    // is stable; it holds d.Length / 16 = _tableSize descriptors, checked just above.
+                    _table = (VringDescriptor*)Unsafe.AsPointer(ref MemoryMarshal.GetReference(table));
+                }
                 _tableSize = (int)(d.Length / 16);
                 _next = 0;
                 _steps = 0;

@@ -46,6 +46,17 @@ public sealed class ConditionalAndPagingTests(ControllerFactory controller) : IC
     }
 
     [Fact]
+    public async Task AMalformedIfMatchIsQuotedBackCut()
+    {
+        ApiClient admin = controller.Admin;
+        Tenant tenant = await admin.CreateTenantAsync();
+        string tag = "W/\"" + new string('7', 5000) + "\"";
+        JsonElement problem = await admin.ProblemAsync(HttpMethod.Delete, $"/api/v1/tenants/{tenant.Id}", null, HttpStatusCode.BadRequest,
+            h => h.TryAddWithoutValidation("If-Match", tag));
+        Assert.Equal($"If-Match must be one ETag this API issued, like \"12\" (got '{tag[..64]}…').", problem.Detail());
+    }
+
+    [Fact]
     public async Task ListsPageByIdWithoutGapsOrRepeats()
     {
         ApiClient admin = controller.Admin;

@@ -207,6 +207,8 @@ public class VhostUserMalformedInputTests
         LongerThanTheFile,
         SecondRegionLongerThanTheFile,
         NotMappable,
+        /// <summary>Two regions sharing guest-physical addresses (each valid on its own): a guest address must name one byte.</summary>
+        OverlappingRegions,
     }
 
     public static TheoryData<BadMemTable, bool> BadMemTables()
@@ -241,6 +243,7 @@ public class VhostUserMalformedInputTests
             BadMemTable.LongerThanTheFile => [(gpa, 2 * length, user, 0UL)],
             BadMemTable.SecondRegionLongerThanTheFile => [(gpa, length / 2, user, 0UL), (gpa + length / 2, length, user + 0x10_0000_0000, length / 2)],
             BadMemTable.NotMappable => [(gpa, length, user, 0UL)],
+            BadMemTable.OverlappingRegions => [(gpa, length / 2, user, 0UL), (gpa + length / 4, length / 2, user + 0x10_0000_0000, length / 4)],
             _ => throw new ArgumentOutOfRangeException(nameof(kind)),
         };
         uint? count = kind == BadMemTable.CountSaysMoreThanThePayloadHolds ? 2u : null;

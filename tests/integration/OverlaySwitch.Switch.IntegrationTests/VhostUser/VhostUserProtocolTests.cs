@@ -71,7 +71,7 @@ public class VhostUserProtocolTests
         Assert.True(tx.Ring.TryTakeHead(out ushort head));
         Assert.Equal(txHead, head);
         var copy = new byte[2048];
-        int length = tx.Ring.CopyReadableChain(head, queues.HeaderLength, copy);
+        Assert.Equal(ChainResult.Ok, tx.Ring.CopyReadableChain(head, queues.HeaderLength, copy, out int length));
         Assert.Equal(frame, copy[..length]);
         tx.Ring.AddUsed(head, 0);
         Assert.True(tx.Ring.PublishUsed()); // EVENT_IDX: used_event 0 is crossed
@@ -84,7 +84,8 @@ public class VhostUserProtocolTests
         Assert.Equal(1, rx.Ring.Pending);
         Assert.True(rx.Ring.TryTakeHead(out ushort rxHead));
         var buffers = new List<(ulong Address, uint Length)>();
-        Assert.Equal(4096, rx.Ring.CollectWritableChain(rxHead, buffers));
+        Assert.Equal(ChainResult.Ok, rx.Ring.CollectWritableChain(rxHead, buffers, out long writableLength));
+        Assert.Equal(4096, writableLength);
         (ulong address, uint _) = Assert.Single(buffers);
         Assert.True(rx.Ring.Memory.TryGetSpan(address, (uint)(12 + frame.Length), out Span<byte> target));
         new VirtioNetHeader { BufferCount = 1 }.WriteTo(target);
@@ -487,8 +488,8 @@ public class VhostUserProtocolTests
             Assert.True(tx.TryTakeHead(out ushort head));
             Assert.Equal(posted, head);
             var copy = new byte[2048];
-            int length = tx.CopyReadableChain(head, 12, copy);
-            Assert.True(frame.AsSpan().SequenceEqual(copy.AsSpan(0, Math.Max(length, 0))), $"{layout}: {length} bytes");
+            ChainResult result = tx.CopyReadableChain(head, 12, copy, out int length);
+            Assert.True(result == ChainResult.Ok && frame.AsSpan().SequenceEqual(copy.AsSpan(0, length)), $"{layout}: {result}, {length} bytes");
             tx.AddUsed(head, 0);
             tx.PublishUsed();
             Assert.True(f.Tx().Driver.TryTakeUsed(out _));

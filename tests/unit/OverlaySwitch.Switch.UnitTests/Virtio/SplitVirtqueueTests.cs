@@ -48,12 +48,13 @@ public sealed class SplitVirtqueueTests : IDisposable
 
     private static readonly byte[] Header = new byte[HeaderLength];
 
-    /// <summary>Takes the next head and copies its chain without the header.</summary>
-    private int TakeAndCopy(SplitVirtqueue queue, Span<byte> destination, int skip = HeaderLength)
+    /// <summary>Takes the next head and copies its chain without the header: the result and the length copied.</summary>
+    private static (ChainResult Result, int Length) TakeAndCopy(SplitVirtqueue queue, Span<byte> destination, int skip = HeaderLength)
     {
         Assert.Equal(1, queue.Pending);
         Assert.True(queue.TryTakeHead(out ushort head));
-        return queue.CopyReadableChain(head, skip, destination);
+        ChainResult result = queue.CopyReadableChain(head, skip, destination, out int length);
+        return (result, length);
     }
 
     /// <summary>The queue broke with <paramref name="fault"/>, stays broken, and the other queue still works.</summary>
@@ -70,7 +71,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         byte[] frame = Bytes(100);
         _otherDriver.PostTransmit(Header, frame);
         var copy = new byte[256];
-        Assert.Equal(frame.Length, TakeAndCopy(_otherQueue, copy));
+        Assert.Equal((ChainResult.Ok, frame.Length), TakeAndCopy(_otherQueue, copy));
         Assert.Equal(frame, copy[..frame.Length]);
         Assert.False(_otherQueue.IsBroken);
     }
@@ -88,7 +89,8 @@ public sealed class SplitVirtqueueTests : IDisposable
         Assert.True(_queue.TryTakeHead(out ushort head));
         Assert.Equal(posted, head);
         var copy = new byte[2048];
-        Assert.Equal(frame.Length, _queue.CopyReadableChain(head, HeaderLength, copy));
+        Assert.Equal(ChainResult.Ok, _queue.CopyReadableChain(head, HeaderLength, copy, out int length));
+        Assert.Equal(frame.Length, length);
         Assert.Equal(frame, copy[..frame.Length]);
         Assert.False(_queue.IsBroken);
         Assert.Equal(1, _queue.LastAvailIndex);
@@ -104,7 +106,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         byte[][] parts = [all[..5], all[5..14], all[14..100], all[100..]];
         _driver.PostChain(parts, [], indirect);
         var copy = new byte[512];
-        Assert.Equal(300, TakeAndCopy(_queue, copy));
+        Assert.Equal((ChainResult.Ok, 300), TakeAndCopy(_queue, copy));
         Assert.Equal(all[HeaderLength..], copy[..300]);
     }
 
@@ -114,7 +116,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         byte[] frame = Bytes(80);
         _driver.PostChain([Header, [], frame, []], []);
         var copy = new byte[128];
-        Assert.Equal(80, TakeAndCopy(_queue, copy));
+        Assert.Equal((ChainResult.Ok, 80), TakeAndCopy(_queue, copy));
         Assert.Equal(frame, copy[..80]);
     }
 
@@ -127,7 +129,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         _driver.WriteDescriptor(0, address, (uint)packet.Length, 0, 0);
         _driver.MakeAvailable(0);
         var copy = new byte[0x400];
-        Assert.Equal(0x200, TakeAndCopy(_queue, copy));
+        Assert.Equal((ChainResult.Ok, 0x200), TakeAndCopy(_queue, copy));
         Assert.Equal(packet[HeaderLength..], copy[..0x200]);
         Assert.False(_queue.IsBroken);
     }
@@ -139,7 +141,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         _driver.PostChain(parts, [], indirect: true);
         var copy = new byte[1024];
         byte[] expected = parts.Skip(1).SelectMany(p => p).ToArray();
-        Assert.Equal(expected.Length, TakeAndCopy(_queue, copy));
+        Assert.Equal((ChainResult.Ok, expected.Length), TakeAndCopy(_queue, copy));
         Assert.Equal(expected, copy[..expected.Length]);
     }
 
@@ -149,7 +151,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         byte[][] parts = [Header, .. Enumerable.Range(0, Size - 1).Select(i => Bytes(16, seed: i))];
         _driver.PostChain(parts, []);
         var copy = new byte[512];
-        Assert.Equal(16 * (Size - 1), TakeAndCopy(_queue, copy));
+        Assert.Equal((ChainResult.Ok, 16 * (Size - 1)), TakeAndCopy(_queue, copy));
         Assert.False(_queue.IsBroken);
     }
 
@@ -158,13 +160,13 @@ public sealed class SplitVirtqueueTests : IDisposable
     {
         _driver.PostTransmit(Header, Bytes(600), TransmitLayout.HeaderThenFrame);
         var copy = new byte[100];
-        Assert.Equal(-1, TakeAndCopy(_queue, copy));
+        Assert.Equal((ChainResult.TooLarge, 0), TakeAndCopy(_queue, copy));
         Assert.False(_queue.IsBroken);
         Assert.Equal(1, _queue.LastAvailIndex);
 
         byte[] frame = Bytes(50);
         _driver.PostTransmit(Header, frame);
-        Assert.Equal(50, TakeAndCopy(_queue, copy));
+        Assert.Equal((ChainResult.Ok, 50), TakeAndCopy(_queue, copy));
         Assert.Equal(frame, copy[..50]);
     }
 
@@ -178,7 +180,8 @@ public sealed class SplitVirtqueueTests : IDisposable
         Assert.True(_queue.TryTakeHead(out ushort head));
         Assert.Equal(posted, head);
         var buffers = new List<(ulong Address, uint Length)>();
-        Assert.Equal(lengths.Sum(), _queue.CollectWritableChain(head, buffers));
+        Assert.Equal(ChainResult.Ok, _queue.CollectWritableChain(head, buffers, out long writableLength));
+        Assert.Equal(lengths.Sum(), writableLength);
         Assert.Equal(lengths.Length, buffers.Count);
         for (int i = 0; i < lengths.Length; i++)
             Assert.Equal((uint)lengths[i], buffers[i].Length);
@@ -195,7 +198,8 @@ public sealed class SplitVirtqueueTests : IDisposable
         for (int i = 0; i < Size; i++)
         {
             Assert.True(_queue.TryTakeHead(out ushort head));
-            Assert.Equal(60 + i, _queue.CopyReadableChain(head, HeaderLength, copy));
+            Assert.Equal(ChainResult.Ok, _queue.CopyReadableChain(head, HeaderLength, copy, out int length));
+            Assert.Equal(60 + i, length);
         }
         Assert.False(_queue.IsBroken);
     }
@@ -208,7 +212,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         _driver.WriteDescriptor(0, RegionB, 64, VringDescriptor.FlagNext, 1);
         _driver.WriteDescriptor(1, RegionB, 64, VringDescriptor.FlagNext, 0);
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.ChainTooLong);
     }
 
@@ -217,7 +221,7 @@ public sealed class SplitVirtqueueTests : IDisposable
     {
         _driver.WriteDescriptor(3, RegionB, 1, VringDescriptor.FlagNext, 3);
         _driver.MakeAvailable(3);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.ChainTooLong);
     }
 
@@ -228,7 +232,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         for (int i = 0; i < Size; i++)
             _driver.WriteDescriptor(i, RegionB + (ulong)(16 * i), 16, VringDescriptor.FlagNext, (ushort)((i + 1) % Size));
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096], skip: 0));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096], skip: 0));
         AssertBrokeWith(VirtqueueFault.ChainTooLong);
     }
 
@@ -239,7 +243,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         _driver.WriteDescriptor(1, RegionB, 64, VringDescriptor.FlagNext | VringDescriptor.FlagWrite, 0);
         _driver.MakeAvailable(0);
         Assert.True(_queue.TryTakeHead(out ushort head));
-        Assert.Equal(-2, _queue.CollectWritableChain(head, []));
+        Assert.Equal(ChainResult.QueueBroken, _queue.CollectWritableChain(head, [], out _));
         AssertBrokeWith(VirtqueueFault.ChainTooLong);
     }
 
@@ -251,7 +255,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         _driver.WriteDescriptorAt(table + 16, RegionB + 0x100, 16, VringDescriptor.FlagNext, 0);
         _driver.WriteDescriptor(0, table, 32, VringDescriptor.FlagIndirect, 0);
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.ChainTooLong);
     }
 
@@ -269,7 +273,7 @@ public sealed class SplitVirtqueueTests : IDisposable
     {
         _driver.WriteDescriptor(0, RegionB, 64, VringDescriptor.FlagNext, Size);
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.DescriptorIndexOutOfRange);
     }
 
@@ -281,7 +285,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         _driver.WriteDescriptorAt(table + 16, RegionB + 0x100, 16, 0, 0);
         _driver.WriteDescriptor(0, table, 32, VringDescriptor.FlagIndirect, 0);
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.DescriptorIndexOutOfRange);
     }
 
@@ -312,7 +316,7 @@ public sealed class SplitVirtqueueTests : IDisposable
     {
         _driver.WriteDescriptor(0, address, length, 0, 0);
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[0x20000], skip: 0));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[0x20000], skip: 0));
         AssertBrokeWith(VirtqueueFault.BufferOutsideMemory);
     }
 
@@ -322,7 +326,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         _driver.WriteDescriptor(0, RegionB, 64, VringDescriptor.FlagNext, 1);
         _driver.WriteDescriptor(1, 0xDEAD_0000, 64, 0, 0);
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.BufferOutsideMemory);
     }
 
@@ -334,7 +338,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         _driver.WriteDescriptor(0, table, 16, VringDescriptor.FlagIndirect | VringDescriptor.FlagNext, 1);
         _driver.WriteDescriptor(1, RegionB + 0x200, 64, 0, 0);
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.BadIndirectTable);
     }
 
@@ -346,7 +350,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         _driver.WriteDescriptorAt(outer, inner, 16, VringDescriptor.FlagIndirect, 0);
         _driver.WriteDescriptor(0, outer, 16, VringDescriptor.FlagIndirect, 0);
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.BadIndirectTable);
     }
 
@@ -367,7 +371,7 @@ public sealed class SplitVirtqueueTests : IDisposable
     {
         _driver.WriteDescriptor(0, address, length, VringDescriptor.FlagIndirect, 0);
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.BadIndirectTable);
     }
 
@@ -377,7 +381,7 @@ public sealed class SplitVirtqueueTests : IDisposable
         _driver.WriteDescriptor(0, RegionB, 12, VringDescriptor.FlagNext, 1);
         _driver.WriteDescriptor(1, RegionB + 0x100, 64, VringDescriptor.FlagWrite, 0);
         _driver.MakeAvailable(0);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.WrongBufferDirection);
     }
 
@@ -385,7 +389,7 @@ public sealed class SplitVirtqueueTests : IDisposable
     public void Writable_descriptor_in_an_indirect_transmit_table_breaks_the_queue()
     {
         _driver.PostChain([Header], [64], indirect: true);
-        Assert.Equal(-2, TakeAndCopy(_queue, new byte[4096]));
+        Assert.Equal((ChainResult.QueueBroken, 0), TakeAndCopy(_queue, new byte[4096]));
         AssertBrokeWith(VirtqueueFault.WrongBufferDirection);
     }
 
@@ -394,7 +398,7 @@ public sealed class SplitVirtqueueTests : IDisposable
     {
         _driver.PostChain([Header], [1000]);
         Assert.True(_queue.TryTakeHead(out ushort head));
-        Assert.Equal(-2, _queue.CollectWritableChain(head, []));
+        Assert.Equal(ChainResult.QueueBroken, _queue.CollectWritableChain(head, [], out _));
         AssertBrokeWith(VirtqueueFault.WrongBufferDirection);
     }
 

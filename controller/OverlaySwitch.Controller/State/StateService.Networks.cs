@@ -1,10 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
 using OverlaySwitch.Contracts;
-using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
+using OverlaySwitch.Controller.Model;
 
-namespace OverlaySwitch.Controller.Model;
+namespace OverlaySwitch.Controller.State;
 
 public sealed partial class StateService
 {
@@ -23,7 +23,7 @@ public sealed partial class StateService
     }
 
     private static Network Visible(DesiredState state, Caller caller, string id) =>
-        state.Networks.Get(id) is { } n && caller.Sees(n.TenantId) ? n : throw ApiException.NotFound("network", id);
+        state.Networks.Get(id) is { } n && caller.Sees(n.TenantId) ? n : throw StateError.NotFound("network", id);
 
     public Task<Network> CreateNetworkAsync(Caller caller, NetworkSpec spec, CancellationToken cancellationToken)
     {
@@ -32,9 +32,9 @@ public sealed partial class StateService
         NetworkDraft draft = ParseNetwork(spec);
         return WriteAsync<Network>((state, revision) =>
         {
-            string tenantId = spec.TenantId ?? caller.TenantId ?? throw ApiException.Invalid("tenantId", "is required");
+            string tenantId = spec.TenantId ?? caller.TenantId ?? throw StateError.Invalid("tenantId", "is required");
             if (!state.Tenants.Contains(tenantId) || !caller.Sees(tenantId))
-                throw ApiException.NotFound("tenant", tenantId);
+                throw StateError.NotFound("tenant", tenantId);
             Network network = ValidNetwork(state, draft, NewId("net"), tenantId, revision);
             return ([StateChange.Upsert<Network>(ObjectKind.Network, network.Id, null, network)], network);
         }, cancellationToken);
@@ -49,9 +49,9 @@ public sealed partial class StateService
             Network before = Visible(state, caller, id);
             CheckIfMatch("network", id, before.Revision, ifMatch);
             if (spec.TenantId is not null && spec.TenantId != before.TenantId)
-                throw ApiException.Invalid("tenantId", "a network cannot move to another tenant");
+                throw StateError.Invalid("tenantId", "a network cannot move to another tenant");
             if (spec.Vni is uint vni && vni != before.Vni)
-                throw ApiException.Invalid("vni", $"the VNI of a network cannot change (is {before.Vni})");
+                throw StateError.Invalid("vni", $"the VNI of a network cannot change (is {before.Vni})");
             Network after = ValidNetwork(state, draft with { Vni = before.Vni }, id, before.TenantId, revision);
             // Every port and external endpoint must still fit the new subnets and miss the gateways.
             foreach (string memberId in state.PortsOf(id).Concat(state.ExternalsOf(id)))
@@ -60,9 +60,9 @@ public sealed partial class StateService
                 foreach (string ip in ips)
                 {
                     if (HostAddressError(after, IPAddress.Parse(ip)) is string error)
-                        throw ApiException.Conflict($"'{memberId}' has address {ip}, which would not fit the new subnets: {error}.");
+                        throw StateError.Conflict($"'{memberId}' has address {ip}, which would not fit the new subnets: {error}.");
                     if (ip == after.GatewayV4 || ip == after.GatewayV6)
-                        throw ApiException.Conflict($"'{memberId}' has address {ip}, which would be the gateway.");
+                        throw StateError.Conflict($"'{memberId}' has address {ip}, which would be the gateway.");
                 }
             }
             return ([StateChange.Upsert(ObjectKind.Network, id, before, after)], after);
@@ -78,7 +78,7 @@ public sealed partial class StateService
             CheckIfMatch("network", id, before.Revision, ifMatch);
             int members = state.PortsOf(id).Count + state.ExternalsOf(id).Count;
             if (members > 0)
-                throw ApiException.Conflict($"network '{id}' still has {members} port(s) or external endpoint(s); delete them first.");
+                throw StateError.Conflict($"network '{id}' still has {members} port(s) or external endpoint(s); delete them first.");
             return ([StateChange.Delete(ObjectKind.Network, id, before)], true);
         }, cancellationToken);
     }
@@ -91,7 +91,7 @@ public sealed partial class StateService
     private static void RequireAdminForVni(Caller caller, uint? vni)
     {
         if (vni is not null && !caller.IsAdmin)
-            throw ApiException.Forbidden("vni: only the admin chooses a network's VNI; leave it out and one is allocated.");
+            throw StateError.Forbidden("vni: only the admin chooses a network's VNI; leave it out and one is allocated.");
     }
 
     /// <summary>A network request checked on its own, before the write lock; what needs the state is checked under it.</summary>
@@ -143,7 +143,7 @@ public sealed partial class StateService
     private static Network ValidNetwork(DesiredState state, NetworkDraft draft, string id, string tenantId, long revision)
     {
         if (state.NetworksOf(tenantId).Any(n => n != id && string.Equals(state.Networks.Get(n)!.Name, draft.Name, StringComparison.OrdinalIgnoreCase)))
-            throw ApiException.Conflict($"the tenant has a network named '{draft.Name}' already.");
+            throw StateError.Conflict($"the tenant has a network named '{draft.Name}' already.");
         foreach (string vtep in draft.FloodVteps)
             CheckRegisteredVtep(state, "floodVteps", vtep);
         uint vni;
@@ -151,7 +151,7 @@ public sealed partial class StateService
         {
             // Which network has it is not said: it may be another tenant's.
             if (state.NetworkByVni.TryGetValue(wanted, out string? owner) && owner != id)
-                throw ApiException.Conflict($"VNI {wanted} is in use.");
+                throw StateError.Conflict($"VNI {wanted} is in use.");
             vni = wanted;
         }
         else
@@ -188,7 +188,7 @@ public sealed partial class StateService
             if (!state.NetworkByVni.ContainsKey(vni))
                 return vni;
         }
-        throw ApiException.Conflict("every VNI is in use.");
+        throw StateError.Conflict("every VNI is in use.");
     }
 
     /// <summary>

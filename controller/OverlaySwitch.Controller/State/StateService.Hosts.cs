@@ -1,10 +1,10 @@
 using System.Net;
 using System.Net.Sockets;
 using OverlaySwitch.Contracts;
-using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
+using OverlaySwitch.Controller.Model;
 
-namespace OverlaySwitch.Controller.Model;
+namespace OverlaySwitch.Controller.State;
 
 public sealed partial class StateService
 {
@@ -17,7 +17,7 @@ public sealed partial class StateService
     {
         SwitchHost? host = Current.Hosts.Get(id);
         if (host is null || (caller.Role == CallerRole.Host && caller.HostId != id))
-            throw ApiException.NotFound("host", id);
+            throw StateError.NotFound("host", id);
         return host;
     }
 
@@ -36,11 +36,11 @@ public sealed partial class StateService
     public Task<SwitchHost> UpdateHostAsync(Caller caller, string id, SwitchHostSpec spec, long? ifMatch, CancellationToken cancellationToken)
     {
         if (caller.Role == CallerRole.Tenant)
-            throw ApiException.Forbidden("A tenant token may not change hosts.");
+            throw StateError.Forbidden("A tenant token may not change hosts.");
         SwitchHost draft = ParseHost(spec);
         return WriteAsync<SwitchHost>((state, revision) =>
         {
-            SwitchHost before = state.Hosts.Get(id) is { } h && caller.ActsFor(id) ? h : throw ApiException.NotFound("host", id);
+            SwitchHost before = state.Hosts.Get(id) is { } h && caller.ActsFor(id) ? h : throw StateError.NotFound("host", id);
             CheckIfMatch("host", id, before.Revision, ifMatch);
             SwitchHost after = ValidHost(state, draft with { Id = id, Revision = revision });
             return ([StateChange.Upsert(ObjectKind.Host, id, before, after)], after);
@@ -53,11 +53,11 @@ public sealed partial class StateService
         caller.RequireAdmin("delete hosts");
         return WriteAsync<bool>((state, revision) =>
         {
-            SwitchHost before = state.Hosts.Get(id) ?? throw ApiException.NotFound("host", id);
+            SwitchHost before = state.Hosts.Get(id) ?? throw StateError.NotFound("host", id);
             CheckIfMatch("host", id, before.Revision, ifMatch);
             int bound = state.NetworksOnHost(id).Values.Sum();
             if (bound > 0)
-                throw ApiException.Conflict($"host '{id}' still has {bound} port(s) bound; move or delete them first.");
+                throw StateError.Conflict($"host '{id}' still has {bound} port(s) bound; move or delete them first.");
             List<StateChange> changes = [StateChange.Delete(ObjectKind.Host, id, before)];
             changes.AddRange(state.Tokens.Values.Where(k => k.HostId == id).Select(k => StateChange.Delete(ObjectKind.Token, k.Id, k)));
             return (changes, true);
@@ -88,15 +88,15 @@ public sealed partial class StateService
             if (other.Id == host.Id)
                 continue;
             if (string.Equals(other.Name, host.Name, StringComparison.OrdinalIgnoreCase))
-                throw ApiException.Conflict($"a host named '{host.Name}' exists already.");
+                throw StateError.Conflict($"a host named '{host.Name}' exists already.");
             if ((host.VtepV4 is not null && host.VtepV4 == other.VtepV4) || (host.VtepV6 is not null && host.VtepV6 == other.VtepV6))
-                throw ApiException.Conflict($"VTEP address {host.VtepV4 ?? host.VtepV6} belongs to host '{other.Id}'.");
+                throw StateError.Conflict($"VTEP address {host.VtepV4 ?? host.VtepV6} belongs to host '{other.Id}'.");
         }
         foreach (string? vtep in new[] { host.VtepV4, host.VtepV6 })
         {
             // A managed host among the external VTEPs would get a network's floods twice, and could not apply a network that lists it.
             if (vtep is not null && state.ExternalVtepByAddress.TryGetValue(vtep, out string? external))
-                throw ApiException.Conflict($"VTEP address {vtep} is registered as external VTEP '{external}'; delete that registration first.");
+                throw StateError.Conflict($"VTEP address {vtep} is registered as external VTEP '{external}'; delete that registration first.");
         }
         return host;
     }

@@ -1,9 +1,9 @@
 using System.Net;
 using OverlaySwitch.Contracts;
-using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
+using OverlaySwitch.Controller.Model;
 
-namespace OverlaySwitch.Controller.Model;
+namespace OverlaySwitch.Controller.State;
 
 public sealed partial class StateService
 {
@@ -11,7 +11,7 @@ public sealed partial class StateService
     public ExternalVtep GetExternalVtep(Caller caller, string id)
     {
         caller.RequireTenantOrAdmin("read external VTEPs");
-        return Current.ExternalVteps.Get(id) ?? throw ApiException.NotFound("external VTEP", id);
+        return Current.ExternalVteps.Get(id) ?? throw StateError.NotFound("external VTEP", id);
     }
 
     public Task<ExternalVtep> CreateExternalVtepAsync(Caller caller, ExternalVtepSpec spec, CancellationToken cancellationToken)
@@ -33,7 +33,7 @@ public sealed partial class StateService
         (string name, string address) = ParseExternalVtep(spec);
         return WriteAsync<ExternalVtep>((state, revision) =>
         {
-            ExternalVtep before = state.ExternalVteps.Get(id) ?? throw ApiException.NotFound("external VTEP", id);
+            ExternalVtep before = state.ExternalVteps.Get(id) ?? throw StateError.NotFound("external VTEP", id);
             CheckIfMatch("external VTEP", id, before.Revision, ifMatch);
             if (address != before.Address)
                 CheckExternalVtepUnused(state, before);
@@ -48,7 +48,7 @@ public sealed partial class StateService
         caller.RequireAdmin("delete external VTEPs");
         return WriteAsync<bool>((state, revision) =>
         {
-            ExternalVtep before = state.ExternalVteps.Get(id) ?? throw ApiException.NotFound("external VTEP", id);
+            ExternalVtep before = state.ExternalVteps.Get(id) ?? throw StateError.NotFound("external VTEP", id);
             CheckIfMatch("external VTEP", id, before.Revision, ifMatch);
             CheckExternalVtepUnused(state, before);
             return ([StateChange.Delete(ObjectKind.ExternalVtep, id, before)], true);
@@ -72,11 +72,11 @@ public sealed partial class StateService
     private static void CheckExternalVtepConflicts(DesiredState state, ExternalVtep vtep)
     {
         if (state.ExternalVtepByAddress.TryGetValue(vtep.Address, out string? other) && other != vtep.Id)
-            throw ApiException.Conflict($"{vtep.Address} is registered already, as external VTEP '{other}'.");
+            throw StateError.Conflict($"{vtep.Address} is registered already, as external VTEP '{other}'.");
         if (state.ExternalVteps.Values.FirstOrDefault(v => v.Id != vtep.Id && string.Equals(v.Name, vtep.Name, StringComparison.OrdinalIgnoreCase)) is { } named)
-            throw ApiException.Conflict($"an external VTEP named '{vtep.Name}' exists already ('{named.Id}').");
+            throw StateError.Conflict($"an external VTEP named '{vtep.Name}' exists already ('{named.Id}').");
         if (HostWithVtep(state, vtep.Address) is { } host)
-            throw ApiException.Conflict($"{vtep.Address} is the VTEP of host '{host.Id}', which the controller manages; only VTEPs it does not run are external.");
+            throw StateError.Conflict($"{vtep.Address} is the VTEP of host '{host.Id}', which the controller manages; only VTEPs it does not run are external.");
     }
 
     /// <summary>A registered VTEP stays while a network floods to it or an external endpoint is behind it.</summary>
@@ -84,9 +84,9 @@ public sealed partial class StateService
     {
         // Linear in networks and external endpoints; only the admin gets here, and rarely.
         if (state.Networks.Values.FirstOrDefault(n => n.FloodVteps.Contains(vtep.Address)) is { } network)
-            throw ApiException.Conflict($"network '{network.Id}' floods to {vtep.Address}; take it out of its floodVteps first.");
+            throw StateError.Conflict($"network '{network.Id}' floods to {vtep.Address}; take it out of its floodVteps first.");
         if (state.ExternalEndpoints.Values.FirstOrDefault(e => e.Vtep == vtep.Address) is { } endpoint)
-            throw ApiException.Conflict($"external endpoint '{endpoint.Id}' is behind {vtep.Address}; delete or move it first.");
+            throw StateError.Conflict($"external endpoint '{endpoint.Id}' is behind {vtep.Address}; delete or move it first.");
     }
 
     /// <summary>
@@ -99,8 +99,8 @@ public sealed partial class StateService
         if (state.ExternalVtepByAddress.ContainsKey(address))
             return;
         if (HostWithVtep(state, address) is { } host)
-            throw ApiException.Invalid(field, $"{address} is the VTEP of host '{host.Id}'; a network's own hosts get its floods without being listed");
-        throw ApiException.Invalid(field, $"{address} is not a registered external VTEP; the admin registers them (POST /api/v1/external-vteps)");
+            throw StateError.Invalid(field, $"{address} is the VTEP of host '{host.Id}'; a network's own hosts get its floods without being listed");
+        throw StateError.Invalid(field, $"{address} is not a registered external VTEP; the admin registers them (POST /api/v1/external-vteps)");
     }
 
     private static SwitchHost? HostWithVtep(DesiredState state, string address) =>

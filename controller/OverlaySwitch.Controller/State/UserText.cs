@@ -1,6 +1,6 @@
 using System.Text;
 
-namespace OverlaySwitch.Controller.Api;
+namespace OverlaySwitch.Controller.State;
 
 /// <summary>
 /// Text from a request quoted back in an answer. Bounded, so an error never repeats a huge input

@@ -1,9 +1,8 @@
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
-using OverlaySwitch.Controller.Api;
 
-namespace OverlaySwitch.Controller.Model;
+namespace OverlaySwitch.Controller.State;
 
 /// <summary>Parses and normalizes the addresses in request bodies; every failure names the field and the reason.</summary>
 public static class Addresses

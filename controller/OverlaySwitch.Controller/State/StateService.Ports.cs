@@ -1,9 +1,9 @@
 using System.Net;
 using OverlaySwitch.Contracts;
-using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
+using OverlaySwitch.Controller.Model;
 
-namespace OverlaySwitch.Controller.Model;
+namespace OverlaySwitch.Controller.State;
 
 public sealed partial class StateService
 {
@@ -16,12 +16,12 @@ public sealed partial class StateService
     }
 
     private static Port VisiblePort(DesiredState state, Caller caller, string id) =>
-        state.Ports.Get(id) is { } p && caller.Sees(p.TenantId) ? p : throw ApiException.NotFound("port", id);
+        state.Ports.Get(id) is { } p && caller.Sees(p.TenantId) ? p : throw StateError.NotFound("port", id);
 
     public Task<Port> CreatePortAsync(Caller caller, PortSpec spec, CancellationToken cancellationToken)
     {
         caller.RequireTenantOrAdmin("create ports");
-        string networkId = spec.NetworkId ?? throw ApiException.Invalid("networkId", "is required");
+        string networkId = spec.NetworkId ?? throw StateError.Invalid("networkId", "is required");
         Member member = ParseMember(Current, caller, networkId, spec.Name, spec.Mac, spec.Ips);
         PortKind kind = spec.Kind ?? PortKind.VhostUser;
         return WriteAsync<Port>((state, revision) =>
@@ -42,7 +42,7 @@ public sealed partial class StateService
             Port before = VisiblePort(state, caller, id);
             CheckIfMatch("port", id, before.Revision, ifMatch);
             if (spec.NetworkId is not null && spec.NetworkId != before.NetworkId)
-                throw ApiException.Invalid("networkId", "a port cannot move to another network; create a new port");
+                throw StateError.Invalid("networkId", "a port cannot move to another network; create a new port");
             Port after = ValidPort(state, caller, before.NetworkId, member, kind, id, before, revision);
             return ([StateChange.Upsert(ObjectKind.Port, id, before, after)], after);
         }, cancellationToken);
@@ -57,23 +57,23 @@ public sealed partial class StateService
     public Task<Port> BindPortAsync(Caller caller, string id, PortBinding binding, long? ifMatch, CancellationToken cancellationToken)
     {
         if (caller.Role == CallerRole.Tenant)
-            throw ApiException.Forbidden("A tenant token may not bind ports: the admin or the host's orchestrator binds a port to a host.");
+            throw StateError.Forbidden("A tenant token may not bind ports: the admin or the host's orchestrator binds a port to a host.");
         return WriteAsync<Port>((state, revision) =>
         {
-            Port before = state.Ports.Get(id) ?? throw ApiException.NotFound("port", id);
+            Port before = state.Ports.Get(id) ?? throw StateError.NotFound("port", id);
             CheckIfMatch("port", id, before.Revision, ifMatch);
             if (caller.Role == CallerRole.Host && (binding.HostId != caller.HostId || before.HostId != caller.HostId || binding.Namespace != before.Namespace))
-                throw ApiException.Forbidden($"A host token may only re-state the binding the admin made to its own host, and port '{id}' is not bound to it that way; the admin binds ports.");
+                throw StateError.Forbidden($"A host token may only re-state the binding the admin made to its own host, and port '{id}' is not bound to it that way; the admin binds ports.");
             if (binding.HostId is not null && !state.Hosts.Contains(binding.HostId))
-                throw ApiException.NotFound("host", binding.HostId);
+                throw StateError.NotFound("host", binding.HostId);
             if (binding.Namespace is { } ns)
             {
                 if (binding.HostId is null)
-                    throw ApiException.Invalid("namespace", "a port bound to no host has no namespace");
+                    throw StateError.Invalid("namespace", "a port bound to no host has no namespace");
                 if (before.Kind != PortKind.Tap)
-                    throw ApiException.Invalid("namespace", "only tap ports live in a namespace");
+                    throw StateError.Invalid("namespace", "only tap ports live in a namespace");
                 if (NamespaceError(ns) is string error)
-                    throw ApiException.Invalid("namespace", error);
+                    throw StateError.Invalid("namespace", error);
             }
             if (binding.HostId == before.HostId && binding.Namespace == before.Namespace)
                 return ([], before);
@@ -114,11 +114,11 @@ public sealed partial class StateService
         RequireIpsFit(network, member.Ips);
         // A namespace is a tap device's: a bound port cannot become something the namespace does not fit.
         if (before is { Namespace: { } ns } && kind != PortKind.Tap)
-            throw ApiException.Conflict($"port '{id}' is bound in namespace '{ns}', which only a tap port can be; bind it without a namespace first.");
+            throw StateError.Conflict($"port '{id}' is bound in namespace '{ns}', which only a tap port can be; bind it without a namespace first.");
         foreach (string other in state.PortsOf(network.Id))
         {
             if (other != id && string.Equals(state.Ports.Get(other)!.Name, member.Name, StringComparison.OrdinalIgnoreCase))
-                throw ApiException.Conflict($"network '{network.Id}' has a port named '{member.Name}' already.");
+                throw StateError.Conflict($"network '{network.Id}' has a port named '{member.Name}' already.");
         }
         CheckMemberConflicts(state, network, id, member.Mac, member.Ips);
         return new Port(id, network.TenantId, network.Id, network.Vni, member.Name, member.Mac, member.Ips, before?.HostId, kind, before?.Namespace, revision);
@@ -183,7 +183,7 @@ public sealed partial class StateService
         foreach (string ip in ips)
         {
             if (ip == network.GatewayV4 || ip == network.GatewayV6)
-                throw ApiException.Conflict($"{ip} is the gateway address of network '{network.Id}'.");
+                throw StateError.Conflict($"{ip} is the gateway address of network '{network.Id}'.");
         }
         var mine = new HashSet<string>(ips, StringComparer.Ordinal);
         foreach (string other in state.PortsOf(network.Id))
@@ -200,11 +200,11 @@ public sealed partial class StateService
         void CheckPair(string otherMac, IReadOnlyList<string> otherIps, string otherId)
         {
             if (otherMac == mac)
-                throw ApiException.Conflict($"MAC {mac} belongs to '{otherId}' in network '{network.Id}'.");
+                throw StateError.Conflict($"MAC {mac} belongs to '{otherId}' in network '{network.Id}'.");
             foreach (string ip in otherIps)
             {
                 if (mine.Contains(ip))
-                    throw ApiException.Conflict($"IP {ip} belongs to '{otherId}' in network '{network.Id}'.");
+                    throw StateError.Conflict($"IP {ip} belongs to '{otherId}' in network '{network.Id}'.");
             }
         }
     }
@@ -218,12 +218,12 @@ public sealed partial class StateService
     }
 
     private static ExternalEndpoint VisibleExternal(DesiredState state, Caller caller, string id) =>
-        state.ExternalEndpoints.Get(id) is { } e && caller.Sees(e.TenantId) ? e : throw ApiException.NotFound("external endpoint", id);
+        state.ExternalEndpoints.Get(id) is { } e && caller.Sees(e.TenantId) ? e : throw StateError.NotFound("external endpoint", id);
 
     public Task<ExternalEndpoint> CreateExternalEndpointAsync(Caller caller, ExternalEndpointSpec spec, CancellationToken cancellationToken)
     {
         caller.RequireTenantOrAdmin("create external endpoints");
-        string networkId = spec.NetworkId ?? throw ApiException.Invalid("networkId", "is required");
+        string networkId = spec.NetworkId ?? throw StateError.Invalid("networkId", "is required");
         (Member member, string vtep) = ParseExternal(caller, networkId, spec);
         return WriteAsync<ExternalEndpoint>((state, revision) =>
         {
@@ -242,7 +242,7 @@ public sealed partial class StateService
             ExternalEndpoint before = VisibleExternal(state, caller, id);
             CheckIfMatch("external endpoint", id, before.Revision, ifMatch);
             if (spec.NetworkId is not null && spec.NetworkId != before.NetworkId)
-                throw ApiException.Invalid("networkId", "an external endpoint cannot move to another network");
+                throw StateError.Invalid("networkId", "an external endpoint cannot move to another network");
             ExternalEndpoint after = ValidExternal(state, caller, before.NetworkId, member, vtep, id, revision);
             return ([StateChange.Upsert(ObjectKind.ExternalEndpoint, id, before, after)], after);
         }, cancellationToken);
@@ -279,7 +279,7 @@ public sealed partial class StateService
         foreach (string other in state.ExternalsOf(network.Id))
         {
             if (other != id && string.Equals(state.ExternalEndpoints.Get(other)!.Name, member.Name, StringComparison.OrdinalIgnoreCase))
-                throw ApiException.Conflict($"network '{network.Id}' has an external endpoint named '{member.Name}' already.");
+                throw StateError.Conflict($"network '{network.Id}' has an external endpoint named '{member.Name}' already.");
         }
         CheckMemberConflicts(state, network, id, member.Mac, member.Ips);
         return new ExternalEndpoint(id, network.TenantId, network.Id, network.Vni, member.Name, member.Mac, member.Ips, vtep, revision);

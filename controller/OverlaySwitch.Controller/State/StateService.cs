@@ -1,12 +1,12 @@
 using System.Collections.Immutable;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
+using OverlaySwitch.Controller.Model;
 using OverlaySwitch.Controller.Store;
 using OverlaySwitch.Controller.Watch;
 
-namespace OverlaySwitch.Controller.Model;
+namespace OverlaySwitch.Controller.State;
 
 /// <summary>
 /// The one writer of the desired state. A write validates against the current state, commits the
@@ -15,7 +15,7 @@ namespace OverlaySwitch.Controller.Model;
 /// the dispatcher in order. Reads take <see cref="Current"/> without locking.
 /// Runs on: request threads; writes serialized by <see cref="_write"/>.
 /// </summary>
-public sealed partial class StateService : IAsyncDisposable
+public sealed partial class StateService : ICurrentState, IAsyncDisposable
 {
     private readonly IStateStore _store;
     private readonly WatchDispatcher _dispatcher;
@@ -66,7 +66,7 @@ public sealed partial class StateService : IAsyncDisposable
 
     /// <summary>
     /// Runs <paramref name="plan"/> on the current state under the write lock; it returns the changes
-    /// (at the revision it is given) and the result, or throws <see cref="ApiException"/>. The result
+    /// (at the revision it is given) and the result, or throws <see cref="StateError"/>. The result
     /// is returned only after the changes are durable.
     /// </summary>
     private async Task<T> WriteAsync<T>(Func<DesiredState, long, (IReadOnlyList<StateChange> Changes, T Result)> plan, CancellationToken cancellationToken)
@@ -105,7 +105,7 @@ public sealed partial class StateService : IAsyncDisposable
     private static void CheckIfMatch(string kind, string id, long current, long? ifMatch)
     {
         if (ifMatch is long expected && expected != current)
-            throw ApiException.PreconditionFailed(kind, id, current);
+            throw StateError.PreconditionFailed(kind, id, current);
     }
 
     private static void CheckName(Dictionary<string, List<string>> errors, string field, string? name)
@@ -120,7 +120,7 @@ public sealed partial class StateService : IAsyncDisposable
     private static void RequireAtMost<T>(string field, IReadOnlyList<T>? list, int max)
     {
         if (list is { Count: var count } && count > max)
-            throw ApiException.Invalid(field, $"has {count} entries; at most {max} are allowed");
+            throw StateError.Invalid(field, $"has {count} entries; at most {max} are allowed");
     }
 
     private static void Add(Dictionary<string, List<string>> errors, string field, string message)
@@ -133,7 +133,7 @@ public sealed partial class StateService : IAsyncDisposable
     private static void ThrowIfAny(Dictionary<string, List<string>> errors)
     {
         if (errors.Count > 0)
-            throw ApiException.Invalid(errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
+            throw StateError.Invalid(errors.ToDictionary(e => e.Key, e => e.Value.ToArray()));
     }
 
     public ValueTask DisposeAsync()

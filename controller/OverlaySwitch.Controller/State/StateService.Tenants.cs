@@ -1,9 +1,8 @@
-using System.Security.Cryptography;
 using OverlaySwitch.Contracts;
-using OverlaySwitch.Controller.Api;
 using OverlaySwitch.Controller.Auth;
+using OverlaySwitch.Controller.Model;
 
-namespace OverlaySwitch.Controller.Model;
+namespace OverlaySwitch.Controller.State;
 
 public sealed partial class StateService
 {
@@ -11,7 +10,7 @@ public sealed partial class StateService
     {
         caller.RequireTenantOrAdmin("read tenants");
         Tenant? tenant = Current.Tenants.Get(id);
-        return tenant is not null && caller.Sees(tenant.Id) ? tenant : throw ApiException.NotFound("tenant", id);
+        return tenant is not null && caller.Sees(tenant.Id) ? tenant : throw StateError.NotFound("tenant", id);
     }
 
     public Task<Tenant> CreateTenantAsync(Caller caller, TenantSpec spec, CancellationToken cancellationToken)
@@ -30,7 +29,7 @@ public sealed partial class StateService
         caller.RequireTenantOrAdmin("change tenants");
         return WriteAsync<Tenant>((state, revision) =>
         {
-            Tenant before = state.Tenants.Get(id) is { } t && caller.Sees(t.Id) ? t : throw ApiException.NotFound("tenant", id);
+            Tenant before = state.Tenants.Get(id) is { } t && caller.Sees(t.Id) ? t : throw StateError.NotFound("tenant", id);
             caller.RequireAdmin("rename tenants");
             CheckIfMatch("tenant", id, before.Revision, ifMatch);
             Tenant after = before with { Name = ValidTenant(state, spec, id), Revision = revision };
@@ -44,12 +43,12 @@ public sealed partial class StateService
         caller.RequireTenantOrAdmin("delete tenants");
         return WriteAsync<bool>((state, revision) =>
         {
-            Tenant before = state.Tenants.Get(id) is { } t && caller.Sees(t.Id) ? t : throw ApiException.NotFound("tenant", id);
+            Tenant before = state.Tenants.Get(id) is { } t && caller.Sees(t.Id) ? t : throw StateError.NotFound("tenant", id);
             caller.RequireAdmin("delete tenants");
             CheckIfMatch("tenant", id, before.Revision, ifMatch);
             int networks = state.NetworksOf(id).Count;
             if (networks > 0)
-                throw ApiException.Conflict($"tenant '{id}' still has {networks} network(s); delete them first.");
+                throw StateError.Conflict($"tenant '{id}' still has {networks} network(s); delete them first.");
             List<StateChange> changes = [StateChange.Delete(ObjectKind.Tenant, id, before)];
             changes.AddRange(state.Tokens.Values.Where(k => k.TenantId == id).Select(k => StateChange.Delete(ObjectKind.Token, k.Id, k)));
             return (changes, true);
@@ -63,7 +62,7 @@ public sealed partial class StateService
         ThrowIfAny(errors);
         string name = spec.Name!;
         if (state.Tenants.Values.Any(t => t.Id != self && string.Equals(t.Name, name, StringComparison.OrdinalIgnoreCase)))
-            throw ApiException.Conflict($"a tenant named '{name}' exists already.");
+            throw StateError.Conflict($"a tenant named '{name}' exists already.");
         return name;
     }
 
@@ -76,9 +75,9 @@ public sealed partial class StateService
         return WriteAsync<IssuedToken>((state, revision) =>
         {
             if (role == CallerRole.Tenant && !state.Tenants.Contains(ownerId))
-                throw ApiException.NotFound("tenant", ownerId);
+                throw StateError.NotFound("tenant", ownerId);
             if (role == CallerRole.Host && !state.Hosts.Contains(ownerId))
-                throw ApiException.NotFound("host", ownerId);
+                throw StateError.NotFound("host", ownerId);
             if (spec.Name is { Length: > 0 })
             {
                 var errors = new Dictionary<string, List<string>>();
@@ -99,35 +98,8 @@ public sealed partial class StateService
         caller.RequireAdmin("revoke tokens");
         return WriteAsync<bool>((state, revision) =>
         {
-            TokenRecord before = state.Tokens.Get(id) ?? throw ApiException.NotFound("token", id);
+            TokenRecord before = state.Tokens.Get(id) ?? throw StateError.NotFound("token", id);
             return ([StateChange.Delete(ObjectKind.Token, id, before)], true);
         }, cancellationToken);
     }
-
-    /// <summary>The caller a token stands for, or null. Runs on: every request.</summary>
-    public Caller? Authenticate(string hash)
-    {
-        DesiredState state = Current;
-        if (!state.TokenByHash.TryGetValue(hash, out string? id) || state.Tokens.Get(id) is not { } token)
-            return null;
-        return token.Role switch
-        {
-            nameof(CallerRole.Tenant) => new Caller(CallerRole.Tenant, token.TenantId, null, token.Id),
-            nameof(CallerRole.Host) => new Caller(CallerRole.Host, null, token.HostId, token.Id),
-            _ => null,
-        };
-    }
-}
-
-/// <summary>Token secrets: 32 random bytes, base64url, with a readable prefix; stored only as SHA-256.</summary>
-public static class Tokens
-{
-    public static string Generate(CallerRole role)
-    {
-        Span<byte> random = stackalloc byte[32];
-        RandomNumberGenerator.Fill(random);
-        return $"ovs-{role.ToString().ToLowerInvariant()}-{Convert.ToBase64String(random).TrimEnd('=').Replace('+', '-').Replace('/', '_')}";
-    }
-
-    public static string Hash(string secret) => Convert.ToHexStringLower(SHA256.HashData(System.Text.Encoding.UTF8.GetBytes(secret)));
 }

@@ -1,7 +1,7 @@
 using System.Net;
-using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 
-namespace OverlaySwitch.Controller.Tests.Model;
+namespace OverlaySwitch.Controller.Tests.State;
 
 public sealed class AddressesTests
 {
