@@ -11,7 +11,8 @@ public sealed class DataplaneContext
     /// <summary>A guest frame is copied here before the overlay looks at it, so the guest cannot change it mid-decision.</summary>
     public const int FrameBufferLength = 65536 + 64;
 
-    internal DataplaneContext(int worker, OverlayProcessor processor, IOverlayOutput output)
+    /// <summary>A worker makes its own; public so that a port can be driven without a worker thread (tests, tools), counting as worker <paramref name="worker"/>.</summary>
+    public DataplaneContext(int worker, OverlayProcessor processor, IOverlayOutput output)
     {
         Worker = worker;
         Processor = processor;

@@ -1,8 +1,11 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
+using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
 using NetworkNamespace = OverlaySwitch.Tests.System.Harness.NetworkNamespace;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
+using OverlaySwitch.Testing;
 using OverlaySwitch.Tests.System.Harness;
 using OverlaySwitch.Wire;
 using Xunit.Abstractions;
@@ -92,8 +95,9 @@ public sealed class TapPortTests(ITestOutputHelper output)
             Mac2.WriteTo(frame.AsSpan(6));
             frame[12] = 0x08;
             frame[13] = 0x06;
-            // TapPort.Deliver does not use the dataplane context.
-            bool Deliver() => port.Deliver(frame, 0, null!);
+            // Delivering as worker 0 would: the port counts in that worker's row.
+            var context = new DataplaneContext(0, new OverlayProcessor(new TablePublisher()), new RecordingOutput());
+            bool Deliver() => port.Deliver(frame, 0, context);
 
             for (int i = 0; i < 100; i++)
                 scope.Check(!Deliver(), "a write to a tap whose link is down should fail");
@@ -106,6 +110,9 @@ public sealed class TapPortTests(ITestOutputHelper output)
                 scope.Check(!Deliver(), "a write to a tap whose link went down again should fail");
             scope.Check(logs.WriteFailures == 2 && logs.Text.Contains("99 failures not logged"),
                 $"failing anew after the link was up should be logged once more, with the 99 unlogged before it:\n{logs.Text}");
+            CounterSnapshot counters = CounterSnapshot.Read(port.Traffic, port.Drops);
+            scope.Check(counters[DropReason.NoReceiveBuffers] == 200 && counters.PacketsOut == 1,
+                $"every failed write should be counted as a drop and the one that went through as delivered: {counters[DropReason.NoReceiveBuffers]} drops, {counters.PacketsOut} delivered");
             scope.Log(logs.Text);
         });
 
