@@ -1,5 +1,4 @@
 using OverlaySwitch.Overlay;
-using OverlaySwitch.Ports;
 
 namespace OverlaySwitch.Agent;
 

@@ -1,7 +1,6 @@
 using System.Collections.Immutable;
 using OverlaySwitch.Contracts;
 using OverlaySwitch.Overlay;
-using OverlaySwitch.Ports;
 using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Agent;

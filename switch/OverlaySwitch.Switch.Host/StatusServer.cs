@@ -2,9 +2,9 @@ using System.Text;
 using System.Text.Json;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
+using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
-using OverlaySwitch.Ports;
 
 namespace OverlaySwitch.Host;
 
@@ -63,57 +63,109 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
         }
     }
 
-    /// <summary>The switch's state as JSON: ports with their counters, ports that failed to open and why, drops by reason, dataplane figures.</summary>
+    /// <summary>
+    /// The switch's state as JSON: ports with their counters, ports that failed to open and why, the
+    /// networks', tunnels', underlay sockets' and workers' counters, drops by reason. Every counted thing is
+    /// read into a <see cref="CounterSnapshot"/> and shown as one "counters" object (traffic and its
+    /// non-zero drops by reason); the flat fields beside it are the ones readers had before it.
+    /// </summary>
     public string Status()
     {
         var dataplane = service.Dataplane;
-        var ports = service.Ports.OrderBy(p => p.Number).Select(p => new
+        ForwardingTables tables = dataplane.Tables.Current;
+        var ports = service.Ports.OrderBy(p => p.Number).Select(p =>
         {
-            name = p.Name,
-            number = p.Number,
-            kind = p is TapPort ? "tap" : "vhost-user",
-            socket = (p as VhostUserPort)?.SocketPath,
-            device = (p as TapPort)?.Device,
-            @namespace = (p as TapPort)?.Namespace,
-            connected = p is TapPort || (p as VhostUserPort)?.IsConnected == true,
-            connections = (p as VhostUserPort)?.ConnectionCount,
-            guestMtu = (p as VhostUserPort)?.Device.GuestMtu,
-            features = p is VhostUserPort v ? $"0x{v.Device.Features:x}" : null,
-            transmitPackets = Volatile.Read(ref p.Stats.TransmitPackets),
-            transmitBytes = Volatile.Read(ref p.Stats.TransmitBytes),
-            receivePackets = Volatile.Read(ref p.Stats.ReceivePackets),
-            receiveBytes = Volatile.Read(ref p.Stats.ReceiveBytes),
-            receiveNoBuffers = Volatile.Read(ref p.Stats.ReceiveNoBuffers),
-            receiveNotReady = Volatile.Read(ref p.Stats.ReceiveNotReady),
-            transmitTooLarge = Volatile.Read(ref p.Stats.TransmitTooLarge),
-            ringFaults = Volatile.Read(ref p.Stats.RingFaults),
+            PortStatus status = p.Status;
+            // The port's own drops and the overlay's drops of it (spoofing, unknown targets, ...).
+            CounterSnapshot c = CounterSnapshot.Read(p.Traffic, p.Drops, tables.GetPort(p.Number)?.Drops);
+            return new
+            {
+                name = p.Name,
+                number = p.Number,
+                kind = status.Kind,
+                socket = status.Socket,
+                device = status.Device,
+                @namespace = status.Namespace,
+                connected = status.Attached,
+                connections = status.Connections,
+                guestMtu = status.GuestMtu,
+                features = status.Features is ulong f ? $"0x{f:x}" : null,
+                transmitPackets = c.PacketsIn,
+                transmitBytes = c.BytesIn,
+                receivePackets = c.PacketsOut,
+                receiveBytes = c.BytesOut,
+                receiveNoBuffers = c[DropReason.NoReceiveBuffers],
+                receiveNotReady = c[DropReason.ReceiveNotReady],
+                transmitTooLarge = c[DropReason.GuestFrameTooLarge],
+                ringFaults = c[DropReason.GuestRingFault],
+                counters = Json(c),
+            };
         }).ToArray();
         var failedPorts = service.FailedPorts.Select(f => new { name = f.Name, error = f.Error }).ToArray();
-        var underlay = dataplane.Receivers.Select(r => new
+        var networks = tables.Networks.Entries.OrderBy(n => n.Key).Select(n => new
         {
-            vtep = r.LocalVtep.ToString(),
-            receivedPackets = Volatile.Read(ref r.Stats.ReceivedPackets),
-            receiveTruncated = Volatile.Read(ref r.Stats.ReceiveTruncated),
-            receiveErrors = Volatile.Read(ref r.Stats.ReceiveErrors),
+            vni = n.Key,
+            counters = Json(CounterSnapshot.Read(null, n.Value.Table.Drops)),
+        }).ToArray();
+        // Every tunnel the tables use: toward the networks' member VTEPs and remote endpoints' hosts.
+        var tunnels = tables.Networks.Entries
+            .SelectMany(n => n.Value.Table.FloodTunnels.Concat(n.Value.Table.Macs.Entries.Select(m => m.Value.Tunnel).OfType<Tunnel>()))
+            .DistinctBy(t => t.Remote).OrderBy(t => t.Remote.ToString(), StringComparer.Ordinal)
+            .Select(t => new
+            {
+                local = t.Local.ToString(),
+                remote = t.Remote.ToString(),
+                pathMtu = t.PathMtu,
+                counters = Json(CounterSnapshot.Read(t.Traffic, t.Drops)),
+            }).ToArray();
+        var underlay = (service.UnderlaySockets?.Receivers ?? []).Select(r =>
+        {
+            CounterSnapshot c = CounterSnapshot.Read(r.Traffic, r.Drops);
+            return new
+            {
+                vtep = r.LocalVtep.ToString(),
+                receivedPackets = c.PacketsIn,
+                receiveTruncated = c[DropReason.UnderlayTruncated],
+                receiveErrors = c[DropReason.UnderlayReceiveError],
+                counters = Json(c),
+            };
         }).ToArray();
         var drops = Enum.GetValues<DropReason>().ToDictionary(r => r.ToString(), dataplane.Drops);
-        var workers = dataplane.Workers.Select(w => new
+        var workers = dataplane.Workers.Select(w =>
         {
-            index = w.Index,
-            sleeps = Volatile.Read(ref w.Sleeps),
-            framesPolled = Volatile.Read(ref w.FramesPolled),
-            allocatedBytes = Volatile.Read(ref w.AllocatedBytes),
-            arpReplies = w.Processor.Stats.ArpReplies,
-            neighborAdvertisements = w.Processor.Stats.NeighborAdvertisements,
-            icmpErrors = w.Processor.Stats.IcmpErrors,
-            tunnelFramesWithoutUnderlay = Volatile.Read(ref w.TunnelFramesWithoutUnderlay),
-            sentPackets = w.UnderlayStats?.SentPackets ?? 0,
-            sendErrors = w.UnderlayStats?.SendErrors ?? 0,
-            sendQueueFull = w.UnderlayStats?.SendQueueFull ?? 0,
+            // Every drop on the worker is in its processor's counters; what it sent is its underlay sender's.
+            CounterSnapshot c = CounterSnapshot.Read(null, w.Processor.Drops);
+            var sender = service.UnderlaySockets?.Senders[w.Index];
+            CounterSnapshot sent = CounterSnapshot.Read(sender?.Traffic, sender?.Drops);
+            return new
+            {
+                index = w.Index,
+                sleeps = Volatile.Read(ref w.Sleeps),
+                framesPolled = Volatile.Read(ref w.FramesPolled),
+                allocatedBytes = Volatile.Read(ref w.AllocatedBytes),
+                arpReplies = w.Processor.Stats.ArpReplies,
+                neighborAdvertisements = w.Processor.Stats.NeighborAdvertisements,
+                icmpErrors = w.Processor.Stats.IcmpErrors,
+                tunnelFramesWithoutUnderlay = c[DropReason.NoUnderlay],
+                sentPackets = sent.PacketsOut,
+                sendErrors = sent[DropReason.UnderlaySendError],
+                sendQueueFull = sent[DropReason.UnderlaySendQueueFull],
+                counters = Json(c),
+            };
         }).ToArray();
-        return JsonSerializer.Serialize(new { host = config.HostName, revision = dataplane.Tables.Current.Revision, ports, failedPorts, underlay, drops, workers },
+        return JsonSerializer.Serialize(new { host = config.HostName, revision = tables.Revision, ports, failedPorts, networks, tunnels, underlay, drops, workers },
             new JsonSerializerOptions { WriteIndented = true });
     }
+
+    /// <summary>One counted thing as the status shows it: traffic in and out (as the switch sees it) and its non-zero drops by reason.</summary>
+    private static object Json(CounterSnapshot c) => new
+    {
+        packetsIn = c.PacketsIn,
+        bytesIn = c.BytesIn,
+        packetsOut = c.PacketsOut,
+        bytesOut = c.BytesOut,
+        drops = c.DropsByName().Where(d => d.Value != 0).ToDictionary(),
+    };
 
     public Task StopAsync(CancellationToken cancellationToken)
     {

@@ -7,6 +7,7 @@ using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
+using OverlaySwitch.Underlay;
 
 namespace OverlaySwitch.Host;
 
@@ -34,6 +35,7 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
     /// <summary>The file's configuration; its local settings (socket mode, owner) apply to every port opened.</summary>
     private SwitchConfig _config;
     private DataplaneService? _dataplane;
+    private UnderlaySockets? _underlaySockets;
     private ForwardingTableBuilder? _builder;
     private IDisposable? _onChange;
 
@@ -46,6 +48,9 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
     }
 
     public DataplaneService Dataplane => _dataplane ?? throw new InvalidOperationException("The switch has not started.");
+
+    /// <summary>The underlay's sockets; null on a switch without underlay (one host).</summary>
+    public UnderlaySockets? UnderlaySockets => _underlaySockets;
 
     public IReadOnlyCollection<IDataplanePort> Ports
     {
@@ -65,7 +70,10 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
             _dataplane = new DataplaneService(_config.DataplaneThreads, _config.DataplaneCpus, _loggers);
             _builder = new ForwardingTableBuilder(_config.Local, _config.DataplaneThreads);
             if (_config.HasUnderlay)
-                _dataplane.AttachUnderlay(_config.Local);
+            {
+                _underlaySockets = new UnderlaySockets(_config.Local, _dataplane.Workers.Count);
+                _dataplane.AttachUnderlay(_underlaySockets.Receivers, _underlaySockets.Senders);
+            }
             Apply(SwitchStateChange.Between(SwitchState.Empty, _config.State));
             _dataplane.Start();
             _onChange = _options.OnChange(_ => Reload("configuration changed"));
@@ -150,7 +158,7 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
     public IReadOnlyList<PortAttachment> LocalPorts()
     {
         lock (_lock)
-            return [.. Ports.Select(p => new PortAttachment(p.Name, p is TapPort || (p as VhostUserPort)?.IsConnected == true))
+            return [.. Ports.Select(p => new PortAttachment(p.Name, p.Status.Attached))
                 .Concat(FailedPorts.Select(f => new PortAttachment(f.Name, false, f.Error)))
                 .OrderBy(p => p.PortId, StringComparer.Ordinal)];
     }
@@ -187,7 +195,7 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
         {
             Publish();
             foreach ((IDataplanePort port, bool deleteDevice) in retired)
-                Close(port, deleteDevice);
+                port.Close(deleteDevice);
         }
 
         foreach (OverlayChange c in change.Overlay)
@@ -208,7 +216,7 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
                     builder.Apply(new OverlayChange.RemoveEndpoint(existing.Config.EndpointId));
                     _ports.Remove(config.Name);
                     Publish();
-                    Close(existing.Port, deleteDevice: false);
+                    existing.Port.Close(deleteDevice: false);
                     Fail(config, e.Message, now);
                 }
             }
@@ -299,20 +307,11 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
     {
         ILogger logger = _loggers.CreateLogger($"OverlaySwitch.Port.{config.Name}");
         if (config.Kind == PortKind.Tap)
-            return new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger);
+            return new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger, _dataplane!.Workers.Count);
         var port = new VhostUserPort(number, config.Name, config.SocketPath, config.Role, config.QueuePairs, _dataplane!, logger,
-            _config.SocketMode, _config.SocketUid, _config.SocketGid, _owned, _config.VhostUser);
+            _dataplane!.Workers.Count, _config.SocketMode, _config.SocketUid, _config.SocketGid, _owned, _config.VhostUser);
         port.Start();
         return port;
-    }
-
-    /// <summary>A tap removed from the configuration takes its device with it; at shutdown devices stay for the next start.</summary>
-    private static void Close(IDataplanePort port, bool deleteDevice)
-    {
-        if (port is TapPort tap)
-            tap.Close(deleteDevice);
-        else
-            (port as IDisposable)?.Dispose();
     }
 
     /// <summary>A port keeps its number for the daemon's lifetime, so counters and tables stay its own across reloads.</summary>
@@ -332,9 +331,10 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
             _retryTimer?.Dispose();
             _retryTimer = null;
             foreach ((_, IDataplanePort port) in _ports.Values)
-                Close(port, deleteDevice: false);
+                port.Close(deleteDevice: false);
             _ports.Clear();
             _dataplane?.Dispose();
+            _underlaySockets?.Dispose(); // after the workers stopped using it
             _builder = null;
             Log.Stopped(_logger);
         }

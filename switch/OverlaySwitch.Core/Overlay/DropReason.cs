@@ -40,11 +40,31 @@ public enum DropReason
     InnerFrameInvalid,
     /// <summary>The inner destination is not on this host (and is not a migration redirect).</summary>
     NotLocal,
+
+    // The dataplane's ports and underlay sockets.
+    /// <summary>A guest sent a frame larger than the switch takes (a frame is at most 64 KiB).</summary>
+    GuestFrameTooLarge,
+    /// <summary>A ring of the port broke on the guest's invalid descriptors; counted once per fault, the ring takes nothing more until the guest resets it.</summary>
+    GuestRingFault,
+    /// <summary>The guest had no (or too few) receive buffers posted, or a tap's reader did not keep up.</summary>
+    NoReceiveBuffers,
+    /// <summary>A frame for a guest whose receive ring is not running.</summary>
+    ReceiveNotReady,
+    /// <summary>An underlay datagram larger than the receive buffer (MSG_TRUNC).</summary>
+    UnderlayTruncated,
+    /// <summary>Reading an underlay socket failed (other than "nothing to read").</summary>
+    UnderlayReceiveError,
+    /// <summary>The kernel refused an underlay datagram (EMSGSIZE past the route MTU, no route, ...).</summary>
+    UnderlaySendError,
+    /// <summary>An underlay socket's send buffer was full: the rest of the batch went unsent.</summary>
+    UnderlaySendQueueFull,
+    /// <summary>An encapsulated frame with no underlay to send it on (none is attached).</summary>
+    NoUnderlay,
 }
 
 /// <summary>
-/// Drop counters of one port, one network or one processor, split per dataplane worker so that
-/// workers never write the same cache line; summed on read by the control thread.
+/// Drop counters of one port, one network, one underlay socket or one worker, split per dataplane
+/// worker so that workers never write the same cache line; summed on read by the control thread.
 /// </summary>
 public sealed class DropCounters
 {

@@ -23,6 +23,7 @@ public sealed class ForwardingTableBuilder
     private readonly Dictionary<uint, NetworkTable> _networkTables = [];
     private readonly Dictionary<uint, DropCounters> _networkDrops = [];
     private readonly Dictionary<int, DropCounters> _portDrops = [];
+    private readonly Dictionary<IPAddress, (TrafficCounters Traffic, DropCounters Drops)> _tunnelCounters = [];
     private readonly HashSet<uint> _dirty = [];
     private long _revision;
 
@@ -177,7 +178,9 @@ public sealed class ForwardingTableBuilder
         IPAddress localVtep = LocalVtepFor(remote)!;
         int remoteMtu = Config.Vteps.TryGetValue(remote, out VtepConfig? vtep) ? vtep.UnderlayMtu : local.UnderlayMtu;
         bool checksum = remote.AddressFamily == AddressFamily.InterNetworkV6 ? local.UdpChecksumV6 : local.UdpChecksumV4;
-        tunnel = new Tunnel(localVtep, remote, Math.Min(local.UnderlayMtu, remoteMtu), local.UdpPort, checksum, local.OuterTtl);
+        if (!_tunnelCounters.TryGetValue(remote, out var counters))
+            _tunnelCounters[remote] = counters = (new TrafficCounters(_workerCount), new DropCounters(_workerCount));
+        tunnel = new Tunnel(localVtep, remote, Math.Min(local.UnderlayMtu, remoteMtu), local.UdpPort, checksum, local.OuterTtl, counters.Traffic, counters.Drops);
         _tunnels[remote] = tunnel;
         return tunnel;
     }

@@ -197,6 +197,7 @@ public sealed partial class OverlayProcessor
     private void Encapsulate(Tunnel tunnel, uint vni, ReadOnlySpan<byte> frame, uint flowHash, IOverlayOutput output)
     {
         int length = tunnel.WriteOuterHeaders(_outer, vni, flowHash, frame);
+        tunnel.Traffic.CountOut(_worker, length + frame.Length);
         output.ToTunnel(tunnel, _outer.AsSpan(0, length), frame);
         Stats.Encapsulated++;
     }

@@ -64,9 +64,14 @@ public sealed partial class OverlayProcessor
             Encapsulate(target.Tunnel, network.Vni, frame, FlowHash.Compute(frame), output);
             Stats.Redirected++;
         }
+        else if (target.Redirect)
+        {
+            Drop(DropReason.TooBigForTunnel, network: network);
+            target.Tunnel!.Drops.Increment(_worker, DropReason.TooBigForTunnel);
+        }
         else
         {
-            Drop(target.Redirect ? DropReason.TooBigForTunnel : DropReason.NotLocal, network: network);
+            Drop(DropReason.NotLocal, network: network);
         }
     }
 }

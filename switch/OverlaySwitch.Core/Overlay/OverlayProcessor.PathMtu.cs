@@ -13,7 +13,16 @@ public sealed partial class OverlayProcessor
     /// <summary>RFC 4443 §2.4(c): an ICMPv6 error quotes as much as fits in the minimum MTU.</summary>
     private const int MaxIcmpv6ErrorLength = 1280;
 
+    /// <summary>Encapsulates toward <paramref name="tunnel"/>, fragmenting or answering with ICMP as the guard says; a frame the tunnel cannot take is counted on the tunnel too.</summary>
     private DropReason? SendToTunnel(LocalPort port, Tunnel tunnel, Span<byte> frame, uint flowHash, ref bool icmpSent, IOverlayOutput output)
+    {
+        DropReason? dropped = FitToTunnel(port, tunnel, frame, flowHash, ref icmpSent, output);
+        if (dropped is DropReason reason)
+            tunnel.Drops.Increment(_worker, reason);
+        return dropped;
+    }
+
+    private DropReason? FitToTunnel(LocalPort port, Tunnel tunnel, Span<byte> frame, uint flowHash, ref bool icmpSent, IOverlayOutput output)
     {
         NetworkTable network = port.Network;
         int maxInner = tunnel.MaxInnerIpLength;

@@ -28,8 +28,10 @@ public sealed class Tunnel
     private readonly ushort _templateIpChecksum;
     private readonly uint _pseudoHeaderSum;
 
-    public Tunnel(IPAddress local, IPAddress remote, int pathMtu, ushort udpPort, bool udpChecksum, byte ttl)
+    public Tunnel(IPAddress local, IPAddress remote, int pathMtu, ushort udpPort, bool udpChecksum, byte ttl, TrafficCounters traffic, DropCounters drops)
     {
+        Traffic = traffic;
+        Drops = drops;
         if (local.AddressFamily != remote.AddressFamily)
             throw new OverlayConfigException($"Tunnel to {remote}: the local VTEP address {local} is of another family.");
         Local = local;
@@ -64,6 +66,11 @@ public sealed class Tunnel
 
     public IPAddress Local { get; }
     public IPAddress Remote { get; }
+    // The counters are handed in by whoever builds tunnels, so that a rebuilt tunnel (new MTU) counts on.
+    /// <summary>"Out": datagrams encapsulated toward the remote VTEP (outer headers included), whatever the underlay then does with them.</summary>
+    public TrafficCounters Traffic { get; }
+    /// <summary>Frames this tunnel could not take (too big), and datagrams the underlay could not send on it.</summary>
+    public DropCounters Drops { get; }
     internal Ipv6Address RemoteKey { get; }
     public bool IsIpv6 { get; }
     /// <summary>The underlay MTU on this path: the smaller of the two hosts' underlay MTUs.</summary>

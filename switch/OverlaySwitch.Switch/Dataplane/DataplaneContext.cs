@@ -11,7 +11,8 @@ public sealed class DataplaneContext
     /// <summary>A guest frame is copied here before the overlay looks at it, so the guest cannot change it mid-decision.</summary>
     public const int FrameBufferLength = 65536 + 64;
 
-    internal DataplaneContext(int worker, OverlayProcessor processor, IOverlayOutput output)
+    /// <summary>A worker makes its own; public so that a port can be driven without a worker thread (tests, tools), counting as worker <paramref name="worker"/>.</summary>
+    public DataplaneContext(int worker, OverlayProcessor processor, IOverlayOutput output)
     {
         Worker = worker;
         Processor = processor;
@@ -20,7 +21,7 @@ public sealed class DataplaneContext
 
     public int Worker { get; }
     /// <summary>This worker's batched underlay sender; null when the switch has no underlay (one host).</summary>
-    public Underlay.UnderlaySender? Underlay { get; internal set; }
+    public ITunnelSender? TunnelSender { get; internal set; }
     public OverlayProcessor Processor { get; }
     public IOverlayOutput Output { get; }
     public byte[] FrameBuffer { get; } = new byte[FrameBufferLength];
@@ -28,6 +29,17 @@ public sealed class DataplaneContext
     internal List<IDataplanePort> TouchedReceivers { get; } = new(64);
     /// <summary>Reused for collecting a receive chain's writable buffers.</summary>
     public List<(ulong Address, uint Length)> ChainBuffers { get; } = new(64);
+
+    /// <summary>
+    /// Runs on: this worker. Counts a drop for the worker (its processor's counters hold every drop
+    /// on the worker, the overlay's and its ports' and sockets' alike) and for <paramref name="at"/>,
+    /// the port or socket it happened at.
+    /// </summary>
+    public void Drop(DropReason reason, DropCounters? at = null)
+    {
+        Processor.Drops.Increment(Worker, reason);
+        at?.Increment(Worker, reason);
+    }
 
     /// <summary>Runs on: this worker. Remembers a port whose receive side needs <see cref="IDataplanePort.FlushReceive"/>.</summary>
     public void MarkTouched(IDataplanePort port)

@@ -1,18 +1,18 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Overlay;
-using OverlaySwitch.Underlay;
 using OverlaySwitch.VhostUser;
 
 namespace OverlaySwitch.Dataplane;
 
 /// <summary>
 /// The dataplane: its workers, the ports they drive and the forwarding tables they read. The
-/// control side changes ports and tables only through here.
+/// control side changes ports and tables only through here. The underlay is the host's to open
+/// and close; it is attached here as what the workers poll and send through.
 /// </summary>
 public sealed class DataplaneService : IDataplaneQuiescer, IDisposable
 {
     private readonly DataplaneWorker[] _workers;
-    private readonly List<UnderlayReceiver> _receivers = [];
+    private IReadOnlyList<IPollable> _underlayReceivers = [];
 
     /// <param name="cpus">CPUs to pin workers to, one each in order; null or too short leaves the rest unpinned.</param>
     public DataplaneService(int workerCount, IReadOnlyList<int>? cpus, ILoggerFactory loggers)
@@ -22,30 +22,25 @@ public sealed class DataplaneService : IDataplaneQuiescer, IDisposable
         ILogger logger = loggers.CreateLogger("OverlaySwitch.Dataplane");
         _workers = new DataplaneWorker[workerCount];
         for (int i = 0; i < workerCount; i++)
-            _workers[i] = new DataplaneWorker(i, Ports, Tables, workerCount, cpus is not null && i < cpus.Count ? cpus[i] : null, logger);
+            _workers[i] = new DataplaneWorker(i, PortTable, Tables, workerCount, cpus is not null && i < cpus.Count ? cpus[i] : null, logger);
     }
 
     public TablePublisher Tables { get; } = new();
-    public PortTable Ports { get; } = new();
+    public PortTable PortTable { get; } = new();
     public IReadOnlyList<DataplaneWorker> Workers => _workers;
 
-    /// <summary>Underlay receivers, one per local VTEP address (empty on a switch without underlay).</summary>
-    public IReadOnlyList<UnderlayReceiver> Receivers => _receivers;
-
     /// <summary>
-    /// Opens the underlay before <see cref="Start"/>: a receiving UDP socket per local VTEP address
-    /// and a batched raw sender per worker. Fails clearly (e.g. the address is not on this host).
+    /// Runs on: the control side, before <see cref="Start"/>. Attaches the underlay the host opened:
+    /// its receiving sockets, polled by the workers with the ports, and one sender per worker, in
+    /// the workers' order. The host closes them after disposing the dataplane.
     /// </summary>
-    public void AttachUnderlay(LocalHostConfig local)
+    public void AttachUnderlay(IReadOnlyList<IPollable> receivers, IReadOnlyList<ITunnelSender> senders)
     {
-        const int ReceiveBuffer = 8 << 20, SendBuffer = 4 << 20;
-        // Datagrams up to the local MTU, but at least jumbo-sized: external VTEPs may not know ours.
-        int maxDatagram = Math.Max(local.UnderlayMtu, 9216);
-        foreach (System.Net.IPAddress? vtep in new[] { local.VtepV4, local.VtepV6 })
-            if (vtep is not null)
-                _receivers.Add(new UnderlayReceiver(vtep, local.UdpPort, maxDatagram, ReceiveBuffer));
-        foreach (DataplaneWorker worker in _workers)
-            worker.AttachUnderlay(new UnderlaySender(local.VtepV4 is not null, local.VtepV6 is not null, local.UnderlayMtu, SendBuffer));
+        if (senders.Count != _workers.Length)
+            throw new ArgumentException($"One underlay sender per worker: {senders.Count} for {_workers.Length} workers.", nameof(senders));
+        _underlayReceivers = receivers;
+        for (int i = 0; i < _workers.Length; i++)
+            _workers[i].AttachUnderlay(senders[i]);
     }
 
     public void Start()
@@ -57,7 +52,7 @@ public sealed class DataplaneService : IDataplaneQuiescer, IDisposable
     /// <summary>Runs on: the control side. Publishes the port set and waits until no worker uses the old one.</summary>
     public void SetPorts(IReadOnlyCollection<IDataplanePort> ports)
     {
-        Ports.Publish(ports, _receivers, _workers.Length);
+        PortTable.Publish(ports, _underlayReceivers, _workers.Length);
         Quiesce();
         Wake();
     }
@@ -77,14 +72,12 @@ public sealed class DataplaneService : IDataplaneQuiescer, IDisposable
             worker.Wake();
     }
 
-    /// <summary>Drops summed over the workers' processors, by reason.</summary>
+    /// <summary>Drops summed over the workers, by reason: each worker counts every drop on it.</summary>
     public long Drops(DropReason reason) => _workers.Sum(w => w.Processor.Drops[reason]);
 
     public void Dispose()
     {
         foreach (DataplaneWorker worker in _workers)
             worker.Dispose();
-        foreach (UnderlayReceiver receiver in _receivers)
-            receiver.Dispose();
     }
 }

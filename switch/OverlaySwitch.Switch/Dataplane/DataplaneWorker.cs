@@ -46,9 +46,8 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     }
 
     public int Index { get; }
+    /// <summary>This worker's overlay processor; its <see cref="OverlayProcessor.Drops"/> count every drop on this worker.</summary>
     public OverlayProcessor Processor => _context.Processor;
-    /// <summary>Encapsulated frames with nowhere to go: no underlay is attached yet.</summary>
-    public long TunnelFramesWithoutUnderlay;
     /// <summary>Times the worker went to sleep in epoll; shows the idle behaviour.</summary>
     public long Sleeps;
     /// <summary>Frames taken from guests by this worker, and bytes it has allocated on the heap, sampled together:
@@ -59,9 +58,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     public void Start() => _thread.Start();
 
     /// <summary>Runs on: the control side, before <see cref="Start"/>. Gives this worker its underlay sender.</summary>
-    public void AttachUnderlay(Underlay.UnderlaySender sender) => _context.Underlay = sender;
-
-    public Underlay.UnderlayStats? UnderlayStats => _context.Underlay?.Stats;
+    public void AttachUnderlay(ITunnelSender sender) => _context.TunnelSender = sender;
 
     /// <summary>Runs on: any thread. Wakes the worker (new ports, new queues, shutdown, pending announcements).</summary>
     public void Wake()
@@ -257,7 +254,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
         foreach (IDataplanePort port in _context.TouchedReceivers)
             port.FlushReceive();
         _context.TouchedReceivers.Clear();
-        _context.Underlay?.Flush();
+        _context.TunnelSender?.Flush(_context);
     }
 
     // ---- IOverlayOutput: what the overlay core decided ------------------------------------------
@@ -271,10 +268,10 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
 
     void IOverlayOutput.ToTunnel(Tunnel tunnel, ReadOnlySpan<byte> outerHeaders, ReadOnlySpan<byte> innerFrame)
     {
-        if (_context.Underlay is Underlay.UnderlaySender sender)
-            sender.Send(outerHeaders, innerFrame, tunnel.IsIpv6);
+        if (_context.TunnelSender is ITunnelSender sender)
+            sender.Send(tunnel, outerHeaders, innerFrame, _context);
         else
-            TunnelFramesWithoutUnderlay++;
+            _context.Drop(DropReason.NoUnderlay);
     }
 
     public void Dispose()
@@ -285,7 +282,6 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
             _thread.Join();
         _epoll.Dispose();
         _wakeup.Dispose();
-        _context.Underlay?.Dispose();
     }
 
     private static partial class Log

@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Ports;
@@ -26,9 +27,12 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
 
     /// <summary>Opens the port's tap: this port's own from an earlier run, or a new one (see <see cref="Tap.Open"/>).</summary>
     /// <exception cref="LinuxException">E.g. the namespace does not exist, or a device of that name exists and is not this port's.</exception>
-    public TapPort(int number, string name, string device, string? networkNamespace, MacAddress mac, OwnershipRecords owned, ILogger logger)
+    /// <param name="workerCount">How many dataplane workers there are: each counts in a row of its own.</param>
+    public TapPort(int number, string name, string device, string? networkNamespace, MacAddress mac, OwnershipRecords owned, ILogger logger, int workerCount)
     {
         Number = number;
+        Traffic = new TrafficCounters(workerCount);
+        Drops = new DropCounters(workerCount);
         Name = name;
         Device = device;
         Namespace = networkNamespace;
@@ -56,7 +60,11 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
     public string Name { get; }
     public string Device { get; }
     public string? Namespace { get; }
-    public PortStats Stats { get; } = new();
+    public TrafficCounters Traffic { get; }
+    public DropCounters Drops { get; }
+
+    /// <summary>A tap is attached while the port holds its device open, which is its whole life.</summary>
+    public PortStatus Status => new("tap", Attached: true, Device: Device, Namespace: Namespace);
 
     public int Poll(DataplaneContext context, int budget)
     {
@@ -70,8 +78,7 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
                 nint n = Libc.read(_fd, p, (nuint)buffer.Length);
                 if (n <= 0)
                     break; // EAGAIN: nothing more now (a tap never reports end of file while we hold it)
-                Stats.TransmitPackets++;
-                Stats.TransmitBytes += n;
+                Traffic.CountIn(context.Worker, n);
                 context.Processor.FromPort(Number, buffer.AsSpan(0, (int)n), context.Output);
             }
         }
@@ -87,13 +94,12 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
             n = Libc.write(_fd, p, (nuint)frame.Length);
         if (n == frame.Length)
         {
-            Interlocked.Increment(ref Stats.ReceivePackets);
-            Interlocked.Add(ref Stats.ReceiveBytes, frame.Length);
+            Traffic.CountOut(context.Worker, frame.Length);
             _writeFailures.Succeeded();
             return true;
         }
         // EAGAIN: the namespace is not reading fast enough (or the link is down); EIO when down.
-        Interlocked.Increment(ref Stats.ReceiveNoBuffers);
+        context.Drop(DropReason.NoReceiveBuffers, Drops);
         Errno error = n < 0 ? Libc.LastError : 0;
         if (_writeFailures.ShouldLog((int)error, Environment.TickCount64, out long unlogged))
             Log.WriteFailed(_logger, Name, n < 0 ? LinuxException.Describe(error) : $"short write {n}", unlogged);

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Dataplane;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.VhostUser;
 
 namespace OverlaySwitch.Ports;
@@ -19,24 +20,31 @@ public sealed class VhostUserPort : IDataplanePort, IDisposable
     /// Server role: where the port records the socket file it creates, so that after a crash the
     /// next run may replace it; without records nothing already at the path is ever removed.
     /// </param>
+    /// <param name="workerCount">How many dataplane workers there are: each counts in a row of its own.</param>
     /// <param name="options">What frontends may hand the port and how fast they may talk; safe defaults when null.</param>
     public VhostUserPort(int number, string name, string socketPath, VhostUserSocketRole role, int queuePairs,
-        IDataplaneQuiescer quiescer, ILogger logger, UnixFileMode mode = (UnixFileMode)0b110_110_000, uint? uid = null, uint? gid = null,
+        IDataplaneQuiescer quiescer, ILogger logger, int workerCount, UnixFileMode mode = (UnixFileMode)0b110_110_000, uint? uid = null, uint? gid = null,
         OwnershipRecords? owned = null, VhostUserPortOptions? options = null)
     {
         options = (options ?? new VhostUserPortOptions()).Validated();
         Number = number;
         Name = name;
+        Traffic = new TrafficCounters(workerCount);
+        Drops = new DropCounters(workerCount);
         Device = new VhostUserNetDevice(name, queuePairs, quiescer, logger, options.UnsealedMemory);
         _socket = new VhostUserSocket(name, socketPath, role, Device, logger, mode, uid, gid, owned, options);
-        _dataPath = new VirtioNetDataPath(number, name, Device, Stats, logger);
+        _dataPath = new VirtioNetDataPath(number, name, Device, Traffic, Drops, logger);
     }
 
     public int Number { get; }
     public string Name { get; }
     public string SocketPath => _socket.SocketPath;
     public VhostUserNetDevice Device { get; }
-    public PortStats Stats { get; } = new();
+    public TrafficCounters Traffic { get; }
+    public DropCounters Drops { get; }
+
+    public PortStatus Status => new("vhost-user", IsConnected, Socket: SocketPath, Connections: ConnectionCount,
+        GuestMtu: Device.GuestMtu, Features: Device.Features);
     /// <summary>Connections served so far (a reconnect after a restart counts again).</summary>
     public int ConnectionCount => _socket.ConnectionCount;
     public bool IsConnected => _socket.IsConnected;
@@ -67,6 +75,9 @@ public sealed class VhostUserPort : IDataplanePort, IDisposable
     }
 
     public void FlushReceive() => _dataPath.FlushReceive();
+
+    /// <summary>A vhost-user port has no device outside the switch: either way it takes its own socket file with it (see <see cref="Dispose"/>).</summary>
+    public void Close(bool deleteDevice) => Dispose();
 
     public void Dispose()
     {

@@ -1,17 +1,9 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Interop;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.VhostUser;
 
 namespace OverlaySwitch.Ports;
-
-/// <summary>Who listens on a vhost-user socket.</summary>
-public enum VhostUserSocketRole
-{
-    /// <summary>The switch creates the socket (mode 0660) and QEMU connects to it.</summary>
-    Server,
-    /// <summary>QEMU listens (server=on) and the switch connects, reconnecting whenever it goes away, so ports survive a switch restart.</summary>
-    Client,
-}
 
 /// <summary>
 /// The vhost-user socket of one port and the frontend connections on it: the switch listens

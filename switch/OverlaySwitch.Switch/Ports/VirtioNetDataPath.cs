@@ -2,6 +2,7 @@ using Microsoft.Extensions.Logging;
 using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Memory;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.VhostUser;
 using OverlaySwitch.Virtio;
 using OverlaySwitch.Wire;
@@ -13,9 +14,10 @@ namespace OverlaySwitch.Ports;
 /// rings into the overlay, frames for the guest go from the overlay into its receive rings. It
 /// works on whatever rings the device publishes at the moment (<see cref="VhostUserNetDevice.Queues"/>)
 /// and allocates nothing per frame. Runs on: dataplane workers (polling by the port's own worker,
-/// delivery by any worker, one at a time per receive ring).
+/// delivery by any worker, one at a time per receive ring). It counts into the port's counters,
+/// each worker in its own row.
 /// </summary>
-internal sealed partial class VirtioNetDataPath(int portNumber, string portName, VhostUserNetDevice device, PortStats stats, ILogger logger)
+internal sealed partial class VirtioNetDataPath(int portNumber, string portName, VhostUserNetDevice device, TrafficCounters traffic, DropCounters drops, ILogger logger)
 {
     /// <summary>With mergeable buffers, a 64 KiB frame in 1 KiB buffers: more means a guest posting absurdly small ones.</summary>
     private const int MaxChainsPerFrame = 64;
@@ -23,7 +25,10 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
     private readonly int _portNumber = portNumber;
     private readonly string _portName = portName;
     private readonly VhostUserNetDevice _device = device;
-    private readonly PortStats _stats = stats;
+    private readonly TrafficCounters _traffic = traffic;
+    private readonly DropCounters _drops = drops;
+    /// <summary>1 once a ring fault was logged: the first is, the rest are counted only.</summary>
+    private int _ringFaultLogged;
     private readonly ILogger _logger = logger;
 
     // ---- guest → overlay ---------------------------------------------------------------------------
@@ -55,15 +60,14 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
                 done++;
                 if (result == ChainResult.TooLarge)
                 {
-                    _stats.TransmitTooLarge++;
+                    context.Drop(DropReason.GuestFrameTooLarge, _drops);
                     continue;
                 }
-                _stats.TransmitPackets++;
-                _stats.TransmitBytes += length;
+                _traffic.CountIn(context.Worker, length);
                 context.Processor.FromPort(_portNumber, buffer[..length], context.Output);
             }
             if (ring.IsBroken)
-                NoteFault(ring);
+                NoteFault(ring, context);
             if (ring.PublishUsed())
                 Notify(tx.Call);
         }
@@ -105,7 +109,7 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         VirtioNetQueues queues = _device.Queues;
         if (queues.Receive.Length == 0)
         {
-            Interlocked.Increment(ref _stats.ReceiveNotReady);
+            context.Drop(DropReason.ReceiveNotReady, _drops);
             return false;
         }
         ActiveQueue rx = queues.Receive[flowHash % (uint)queues.Receive.Length];
@@ -116,18 +120,11 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         {
             delivered = WriteFrame(ring, frame, queues.HeaderLength, queues.MergeableRxBuffers ? MaxChainsPerFrame : 1, context.ChainBuffers);
             if (delivered)
-            {
-                _stats.ReceivePackets++;
-                _stats.ReceiveBytes += frame.Length;
-            }
+                _traffic.CountOut(context.Worker, frame.Length);
             else if (ring.IsBroken)
-            {
-                NoteFault(ring);
-            }
+                NoteFault(ring, context);
             else
-            {
-                _stats.ReceiveNoBuffers++;
-            }
+                context.Drop(DropReason.NoReceiveBuffers, _drops);
         }
         return delivered;
     }
@@ -234,11 +231,12 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         }
     }
 
-    private void NoteFault(SplitVirtqueue ring)
+    private void NoteFault(SplitVirtqueue ring, DataplaneContext context)
     {
         if (!ring.TakeFaultReport())
             return; // this ring's fault is counted already
-        if (Interlocked.Increment(ref _stats.RingFaults) == 1)
+        context.Drop(DropReason.GuestRingFault, _drops);
+        if (Interlocked.Exchange(ref _ringFaultLogged, 1) == 0)
             Log.RingFault(_logger, _portName, ring.Fault);
     }
 

@@ -25,9 +25,11 @@ public sealed unsafe class UnderlayReceiver : IPollable, IDisposable
     private readonly Libc.SockAddrIn6* _sources;
     private readonly Libc.MultiMessageHeader* _messages;
 
-    public UnderlayReceiver(IPAddress localVtep, ushort port, int maxDatagramLength, int receiveBufferBytes)
+    public UnderlayReceiver(IPAddress localVtep, ushort port, int maxDatagramLength, int receiveBufferBytes, int workerCount)
     {
         LocalVtep = localVtep;
+        Traffic = new TrafficCounters(workerCount);
+        Drops = new DropCounters(workerCount);
         _socket = InetSocket.BindUdp(localVtep, port, receiveBufferBytes);
         // SAFETY: the socket lives as long as this receiver, which workers stop polling before disposing it.
         _fd = (int)_socket.DangerousGetHandle();
@@ -47,7 +49,10 @@ public sealed unsafe class UnderlayReceiver : IPollable, IDisposable
     }
 
     public IPAddress LocalVtep { get; }
-    public UnderlayStats Stats { get; } = new();
+    /// <summary>"In": datagrams received (whatever the overlay then decides about them).</summary>
+    public TrafficCounters Traffic { get; }
+    /// <summary>Drops at the socket itself (truncated datagrams, receive errors); the overlay's are its processor's.</summary>
+    public DropCounters Drops { get; }
 
     public int Poll(DataplaneContext context, int budget)
     {
@@ -67,7 +72,7 @@ public sealed unsafe class UnderlayReceiver : IPollable, IDisposable
         if (n < 0)
         {
             if (Libc.LastError != Errno.EAGAIN)
-                Stats.ReceiveErrors++;
+                context.Drop(DropReason.UnderlayReceiveError, Drops);
             return 0;
         }
         for (int i = 0; i < n; i++)
@@ -75,12 +80,11 @@ public sealed unsafe class UnderlayReceiver : IPollable, IDisposable
             Libc.MultiMessageHeader* m = _messages + i;
             if ((m->Header.Flags & Libc.MSG_TRUNC) != 0)
             {
-                Stats.ReceiveTruncated++;
+                context.Drop(DropReason.UnderlayTruncated, Drops);
                 continue;
             }
             int length = (int)m->Length;
-            Stats.ReceivedPackets++;
-            Stats.ReceivedBytes += length;
+            Traffic.CountIn(context.Worker, length);
             Libc.SockAddrIn6* source = _sources + i;
             Ipv6Address from = source->Family == Libc.AF_INET
                 ? VtepKey.From(new Ipv4Address(BinaryPrimitives.ReverseEndianness(source->FlowInfoOrIpv4)))

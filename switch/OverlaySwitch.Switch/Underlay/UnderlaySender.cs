@@ -1,6 +1,7 @@
 using System.Buffers.Binary;
 using System.Net.Sockets;
 using System.Runtime.InteropServices;
+using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Wire;
@@ -14,7 +15,7 @@ namespace OverlaySwitch.Underlay;
 /// port, DF). One per dataplane worker; not thread-safe.
 /// Runs on: its worker. Allocates nothing per frame.
 /// </summary>
-public sealed unsafe class UnderlaySender : IDisposable
+public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
 {
     private const int BatchSize = 32;
 
@@ -22,33 +23,44 @@ public sealed unsafe class UnderlaySender : IDisposable
     private readonly Batch? _v6;
 
     /// <param name="maxDatagramLength">The largest datagram to send: the local underlay MTU.</param>
-    public UnderlaySender(bool ipv4, bool ipv6, int maxDatagramLength, int sendBufferBytes)
+    public UnderlaySender(bool ipv4, bool ipv6, int maxDatagramLength, int sendBufferBytes, int workerCount)
     {
+        Traffic = new TrafficCounters(workerCount);
+        Drops = new DropCounters(workerCount);
         if (ipv4)
-            _v4 = new Batch(AddressFamily.InterNetwork, maxDatagramLength, sendBufferBytes, Stats);
+            _v4 = new Batch(AddressFamily.InterNetwork, maxDatagramLength, sendBufferBytes, this);
         if (ipv6)
-            _v6 = new Batch(AddressFamily.InterNetworkV6, maxDatagramLength, sendBufferBytes, Stats);
+            _v6 = new Batch(AddressFamily.InterNetworkV6, maxDatagramLength, sendBufferBytes, this);
     }
 
-    public UnderlayStats Stats { get; } = new();
+    /// <summary>"Out": datagrams the kernel took.</summary>
+    public TrafficCounters Traffic { get; }
+    /// <summary>Datagrams the kernel refused or had no room for.</summary>
+    public DropCounters Drops { get; }
 
-    /// <summary>Queues one datagram: <paramref name="outer"/> (IP + UDP + VXLAN) then <paramref name="inner"/>.</summary>
-    public void Send(ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, bool ipv6)
+    public void Send(Tunnel tunnel, ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, DataplaneContext context)
     {
-        Batch? batch = ipv6 ? _v6 : _v4;
+        Batch? batch = tunnel.IsIpv6 ? _v6 : _v4;
         if (batch is null)
         {
-            Stats.SendErrors++; // no local VTEP of that family: the builder refuses such tunnels, so this is defensive
+            // No local VTEP of that family: the builder refuses such tunnels, so this is defensive.
+            Drop(DropReason.UnderlaySendError, tunnel, context);
             return;
         }
-        batch.Add(outer, inner);
+        batch.Add(tunnel, outer, inner, context);
     }
 
-    /// <summary>Sends whatever is queued.</summary>
-    public void Flush()
+    /// <summary>Counts a datagram that was not sent: for the worker, this sender and its tunnel.</summary>
+    private void Drop(DropReason reason, Tunnel tunnel, DataplaneContext context)
     {
-        _v4?.Flush();
-        _v6?.Flush();
+        context.Drop(reason, Drops);
+        tunnel.Drops.Increment(context.Worker, reason);
+    }
+
+    public void Flush(DataplaneContext context)
+    {
+        _v4?.Flush(context);
+        _v6?.Flush(context);
     }
 
     public void Dispose()
@@ -68,17 +80,19 @@ public sealed unsafe class UnderlaySender : IDisposable
         private readonly Libc.IoVec* _iov;
         private readonly Libc.SockAddrIn6* _addresses;
         private readonly Libc.MultiMessageHeader* _messages;
-        private readonly UnderlayStats _stats;
+        /// <summary>The tunnel of each queued datagram, to count one the kernel refuses on it.</summary>
+        private readonly Tunnel?[] _tunnels = new Tunnel?[BatchSize];
+        private readonly UnderlaySender _owner;
         private int _count;
 
-        public Batch(AddressFamily family, int slotLength, int sendBufferBytes, UnderlayStats stats)
+        public Batch(AddressFamily family, int slotLength, int sendBufferBytes, UnderlaySender owner)
         {
             _v6 = family == AddressFamily.InterNetworkV6;
             _socket = InetSocket.CreateRawSender(family, sendBufferBytes);
             // SAFETY: the socket lives as long as this batch; disposing the batch closes it after the last use.
             _fd = (int)_socket.DangerousGetHandle();
             _slotLength = slotLength;
-            _stats = stats;
+            _owner = owner;
             _slots = (byte*)NativeMemory.AllocZeroed((nuint)(BatchSize * slotLength));
             _iov = (Libc.IoVec*)NativeMemory.AllocZeroed((nuint)(BatchSize * sizeof(Libc.IoVec)));
             _addresses = (Libc.SockAddrIn6*)NativeMemory.AllocZeroed((nuint)(BatchSize * sizeof(Libc.SockAddrIn6)));
@@ -94,15 +108,17 @@ public sealed unsafe class UnderlaySender : IDisposable
             }
         }
 
-        public void Add(ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner)
+        public void Add(Tunnel tunnel, ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, DataplaneContext context)
         {
             int length = outer.Length + inner.Length;
             if (length > _slotLength)
             {
-                _stats.SendErrors++; // larger than the underlay MTU: the overlay's MTU guard keeps this from happening
+                // Larger than the underlay MTU: the overlay's MTU guard keeps this from happening.
+                _owner.Drop(DropReason.UnderlaySendError, tunnel, context);
                 return;
             }
             int i = _count;
+            _tunnels[i] = tunnel;
             // SAFETY: slot i is _slotLength bytes inside the allocation and length <= _slotLength.
             var slot = new Span<byte>(_slots + i * _slotLength, length);
             outer.CopyTo(slot);
@@ -114,10 +130,10 @@ public sealed unsafe class UnderlaySender : IDisposable
             else
                 _addresses[i].FlowInfoOrIpv4 = BinaryPrimitives.ReadUInt32LittleEndian(outer[Ipv4Packet.Field.Destination..]);
             if (++_count == BatchSize)
-                Flush();
+                Flush(context);
         }
 
-        public void Flush()
+        public void Flush(DataplaneContext context)
         {
             int sent = 0;
             while (sent < _count)
@@ -126,9 +142,10 @@ public sealed unsafe class UnderlaySender : IDisposable
                 int n = Libc.sendmmsg(_fd, _messages + sent, (uint)(_count - sent), Libc.MSG_DONTWAIT);
                 if (n > 0)
                 {
+                    long bytes = 0;
                     for (int i = sent; i < sent + n; i++)
-                        _stats.SentBytes += (long)_iov[i].Length;
-                    _stats.SentPackets += n;
+                        bytes += (long)_iov[i].Length;
+                    _owner.Traffic.CountOut(context.Worker, n, bytes);
                     sent += n;
                     continue;
                 }
@@ -137,10 +154,12 @@ public sealed unsafe class UnderlaySender : IDisposable
                     continue;
                 if (error is Errno.EAGAIN or Errno.ENOBUFS)
                 {
-                    _stats.SendQueueFull += _count - sent;
+                    for (int i = sent; i < _count; i++)
+                        _owner.Drop(DropReason.UnderlaySendQueueFull, _tunnels[i]!, context);
                     break;
                 }
-                _stats.SendErrors++; // this datagram failed (e.g. EMSGSIZE, ENETUNREACH): skip it, send the rest
+                // This datagram failed (e.g. EMSGSIZE, ENETUNREACH): skip it, send the rest.
+                _owner.Drop(DropReason.UnderlaySendError, _tunnels[sent]!, context);
                 sent++;
             }
             _count = 0;

@@ -1,4 +1,5 @@
 using OverlaySwitch.Dataplane;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Testing.Virtio;
 using OverlaySwitch.Tests.VhostUser;
 using Xunit.Abstractions;
@@ -31,7 +32,7 @@ public class DataplaneEfficiencyTests(ITestOutputHelper output)
                 if (rx.TryTakeUsed(out _))
                     got++;
                 else if (Environment.TickCount64 > deadline)
-                    throw new TimeoutException($"{got} of {Round} frames arrived after {sent} ({b.Stats.ReceiveNoBuffers} without buffers).");
+                    throw new TimeoutException($"{got} of {Round} frames arrived after {sent} ({b.Counters[DropReason.NoReceiveBuffers]} without buffers).");
             }
             b.Frontend.PostReceiveBuffers(Round);
             DataplaneRig.ReclaimTransmitted(a.Frontend);
@@ -68,7 +69,7 @@ public class DataplaneEfficiencyTests(ITestOutputHelper output)
         output.WriteLine($"{frames} frames, {allocated} bytes allocated, {sleeps} sleeps");
 
         Assert.Equal(measured, frames);
-        Assert.Equal(warmUp + measured, b.Stats.ReceivePackets);
+        Assert.Equal(warmUp + measured, b.Counters.PacketsOut);
         Assert.True(allocated == 0, $"the worker allocated {allocated} bytes over {frames} frames ({sleeps} sleeps in between)");
     }
 

@@ -1,3 +1,4 @@
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Testing;
 using OverlaySwitch.Testing.Virtio;
 using OverlaySwitch.Tests.VhostUser;
@@ -44,11 +45,11 @@ public class DataplaneForwardingTests
         Assert.Equal(broadcast, DataplaneRig.Receive(b));
 
         DataplaneRig.AssertNothingReceived(d);
-        Assert.Equal(0, d.Stats.ReceivePackets);
-        Assert.Equal(21, b.Stats.ReceivePackets);
-        Assert.Equal(21, a.Stats.TransmitPackets);
+        Assert.Equal(0, d.Counters.PacketsOut);
+        Assert.Equal(21, b.Counters.PacketsOut);
+        Assert.Equal(21, a.Counters.PacketsIn);
         Assert.Equal(21, DataplaneRig.ReclaimTransmitted(a.Frontend));
-        Assert.Equal(0, a.Stats.RingFaults + b.Stats.RingFaults + d.Stats.RingFaults);
+        Assert.Equal(0, a.Counters[DropReason.GuestRingFault] + b.Counters[DropReason.GuestRingFault] + d.Counters[DropReason.GuestRingFault]);
     }
 
     [Fact]
@@ -77,8 +78,8 @@ public class DataplaneForwardingTests
             Assert.Equal(expectedBuffers, header.BufferCount);
             b.Frontend.PostReceiveBuffers(expectedBuffers, length: 2048);
         }
-        Assert.Equal(5, b.Stats.ReceivePackets);
-        Assert.Equal(0, b.Stats.ReceiveNoBuffers);
+        Assert.Equal(5, b.Counters.PacketsOut);
+        Assert.Equal(0, b.Counters[DropReason.NoReceiveBuffers]);
     }
 
     [Theory]
@@ -119,9 +120,9 @@ public class DataplaneForwardingTests
 
         // A 9000-byte frame does not fit a lone 2048-byte buffer: dropped and counted, the buffer stays posted.
         b.Frontend.PostReceiveBuffers(1, length: 2048);
-        long noBuffers = b.Stats.ReceiveNoBuffers;
+        long noBuffers = b.Counters[DropReason.NoReceiveBuffers];
         a.Frontend.Transmit(a.UdpTo(b, 9000 - 42, sequence: 1));
-        DataplaneRig.WaitUntil(() => b.Stats.ReceiveNoBuffers > noBuffers, "the frame that does not fit is counted");
+        DataplaneRig.WaitUntil(() => b.Counters[DropReason.NoReceiveBuffers] > noBuffers, "the frame that does not fit is counted");
         Assert.False(b.Frontend.Rx().Driver.TryTakeUsed(out _));
         // The buffer it did not fit is still there for a small frame.
         byte[] small = a.UdpTo(b, 100, sequence: 2);
@@ -139,7 +140,7 @@ public class DataplaneForwardingTests
         DataplaneRig.WaitUntil(() => b.Frontend.Rx().Driver.TryTakeUsed(out bigUsed), "b receives the 9000-byte frame in one chain");
         Assert.Equal((uint)(headerLength + big.Length), bigUsed.Length);
         Assert.Equal(big, bigUsed.Written[headerLength..]);
-        Assert.Equal(0, a.Stats.RingFaults + b.Stats.RingFaults);
+        Assert.Equal(0, a.Counters[DropReason.GuestRingFault] + b.Counters[DropReason.GuestRingFault]);
     }
 
     [Fact]
@@ -207,9 +208,9 @@ public class DataplaneForwardingTests
             Assert.Equal(frame, DataplaneRig.Receive(b));
             DataplaneRig.WaitUntil(() => DataplaneRig.ReclaimTransmitted(a.Frontend) == 1 || tx.InFlightCount == 0, "the transmit chain comes back");
         }
-        Assert.Equal(sequence, b.Stats.ReceivePackets);
-        Assert.Equal(0, a.Stats.RingFaults);
-        Assert.Equal(0, a.Stats.TransmitTooLarge);
+        Assert.Equal(sequence, b.Counters.PacketsOut);
+        Assert.Equal(0, a.Counters[DropReason.GuestRingFault]);
+        Assert.Equal(0, a.Counters[DropReason.GuestFrameTooLarge]);
     }
 
     [Fact]
@@ -285,8 +286,8 @@ public class DataplaneForwardingTests
             Assert.True(t.Join(DataplaneRig.Timeout));
         Assert.Empty(failures);
         Assert.Equal(2 * PerSender, received);
-        Assert.Equal(2L * PerSender, b.Stats.ReceivePackets);
-        Assert.Equal(0, b.Stats.ReceiveNoBuffers);
+        Assert.Equal(2L * PerSender, b.Counters.PacketsOut);
+        Assert.Equal(0, b.Counters[DropReason.NoReceiveBuffers]);
         Assert.True(rig.Worker(0).FramesPolled >= PerSender, "worker 0 polls a");
         Assert.True(rig.Worker(1).FramesPolled >= PerSender, "worker 1 polls c");
     }

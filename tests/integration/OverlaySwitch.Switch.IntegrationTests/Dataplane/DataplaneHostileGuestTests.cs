@@ -1,3 +1,4 @@
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Testing.Virtio;
 using OverlaySwitch.Tests.VhostUser;
 using OverlaySwitch.Virtio;
@@ -137,15 +138,15 @@ public class DataplaneHostileGuestTests
         for (int i = 0; i < 3; i++)
             DataplaneRig.AssertSwitched(a, b, sequence: 20 + i);
         DataplaneRig.AssertSwitched(b, a, sequence: 30);
-        Assert.Equal(2, a.Stats.RingFaults);
-        Assert.Equal(0, b.Stats.RingFaults + c.Stats.RingFaults);
+        Assert.Equal(2, a.Counters[DropReason.GuestRingFault]);
+        Assert.Equal(0, b.Counters[DropReason.GuestRingFault] + c.Counters[DropReason.GuestRingFault]);
 
         void BreakAndCheck(int expectedFaults)
         {
-            long transmitted = a.Stats.TransmitPackets;
-            long bReceived = b.Stats.ReceivePackets;
+            long transmitted = a.Counters.PacketsIn;
+            long bReceived = b.Counters.PacketsOut;
             VirtqueueFault expected = WriteHostile(a.Frontend, fault);
-            DataplaneRig.WaitUntil(() => a.Stats.RingFaults >= expectedFaults, $"a's ring fault ({fault}) is counted");
+            DataplaneRig.WaitUntil(() => a.Counters[DropReason.GuestRingFault] >= expectedFaults, $"a's ring fault ({fault}) is counted");
             Assert.Equal(expected, DataplaneRig.TransmitRing(a)!.Fault);
             WriteValidFrameByHand(a.Frontend, a.UdpTo(b, 64, 999));
 
@@ -156,10 +157,10 @@ public class DataplaneHostileGuestTests
                 DataplaneRig.AssertSwitched(c, b, sequence: 200 + i);
             }
             DataplaneRig.AssertNothingReceived(b);
-            Assert.Equal(bReceived + 5, b.Stats.ReceivePackets); // only c's
-            Assert.Equal(transmitted, a.Stats.TransmitPackets);
+            Assert.Equal(bReceived + 5, b.Counters.PacketsOut); // only c's
+            Assert.Equal(transmitted, a.Counters.PacketsIn);
             // Counted once per broken ring, however often the worker looks at it; logged once.
-            Assert.Equal(expectedFaults, a.Stats.RingFaults);
+            Assert.Equal(expectedFaults, a.Counters[DropReason.GuestRingFault]);
             Assert.Equal(1, rig.Loggers.Count(RingFaultEvent, "OverlaySwitch.Port.a"));
             Assert.True(DataplaneRig.TransmitRing(a)!.IsBroken);
         }
@@ -212,7 +213,7 @@ public class DataplaneHostileGuestTests
         a.Frontend.Transmit(first);
         Assert.Equal(first, DataplaneRig.Receive(c));
         a.Frontend.Transmit(a.UdpTo(c, 64, 3));
-        DataplaneRig.WaitUntil(() => c.Stats.RingFaults >= 1, $"c's receive ring fault ({fault}) is counted");
+        DataplaneRig.WaitUntil(() => c.Counters[DropReason.GuestRingFault] >= 1, $"c's receive ring fault ({fault}) is counted");
         Assert.True(c.Port.Device.Queues.Receive[0].Ring.IsBroken);
 
         // a keeps switching to b; frames for c go nowhere and the fault is counted once.
@@ -222,15 +223,15 @@ public class DataplaneHostileGuestTests
             a.Frontend.Transmit(a.UdpTo(c, 64, 200 + i));
         }
         // 1 to b, 2 to c before the break, then 5 to each: the frames for c are taken and dropped.
-        DataplaneRig.WaitUntil(() => a.Stats.TransmitPackets >= 13, "a's frames are all taken");
-        Assert.Equal(13, a.Stats.TransmitPackets);
+        DataplaneRig.WaitUntil(() => a.Counters.PacketsIn >= 13, "a's frames are all taken");
+        Assert.Equal(13, a.Counters.PacketsIn);
         DataplaneRig.AssertNothingReceived(c);
-        Assert.Equal(1, c.Stats.ReceivePackets);
-        Assert.Equal(1, c.Stats.RingFaults);
+        Assert.Equal(1, c.Counters.PacketsOut);
+        Assert.Equal(1, c.Counters[DropReason.GuestRingFault]);
         Assert.Equal(1, rig.Loggers.Count(RingFaultEvent, "OverlaySwitch.Port.c"));
 
         rig.Reconnect(c);
         DataplaneRig.AssertSwitched(a, c, sequence: 300);
-        Assert.Equal(0, a.Stats.RingFaults + b.Stats.RingFaults);
+        Assert.Equal(0, a.Counters[DropReason.GuestRingFault] + b.Counters[DropReason.GuestRingFault]);
     }
 }

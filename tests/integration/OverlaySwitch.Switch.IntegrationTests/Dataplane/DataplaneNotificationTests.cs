@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using OverlaySwitch.Interop;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Testing.Virtio;
 using OverlaySwitch.Tests.VhostUser;
 using OverlaySwitch.Virtio;
@@ -228,7 +229,7 @@ public class DataplaneNotificationTests
             Assert.True(sawStaleAvailEvent, $"{figures}: avail_event always followed avail.idx, so every frame needed a kick");
         else
             Assert.True(sawNoNotify, $"{figures}: NO_NOTIFY was never set while the worker polled");
-        Assert.Equal(0, b.Stats.ReceiveNoBuffers);
+        Assert.Equal(0, b.Counters[DropReason.NoReceiveBuffers]);
 
         rig.WaitUntilWorkerSleeps();
         AssertArmed();

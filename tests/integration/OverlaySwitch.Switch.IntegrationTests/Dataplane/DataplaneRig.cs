@@ -32,7 +32,8 @@ public sealed class Guest(string name, uint vni, MacAddress mac, Ipv4Address ip,
     public MacAddress Mac { get; } = mac;
     public Ipv4Address Ip { get; } = ip;
     public VhostUserPort Port { get; } = port;
-    public PortStats Stats => Port.Stats;
+    /// <summary>The port's counters now, read as the status socket reads them.</summary>
+    public CounterSnapshot Counters => CounterSnapshot.Read(Port.Traffic, Port.Drops);
     /// <summary>The current frontend (a reconnect replaces it).</summary>
     public VhostUserFrontend Frontend { get; set; } = null!;
 
@@ -93,7 +94,8 @@ public sealed class DataplaneRig : IDisposable
         int number = _ports.Count;
         MacAddress m = mac ?? new MacAddress(0x0200_0000_0000UL + (ulong)number + 1);
         Ipv4Address a = ip ?? new Ipv4Address(0xC0A8_0000u + (uint)number + 1);
-        var port = new VhostUserPort(number, name, SocketPath(name), role, 1, Dataplane, Loggers.CreateLogger($"OverlaySwitch.Port.{name}"));
+        var port = new VhostUserPort(number, name, SocketPath(name), role, 1, Dataplane, Loggers.CreateLogger($"OverlaySwitch.Port.{name}"),
+            Dataplane.Workers.Count);
         _ports.Add(port);
         Builder.Apply(new OverlayChange.UpsertEndpoint(new EndpointConfig(name, vni, m, EndpointLocation.Local(number)) { Ipv4 = [a] }));
         port.Start();

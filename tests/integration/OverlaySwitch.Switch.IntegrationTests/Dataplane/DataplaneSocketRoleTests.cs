@@ -1,4 +1,5 @@
 using OverlaySwitch.Interop;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
 using OverlaySwitch.Tests.VhostUser;
 
@@ -58,6 +59,6 @@ public class DataplaneSocketRoleTests
             Assert.False(a.Port.IsConnected);
         }
         Assert.Equal(2, a.Port.ConnectionCount);
-        Assert.Equal(0, a.Stats.RingFaults + b.Stats.RingFaults);
+        Assert.Equal(0, a.Counters[DropReason.GuestRingFault] + b.Counters[DropReason.GuestRingFault]);
     }
 }

@@ -1,3 +1,4 @@
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Testing.Virtio;
 
 namespace OverlaySwitch.Tests.Dataplane;
@@ -99,8 +100,8 @@ public class DataplaneTeardownTests
                 {
                     b.Frontend.CloseConnection();
                     DataplaneRig.WaitUntil(() => !b.Port.IsConnected, "b's port notices");
-                    long notReady = b.Stats.ReceiveNotReady;
-                    DataplaneRig.WaitUntil(() => b.Stats.ReceiveNotReady > notReady, "a keeps sending while b is gone");
+                    long notReady = b.Counters[DropReason.ReceiveNotReady];
+                    DataplaneRig.WaitUntil(() => b.Counters[DropReason.ReceiveNotReady] > notReady, "a keeps sending while b is gone");
                     pump.StopReceiver();
                     rig.Reconnect(b);
                     pump.StartReceiver();
@@ -115,8 +116,8 @@ public class DataplaneTeardownTests
         pump.StopSender();
         pump.StopReceiver();
         pump.AssertNoFailures();
-        Assert.Equal(0, a.Stats.RingFaults + b.Stats.RingFaults);
-        Assert.Equal(0, a.Stats.TransmitTooLarge);
+        Assert.Equal(0, a.Counters[DropReason.GuestRingFault] + b.Counters[DropReason.GuestRingFault]);
+        Assert.Equal(0, a.Counters[DropReason.GuestFrameTooLarge]);
     }
 
     /// <summary>

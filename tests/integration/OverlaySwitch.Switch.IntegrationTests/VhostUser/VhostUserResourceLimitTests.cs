@@ -4,6 +4,7 @@ using System.IO.Pipes;
 using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging.Abstractions;
 using OverlaySwitch.Interop;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
 using OverlaySwitch.Tests.Dataplane;
 using OverlaySwitch.VhostUser;
@@ -255,7 +256,7 @@ public class VhostUserResourceLimitTests
         {
             Directory = System.IO.Directory.CreateTempSubdirectory("os-vh-").FullName;
             Port = new VhostUserPort(0, "limited", Path.Combine(Directory, "limited.sock"), VhostUserSocketRole.Server, 1,
-                new ImmediateQuiescer(), Loggers.CreateLogger("OverlaySwitch.Port.limited"), options: options);
+                new ImmediateQuiescer(), Loggers.CreateLogger("OverlaySwitch.Port.limited"), workerCount: 1, options: options);
             Port.Start();
         }
 

@@ -1,6 +1,7 @@
 using System.Net.Sockets;
 using Microsoft.Extensions.Logging.Abstractions;
 using OverlaySwitch.Interop;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
 
 namespace OverlaySwitch.Tests.VhostUser;
@@ -19,7 +20,7 @@ public sealed class VhostUserSocketOwnershipTests : IDisposable
     private OwnershipRecords Records => new(Path.Combine(_directory, "owned"));
 
     private VhostUserPort NewPort(OwnershipRecords? records) =>
-        new(0, "vm", SocketPath, VhostUserSocketRole.Server, 1, new ImmediateQuiescer(), NullLogger.Instance, owned: records);
+        new(0, "vm", SocketPath, VhostUserSocketRole.Server, 1, new ImmediateQuiescer(), NullLogger.Instance, workerCount: 1, owned: records);
 
     public void Dispose() => Directory.Delete(_directory, recursive: true);
 

@@ -1,8 +1,11 @@
 using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
+using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
 using NetworkNamespace = OverlaySwitch.Tests.System.Harness.NetworkNamespace;
+using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
+using OverlaySwitch.Testing;
 using OverlaySwitch.Tests.System.Harness;
 using OverlaySwitch.Wire;
 using Xunit.Abstractions;
@@ -30,28 +33,28 @@ public sealed class TapPortTests(ITestOutputHelper output)
             var records = new OwnershipRecords(Path.Combine(scope.Dir, "owned"));
             var logs = new Logs();
 
-            var port = new TapPort(0, "p1", "osw-own", ns.Name, Mac1, records, logs);
+            var port = new TapPort(0, "p1", "osw-own", ns.Name, Mac1, records, logs, workerCount: 1);
             string created = Link(ns, "osw-own");
             scope.Check(created.Contains(Mac1.ToString(), StringComparison.OrdinalIgnoreCase), $"the tap should have the port's MAC {Mac1} from the start: {created}");
             int index = Index(ns, "osw-own");
             port.Close(deleteDevice: false); // a switch stopping (or killed): the persistent tap stays
 
             // Restarted: the same port attaches to its own tap (same device, not a new one).
-            port = new TapPort(0, "p1", "osw-own", ns.Name, Mac1, records, logs);
+            port = new TapPort(0, "p1", "osw-own", ns.Name, Mac1, records, logs, workerCount: 1);
             scope.Check(Index(ns, "osw-own") == index && logs.Text.Contains("attached to its tap osw-own"), $"p1 should have attached to its own tap again:\n{logs.Text}");
             // Another port naming that device is refused: the tap is p1's.
-            LinuxException other = Refused(scope, () => new TapPort(1, "p2", "osw-own", ns.Name, Mac2, records, logs));
+            LinuxException other = Refused(scope, () => new TapPort(1, "p2", "osw-own", ns.Name, Mac2, records, logs, workerCount: 1));
             scope.Log($"another port naming p1's tap: {other.Message}");
             port.Close(deleteDevice: true);
             scope.Check(!ns.HasDevice("osw-own"), "deleting p1 should delete its tap");
 
             // A tap that was p1's, deleted while no switch ran and made again by someone else, is not p1's any more.
-            port = new TapPort(0, "p3", "osw-gone", ns.Name, Mac1, records, logs);
+            port = new TapPort(0, "p3", "osw-gone", ns.Name, Mac1, records, logs, workerCount: 1);
             port.Close(deleteDevice: false);
             ns.Ip("link", "del", "osw-gone");
             ns.Ip("tuntap", "add", "dev", "osw-gone", "mode", "tap");
             string foreign = Link(ns, "osw-gone");
-            LinuxException e = Refused(scope, () => new TapPort(0, "p3", "osw-gone", ns.Name, Mac1, records, logs));
+            LinuxException e = Refused(scope, () => new TapPort(0, "p3", "osw-gone", ns.Name, Mac1, records, logs, workerCount: 1));
             scope.Log($"p3's tap made again by someone else: {e.Message}");
             scope.Check(Link(ns, "osw-gone") == foreign, $"the foreign tap must stay as it was: {foreign} -> {Link(ns, "osw-gone")}");
         });
@@ -68,7 +71,7 @@ public sealed class TapPortTests(ITestOutputHelper output)
             var records = new OwnershipRecords(Path.Combine(scope.Dir, "owned"));
             var logs = new Logs();
 
-            LinuxException e = Refused(scope, () => new TapPort(0, "p1", "eth0", ns.Name, Mac1, records, logs));
+            LinuxException e = Refused(scope, () => new TapPort(0, "p1", "eth0", ns.Name, Mac1, records, logs, workerCount: 1));
             scope.Check(e.Errno == Errno.EEXIST && e.Message.Contains("did not create", StringComparison.Ordinal), $"the refusal should say why: {e.Message}");
             scope.Check(Link(ns, "eth0") == before, $"the foreign tap must be untouched:\nbefore: {before}\nafter:  {Link(ns, "eth0")}");
             scope.Log($"refused: {e.Message}");
@@ -86,14 +89,15 @@ public sealed class TapPortTests(ITestOutputHelper output)
             NetworkNamespace ns = NetworkNamespace.Create(scope, "taplog");
             ns.DeleteOnDispose("osw-log");
             var logs = new Logs();
-            using var port = new TapPort(0, "p1", "osw-log", ns.Name, Mac1, new OwnershipRecords(Path.Combine(scope.Dir, "owned")), logs);
+            using var port = new TapPort(0, "p1", "osw-log", ns.Name, Mac1, new OwnershipRecords(Path.Combine(scope.Dir, "owned")), logs, workerCount: 1);
             byte[] frame = new byte[60];
             MacAddress.Broadcast.WriteTo(frame);
             Mac2.WriteTo(frame.AsSpan(6));
             frame[12] = 0x08;
             frame[13] = 0x06;
-            // TapPort.Deliver does not use the dataplane context.
-            bool Deliver() => port.Deliver(frame, 0, null!);
+            // Delivering as worker 0 would: the port counts in that worker's row.
+            var context = new DataplaneContext(0, new OverlayProcessor(new TablePublisher()), new RecordingOutput());
+            bool Deliver() => port.Deliver(frame, 0, context);
 
             for (int i = 0; i < 100; i++)
                 scope.Check(!Deliver(), "a write to a tap whose link is down should fail");
@@ -106,6 +110,9 @@ public sealed class TapPortTests(ITestOutputHelper output)
                 scope.Check(!Deliver(), "a write to a tap whose link went down again should fail");
             scope.Check(logs.WriteFailures == 2 && logs.Text.Contains("99 failures not logged"),
                 $"failing anew after the link was up should be logged once more, with the 99 unlogged before it:\n{logs.Text}");
+            CounterSnapshot counters = CounterSnapshot.Read(port.Traffic, port.Drops);
+            scope.Check(counters[DropReason.NoReceiveBuffers] == 200 && counters.PacketsOut == 1,
+                $"every failed write should be counted as a drop and the one that went through as delivered: {counters[DropReason.NoReceiveBuffers]} drops, {counters.PacketsOut} delivered");
             scope.Log(logs.Text);
         });
 
