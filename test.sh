@@ -104,7 +104,7 @@ attribute() {
   echo "$value"
 }
 
-total_passed=0 total_failed=0 total_skipped=0
+total_passed=0 total_failed=0 total_skipped=0 format_failed=0
 
 # Runs every test project of layer $1 and adds its counts to the totals.
 run_layer() {
@@ -180,10 +180,19 @@ if ! dotnet build OverlaySwitch.sln -c Release --verbosity quiet --nologo; then
 fi
 solution_projects=$(dotnet sln OverlaySwitch.sln list | tail -n +3)
 
+# Formatting is part of the build: whitespace and style (.editorconfig) must be as `dotnet format` leaves them.
+echo "== format (dotnet format whitespace, style --verify-no-changes)"
+dotnet format whitespace OverlaySwitch.sln --verify-no-changes --no-restore || format_failed=1
+dotnet format style OverlaySwitch.sln --verify-no-changes --no-restore --severity warn || format_failed=1
+if ((format_failed)); then
+  echo "test.sh: the tree is not formatted (run: dotnet format whitespace OverlaySwitch.sln && dotnet format style OverlaySwitch.sln --severity warn), counted as 1 failure"
+fi
+
 mkdir -p "$results_dir"
 for layer in "${layers[@]}"; do
   run_layer "$layer"
 done
 
+total_failed=$((total_failed + format_failed))
 echo "$total_passed passed, $total_failed failed, $total_skipped skipped"
 ((total_failed == 0))

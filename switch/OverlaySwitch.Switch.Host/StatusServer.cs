@@ -154,8 +154,10 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
             };
         }).ToArray();
         return JsonSerializer.Serialize(new { host = config.HostName, revision = tables.Revision, ports, failedPorts, networks, tunnels, underlay, drops, workers },
-            new JsonSerializerOptions { WriteIndented = true });
+            Indented);
     }
+
+    private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
     /// <summary>One counted thing as the status shows it: traffic in and out (as the switch sees it) and its non-zero drops by reason.</summary>
     private static object Json(CounterSnapshot c) => new

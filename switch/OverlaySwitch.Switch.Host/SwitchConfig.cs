@@ -216,7 +216,8 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             MaxConnectionsPerSecond = Positive(o.VhostUser.MaxConnectionsPerSecond, "Switch:VhostUser:MaxConnectionsPerSecond", e),
         };
         return new SwitchConfig(o.HostName, o.SocketDirectory, o.DataplaneThreads, o.DataplaneCpus, mode, o.SocketUid, o.SocketGid, local, networks, ports,
-            vteps, remotes) { Controller = controller, VhostUser = vhostUser };
+            vteps, remotes)
+        { Controller = controller, VhostUser = vhostUser };
     }
 
     private static int Positive(int value, string at, List<string> errors)

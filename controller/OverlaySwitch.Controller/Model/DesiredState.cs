@@ -115,98 +115,98 @@ public sealed record DesiredState
                 return this with { Hosts = change.After is SwitchHost h ? Hosts.Set(change.Id, h) : Hosts.Remove(change.Id) };
 
             case ObjectKind.Token:
-            {
-                var before = (TokenRecord?)change.Before;
-                var after = (TokenRecord?)change.After;
-                ImmutableDictionary<string, string> byHash = TokenByHash;
-                if (before is not null)
-                    byHash = byHash.Remove(before.Hash);
-                if (after is not null)
-                    byHash = byHash.SetItem(after.Hash, after.Id);
-                return this with { Tokens = after is not null ? Tokens.Set(change.Id, after) : Tokens.Remove(change.Id), TokenByHash = byHash };
-            }
+                {
+                    var before = (TokenRecord?)change.Before;
+                    var after = (TokenRecord?)change.After;
+                    ImmutableDictionary<string, string> byHash = TokenByHash;
+                    if (before is not null)
+                        byHash = byHash.Remove(before.Hash);
+                    if (after is not null)
+                        byHash = byHash.SetItem(after.Hash, after.Id);
+                    return this with { Tokens = after is not null ? Tokens.Set(change.Id, after) : Tokens.Remove(change.Id), TokenByHash = byHash };
+                }
 
             case ObjectKind.ExternalVtep:
-            {
-                var before = (ExternalVtep?)change.Before;
-                var after = (ExternalVtep?)change.After;
-                ImmutableDictionary<string, string> byAddress = ExternalVtepByAddress;
-                if (before is not null)
-                    byAddress = byAddress.Remove(before.Address);
-                if (after is not null)
-                    byAddress = byAddress.SetItem(after.Address, after.Id);
-                return this with { ExternalVteps = after is not null ? ExternalVteps.Set(change.Id, after) : ExternalVteps.Remove(change.Id), ExternalVtepByAddress = byAddress };
-            }
+                {
+                    var before = (ExternalVtep?)change.Before;
+                    var after = (ExternalVtep?)change.After;
+                    ImmutableDictionary<string, string> byAddress = ExternalVtepByAddress;
+                    if (before is not null)
+                        byAddress = byAddress.Remove(before.Address);
+                    if (after is not null)
+                        byAddress = byAddress.SetItem(after.Address, after.Id);
+                    return this with { ExternalVteps = after is not null ? ExternalVteps.Set(change.Id, after) : ExternalVteps.Remove(change.Id), ExternalVtepByAddress = byAddress };
+                }
 
             case ObjectKind.Network:
-            {
-                var before = (Network?)change.Before;
-                var after = (Network?)change.After;
-                ImmutableDictionary<uint, string> byVni = NetworkByVni;
-                ImmutableDictionary<string, ImmutableSortedSet<string>> byTenant = NetworksByTenant;
-                if (before is not null)
                 {
-                    byVni = byVni.Remove(before.Vni);
-                    byTenant = RemoveFromSet(byTenant, before.TenantId, before.Id);
+                    var before = (Network?)change.Before;
+                    var after = (Network?)change.After;
+                    ImmutableDictionary<uint, string> byVni = NetworkByVni;
+                    ImmutableDictionary<string, ImmutableSortedSet<string>> byTenant = NetworksByTenant;
+                    if (before is not null)
+                    {
+                        byVni = byVni.Remove(before.Vni);
+                        byTenant = RemoveFromSet(byTenant, before.TenantId, before.Id);
+                    }
+                    if (after is not null)
+                    {
+                        byVni = byVni.SetItem(after.Vni, after.Id);
+                        byTenant = AddToSet(byTenant, after.TenantId, after.Id);
+                    }
+                    return this with
+                    {
+                        Networks = after is not null ? Networks.Set(change.Id, after) : Networks.Remove(change.Id),
+                        NetworkByVni = byVni,
+                        NetworksByTenant = byTenant,
+                        NetworkRemovalRevision = after is null ? NetworkRemovalRevision.Remove(change.Id) : NetworkRemovalRevision,
+                    };
                 }
-                if (after is not null)
-                {
-                    byVni = byVni.SetItem(after.Vni, after.Id);
-                    byTenant = AddToSet(byTenant, after.TenantId, after.Id);
-                }
-                return this with
-                {
-                    Networks = after is not null ? Networks.Set(change.Id, after) : Networks.Remove(change.Id),
-                    NetworkByVni = byVni,
-                    NetworksByTenant = byTenant,
-                    NetworkRemovalRevision = after is null ? NetworkRemovalRevision.Remove(change.Id) : NetworkRemovalRevision,
-                };
-            }
 
             case ObjectKind.Port:
-            {
-                var before = (Port?)change.Before;
-                var after = (Port?)change.After;
-                DesiredState s = this;
-                ImmutableDictionary<string, ImmutableSortedSet<string>> byNetwork = PortsByNetwork;
-                if (before is not null)
                 {
-                    byNetwork = RemoveFromSet(byNetwork, before.NetworkId, before.Id);
-                    if (before.HostId is not null)
-                        s = s.CountBinding(before.NetworkId, before.HostId, -1);
-                    if (after is null || after.HostId != before.HostId)
-                        s = s with { NetworkRemovalRevision = s.NetworkRemovalRevision.SetItem(before.NetworkId, revision) };
+                    var before = (Port?)change.Before;
+                    var after = (Port?)change.After;
+                    DesiredState s = this;
+                    ImmutableDictionary<string, ImmutableSortedSet<string>> byNetwork = PortsByNetwork;
+                    if (before is not null)
+                    {
+                        byNetwork = RemoveFromSet(byNetwork, before.NetworkId, before.Id);
+                        if (before.HostId is not null)
+                            s = s.CountBinding(before.NetworkId, before.HostId, -1);
+                        if (after is null || after.HostId != before.HostId)
+                            s = s with { NetworkRemovalRevision = s.NetworkRemovalRevision.SetItem(before.NetworkId, revision) };
+                    }
+                    if (after is not null)
+                    {
+                        byNetwork = AddToSet(byNetwork, after.NetworkId, after.Id);
+                        if (after.HostId is not null)
+                            s = s.CountBinding(after.NetworkId, after.HostId, +1);
+                    }
+                    return s with { Ports = after is not null ? Ports.Set(change.Id, after) : Ports.Remove(change.Id), PortsByNetwork = byNetwork };
                 }
-                if (after is not null)
-                {
-                    byNetwork = AddToSet(byNetwork, after.NetworkId, after.Id);
-                    if (after.HostId is not null)
-                        s = s.CountBinding(after.NetworkId, after.HostId, +1);
-                }
-                return s with { Ports = after is not null ? Ports.Set(change.Id, after) : Ports.Remove(change.Id), PortsByNetwork = byNetwork };
-            }
 
             case ObjectKind.ExternalEndpoint:
-            {
-                var before = (ExternalEndpoint?)change.Before;
-                var after = (ExternalEndpoint?)change.After;
-                ImmutableDictionary<string, ImmutableSortedSet<string>> byNetwork = ExternalsByNetwork;
-                ImmutableDictionary<string, long> removals = NetworkRemovalRevision;
-                if (before is not null)
                 {
-                    byNetwork = RemoveFromSet(byNetwork, before.NetworkId, before.Id);
-                    if (after is null)
-                        removals = removals.SetItem(before.NetworkId, revision);
+                    var before = (ExternalEndpoint?)change.Before;
+                    var after = (ExternalEndpoint?)change.After;
+                    ImmutableDictionary<string, ImmutableSortedSet<string>> byNetwork = ExternalsByNetwork;
+                    ImmutableDictionary<string, long> removals = NetworkRemovalRevision;
+                    if (before is not null)
+                    {
+                        byNetwork = RemoveFromSet(byNetwork, before.NetworkId, before.Id);
+                        if (after is null)
+                            removals = removals.SetItem(before.NetworkId, revision);
+                    }
+                    if (after is not null)
+                        byNetwork = AddToSet(byNetwork, after.NetworkId, after.Id);
+                    return this with
+                    {
+                        ExternalEndpoints = after is not null ? ExternalEndpoints.Set(change.Id, after) : ExternalEndpoints.Remove(change.Id),
+                        ExternalsByNetwork = byNetwork,
+                        NetworkRemovalRevision = removals,
+                    };
                 }
-                if (after is not null)
-                    byNetwork = AddToSet(byNetwork, after.NetworkId, after.Id);
-                return this with
-                {
-                    ExternalEndpoints = after is not null ? ExternalEndpoints.Set(change.Id, after) : ExternalEndpoints.Remove(change.Id),
-                    ExternalsByNetwork = byNetwork,
-                    NetworkRemovalRevision = removals,
-                };
-            }
 
             default:
                 throw new ArgumentOutOfRangeException(nameof(change), change.Kind, "unknown object kind");

@@ -234,7 +234,8 @@ public static class NetworkNamespace
             {
                 failure = e;
             }
-        }) { Name = $"netns {name}", IsBackground = true };
+        })
+        { Name = $"netns {name}", IsBackground = true };
         thread.Start();
         thread.Join();
         if (failure is not null)

@@ -38,7 +38,7 @@ public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
     /// <summary>Datagrams the kernel refused or had no room for.</summary>
     public DropCounters Drops { get; }
 
-    public void Send(Tunnel tunnel, ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, DataplaneContext context)
+    public void Send(Tunnel tunnel, ReadOnlySpan<byte> outerHeaders, ReadOnlySpan<byte> innerFrame, DataplaneContext context)
     {
         Batch? batch = tunnel.IsIpv6 ? _v6 : _v4;
         if (batch is null)
@@ -47,7 +47,7 @@ public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
             Drop(DropReason.UnderlaySendError, tunnel, context);
             return;
         }
-        batch.Add(tunnel, outer, inner, context);
+        batch.Add(tunnel, outerHeaders, innerFrame, context);
     }
 
     /// <summary>Counts a datagram that was not sent: for the worker, this sender and its tunnel.</summary>

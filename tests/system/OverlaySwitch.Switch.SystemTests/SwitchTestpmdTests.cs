@@ -25,7 +25,8 @@ public sealed class SwitchTestpmdTests(ITestOutputHelper output)
                     new SwitchPort("vm-a", 100, MacA, ["10.0.0.1"]),
                     new SwitchPort("vm-b", 100, MacB, ["10.0.0.2"]),
                     new SwitchPort("vm-c", 200, MacB, ["10.0.0.2"]),
-                ]) { UnsealedMemory = "TrustPrivilegedFrontends" };
+                ])
+            { UnsealedMemory = "TrustPrivilegedFrontends" };
             SwitchDaemon sw = SwitchDaemon.Start(scope, settings);
             Testpmd rxB = Testpmd.VirtioUser(scope, "rx-b", sw.SocketPath("vm-b"), MacB, "rxonly");
             Testpmd rxC = Testpmd.VirtioUser(scope, "rx-c", sw.SocketPath("vm-c"), MacB, "rxonly");

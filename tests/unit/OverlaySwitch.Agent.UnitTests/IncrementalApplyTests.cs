@@ -105,61 +105,64 @@ internal sealed class RandomViews(int seed)
         switch (_random.Next(10))
         {
             case 0 or 1:
-            {
-                int n = _random.Next(NetworkCount);
-                string id = $"net-{100 + n}";
-                if (_random.Next(5) == 0)
-                    return Delete(_networks, ResourceKind.Network, id);
-                string[] floodPool = ["198.51.100.7", "198.51.100.8", "2001:db8:f::7", "2001:db8:f::8"];
-                Network network = Views.Network((uint)(100 + n), mtu: Pick(1400, 1450, 8950),
-                    floodVteps: [.. floodPool.Where(_ => _random.Next(3) == 0)],
-                    unknownTarget: Pick(Contracts.UnknownTargetPolicy.Drop, Contracts.UnknownTargetPolicy.Flood),
-                    pmtu: Pick(Contracts.PmtuPolicy.NotifyAll, Contracts.PmtuPolicy.NotifyDontFragmentOnly),
-                    gatewayV4: Pick<string?>(null, $"10.{n}.0.1"), gatewayV6: Pick<string?>(null, $"fd00:{n}::1")) with { Revision = _revision };
-                _networks[id] = network;
-                return new ObjectChange(ChangeOperation.Upsert, ResourceKind.Network, id) { Network = network };
-            }
+                {
+                    int n = _random.Next(NetworkCount);
+                    string id = $"net-{100 + n}";
+                    if (_random.Next(5) == 0)
+                        return Delete(_networks, ResourceKind.Network, id);
+                    string[] floodPool = ["198.51.100.7", "198.51.100.8", "2001:db8:f::7", "2001:db8:f::8"];
+                    Network network = Views.Network((uint)(100 + n), mtu: Pick(1400, 1450, 8950),
+                        floodVteps: [.. floodPool.Where(_ => _random.Next(3) == 0)],
+                        unknownTarget: Pick(Contracts.UnknownTargetPolicy.Drop, Contracts.UnknownTargetPolicy.Flood),
+                        pmtu: Pick(Contracts.PmtuPolicy.NotifyAll, Contracts.PmtuPolicy.NotifyDontFragmentOnly),
+                        gatewayV4: Pick<string?>(null, $"10.{n}.0.1"), gatewayV6: Pick<string?>(null, $"fd00:{n}::1")) with
+                    { Revision = _revision };
+                    _networks[id] = network;
+                    return new ObjectChange(ChangeOperation.Upsert, ResourceKind.Network, id) { Network = network };
+                }
             case 2:
-            {
-                int h = _random.Next(HostCount);
-                string id = $"host-{h}";
-                if (_random.Next(5) == 0)
-                    return Delete(_hosts, ResourceKind.Host, id);
-                // Each host has its own addresses; which of them it has, and its MTU, change.
-                SwitchHost host = Views.SwitchHost(id, Pick<string?>(null, $"192.0.2.{10 + h}", $"192.0.2.{10 + h}"),
-                    Pick<string?>(null, $"2001:db8::{10 + h}", $"2001:db8::{10 + h}"), Pick(1500, 9000)) with { Revision = _revision };
-                _hosts[id] = host;
-                return new ObjectChange(ChangeOperation.Upsert, ResourceKind.Host, id) { Host = host };
-            }
+                {
+                    int h = _random.Next(HostCount);
+                    string id = $"host-{h}";
+                    if (_random.Next(5) == 0)
+                        return Delete(_hosts, ResourceKind.Host, id);
+                    // Each host has its own addresses; which of them it has, and its MTU, change.
+                    SwitchHost host = Views.SwitchHost(id, Pick<string?>(null, $"192.0.2.{10 + h}", $"192.0.2.{10 + h}"),
+                        Pick<string?>(null, $"2001:db8::{10 + h}", $"2001:db8::{10 + h}"), Pick(1500, 9000)) with
+                    { Revision = _revision };
+                    _hosts[id] = host;
+                    return new ObjectChange(ChangeOperation.Upsert, ResourceKind.Host, id) { Host = host };
+                }
             case 3:
-            {
-                int x = _random.Next(ExternalCount);
-                string id = $"ext-{x}";
-                if (_random.Next(4) == 0)
-                    return Delete(_externals, ResourceKind.ExternalEndpoint, id);
-                uint vni = (uint)(100 + x % NetworkCount);
-                ExternalEndpoint external = Views.External(id, vni, $"02:00:00:00:01:{x:x2}", [$"10.{x % NetworkCount}.1.{x}"],
-                    Pick("198.51.100.20", "198.51.100.21", "2001:db8:e::20")) with { Revision = _revision };
-                _externals[id] = external;
-                return new ObjectChange(ChangeOperation.Upsert, ResourceKind.ExternalEndpoint, id) { ExternalEndpoint = external };
-            }
+                {
+                    int x = _random.Next(ExternalCount);
+                    string id = $"ext-{x}";
+                    if (_random.Next(4) == 0)
+                        return Delete(_externals, ResourceKind.ExternalEndpoint, id);
+                    uint vni = (uint)(100 + x % NetworkCount);
+                    ExternalEndpoint external = Views.External(id, vni, $"02:00:00:00:01:{x:x2}", [$"10.{x % NetworkCount}.1.{x}"],
+                        Pick("198.51.100.20", "198.51.100.21", "2001:db8:e::20")) with
+                    { Revision = _revision };
+                    _externals[id] = external;
+                    return new ObjectChange(ChangeOperation.Upsert, ResourceKind.ExternalEndpoint, id) { ExternalEndpoint = external };
+                }
             default:
-            {
-                int p = _random.Next(PortCount);
-                string id = $"port-{p}";
-                if (_random.Next(6) == 0)
-                    return Delete(_ports, ResourceKind.Port, id);
-                // Identity (network, MAC, kind) stays per id; the binding moves and the addresses change.
-                int n = p % NetworkCount;
-                int variant = _random.Next(2);
-                IReadOnlyList<string> ips = _random.Next(4) == 0 ? [] : [$"10.{n}.{variant}.{p + 10}", $"fd00:{n}::{variant}:{p + 10}"];
-                string? hostId = Pick<string?>(Views.Here, Views.Here, null, "host-0", "host-1", "host-2", "host-3");
-                PortKind kind = p % 3 == 0 ? PortKind.VhostUser : PortKind.Tap;
-                string? netns = kind == PortKind.Tap ? Pick<string?>(null, "ns-a", "ns-b") : null;
-                Port port = Views.Port(id, (uint)(100 + n), $"02:00:00:00:00:{p:x2}", ips, hostId, kind, netns) with { Revision = _revision };
-                _ports[id] = port;
-                return new ObjectChange(ChangeOperation.Upsert, ResourceKind.Port, id) { Port = port };
-            }
+                {
+                    int p = _random.Next(PortCount);
+                    string id = $"port-{p}";
+                    if (_random.Next(6) == 0)
+                        return Delete(_ports, ResourceKind.Port, id);
+                    // Identity (network, MAC, kind) stays per id; the binding moves and the addresses change.
+                    int n = p % NetworkCount;
+                    int variant = _random.Next(2);
+                    IReadOnlyList<string> ips = _random.Next(4) == 0 ? [] : [$"10.{n}.{variant}.{p + 10}", $"fd00:{n}::{variant}:{p + 10}"];
+                    string? hostId = Pick<string?>(Views.Here, Views.Here, null, "host-0", "host-1", "host-2", "host-3");
+                    PortKind kind = p % 3 == 0 ? PortKind.VhostUser : PortKind.Tap;
+                    string? netns = kind == PortKind.Tap ? Pick<string?>(null, "ns-a", "ns-b") : null;
+                    Port port = Views.Port(id, (uint)(100 + n), $"02:00:00:00:00:{p:x2}", ips, hostId, kind, netns) with { Revision = _revision };
+                    _ports[id] = port;
+                    return new ObjectChange(ChangeOperation.Upsert, ResourceKind.Port, id) { Port = port };
+                }
         }
     }
 

@@ -387,10 +387,10 @@ public sealed class LiveOverlay
                 Controller = new { Url = ControllerUrl(host).ToString(), HostId = HostId(host.Name), TokenFile = Path.Combine(directory, "host.token") },
             },
         };
-        return JsonSerializer.Serialize(document, SwitchConfigJson);
+        return JsonSerializer.Serialize(document, IndentedSkippingNulls);
     }
 
-    private static readonly JsonSerializerOptions SwitchConfigJson =
+    private static readonly JsonSerializerOptions IndentedSkippingNulls =
         new() { WriteIndented = true, DefaultIgnoreCondition = System.Text.Json.Serialization.JsonIgnoreCondition.WhenWritingNull };
 
     /// <summary>The guest's side of its tap: the port's MAC, its addresses (/24, /64), link up.</summary>

@@ -254,7 +254,8 @@ public class DataplaneForwardingTests
                 failures.Enqueue(e);
                 stop.Cancel();
             }
-        }) { IsBackground = true, Name = $"sender {from}" };
+        })
+        { IsBackground = true, Name = $"sender {from}" };
 
         Thread[] senders = [Sender(a, 1), Sender(c, 2)];
         foreach (Thread t in senders)

@@ -1,6 +1,6 @@
-using OverlaySwitch.Testing.Tools;
 using System.Net.Sockets;
 using OverlaySwitch.Interop;
+using OverlaySwitch.Testing.Tools;
 using OverlaySwitch.Tests.Tools;
 
 namespace OverlaySwitch.Tests.Interop;

@@ -1,7 +1,7 @@
-using OverlaySwitch.Testing.Tools;
 using System.Globalization;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Testing;
+using OverlaySwitch.Testing.Tools;
 using OverlaySwitch.Tests.Tools;
 using OverlaySwitch.Wire;
 using static OverlaySwitch.Testing.SampleOverlay;

@@ -1,5 +1,5 @@
-using OverlaySwitch.Testing.Tools;
 using System.Diagnostics;
+using OverlaySwitch.Testing.Tools;
 
 namespace OverlaySwitch.Tests.Tools;
 

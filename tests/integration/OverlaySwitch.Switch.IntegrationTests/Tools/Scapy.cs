@@ -1,5 +1,5 @@
-using OverlaySwitch.Testing.Tools;
 using System.Text.Json;
+using OverlaySwitch.Testing.Tools;
 
 namespace OverlaySwitch.Tests.Tools;
 

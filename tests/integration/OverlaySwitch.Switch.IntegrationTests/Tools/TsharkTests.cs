@@ -1,5 +1,5 @@
-using OverlaySwitch.Testing.Tools;
 using OverlaySwitch.Diagnostics;
+using OverlaySwitch.Testing.Tools;
 
 namespace OverlaySwitch.Tests.Tools;
 

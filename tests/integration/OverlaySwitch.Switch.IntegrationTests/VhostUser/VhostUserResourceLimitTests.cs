@@ -116,13 +116,13 @@ public class VhostUserResourceLimitTests
         switch (kind)
         {
             case Malformed.SplitHeaderEachPieceWithAMemfd:
-            {
-                byte[] header = Header((uint)VhostUserRequest.SetVringNum, flags, vringNum.Length);
-                UnixSocket.Send(s, header.AsSpan(0, 6), [junk.Memfd()]);
-                UnixSocket.Send(s, header.AsSpan(6), [junk.Memfd()]);
-                UnixSocket.Send(s, vringNum);
-                break;
-            }
+                {
+                    byte[] header = Header((uint)VhostUserRequest.SetVringNum, flags, vringNum.Length);
+                    UnixSocket.Send(s, header.AsSpan(0, 6), [junk.Memfd()]);
+                    UnixSocket.Send(s, header.AsSpan(6), [junk.Memfd()]);
+                    UnixSocket.Send(s, vringNum);
+                    break;
+                }
             case Malformed.DescriptorsWithThePayload:
                 UnixSocket.Send(s, Header((uint)VhostUserRequest.SetVringNum, flags, vringNum.Length));
                 UnixSocket.Send(s, vringNum, [junk.EventFd(), junk.Memfd()]);

@@ -1,5 +1,5 @@
-using OverlaySwitch.Testing.Tools;
 using System.Buffers.Binary;
+using OverlaySwitch.Testing.Tools;
 using OverlaySwitch.Tests.Tools;
 using OverlaySwitch.Wire;
 

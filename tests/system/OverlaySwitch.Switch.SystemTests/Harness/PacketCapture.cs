@@ -1,6 +1,6 @@
-using OverlaySwitch.Testing.Tools;
 using System.Diagnostics;
 using System.Globalization;
+using OverlaySwitch.Testing.Tools;
 
 namespace OverlaySwitch.Tests.System.Harness;
 

@@ -1,5 +1,5 @@
-using OverlaySwitch.Testing.Tools;
 using System.Globalization;
+using OverlaySwitch.Testing.Tools;
 using OverlaySwitch.Tests.System.Harness;
 using Xunit.Abstractions;
 

@@ -2,13 +2,13 @@ using System.Collections.Concurrent;
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;
-using NetworkNamespace = OverlaySwitch.Tests.System.Harness.NetworkNamespace;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
 using OverlaySwitch.Testing;
 using OverlaySwitch.Tests.System.Harness;
 using OverlaySwitch.Wire;
 using Xunit.Abstractions;
+using NetworkNamespace = OverlaySwitch.Tests.System.Harness.NetworkNamespace;
 
 namespace OverlaySwitch.Tests.System.Ports;
 

@@ -55,48 +55,48 @@ public sealed class RandomWrites(int seed)
         switch (_random.Next(10))
         {
             case 0 or 1 or 2:
-            {
-                Network n = networks[_random.Next(networks.Length)];
-                string id = $"port-{++_next}";
-                return StateChange.Upsert<Port>(ObjectKind.Port, id, null, new Port(id, "tenant-1", n.Id, n.Vni, id, $"02:00:00:00:{_next >> 8 & 0xff:x2}:{_next & 0xff:x2}", [], RandomHost(), PortKind.VhostUser, null, revision));
-            }
-            case 3 or 4 when ports.Length > 0:
-            {
-                Port p = ports[_random.Next(ports.Length)];
-                return StateChange.Upsert(ObjectKind.Port, p.Id, p, p with { HostId = RandomHost(), Revision = revision });
-            }
-            case 5 when ports.Length > 0:
-            {
-                Port p = ports[_random.Next(ports.Length)];
-                return StateChange.Upsert(ObjectKind.Port, p.Id, p, p with { Ips = [$"10.0.{_random.Next(256)}.{_random.Next(256)}"], Revision = revision });
-            }
-            case 6 when ports.Length > 0:
-            {
-                Port p = ports[_random.Next(ports.Length)];
-                return StateChange.Delete(ObjectKind.Port, p.Id, p);
-            }
-            case 7:
-            {
-                SwitchHost h = s.Hosts.Get(HostIds[_random.Next(HostIds.Length)])!;
-                return StateChange.Upsert(ObjectKind.Host, h.Id, h, h with { UnderlayMtu = 1400 + _random.Next(8000), Revision = revision });
-            }
-            case 8:
-            {
-                Network n = networks[_random.Next(networks.Length)];
-                return StateChange.Upsert(ObjectKind.Network, n.Id, n, n with { Mtu = 576 + _random.Next(8000), Revision = revision });
-            }
-            default:
-            {
-                ExternalEndpoint[] externals = [.. s.ExternalEndpoints.Values];
-                if (externals.Length > 0 && _random.Next(2) == 0)
                 {
-                    ExternalEndpoint x = externals[_random.Next(externals.Length)];
-                    return StateChange.Delete(ObjectKind.ExternalEndpoint, x.Id, x);
+                    Network n = networks[_random.Next(networks.Length)];
+                    string id = $"port-{++_next}";
+                    return StateChange.Upsert<Port>(ObjectKind.Port, id, null, new Port(id, "tenant-1", n.Id, n.Vni, id, $"02:00:00:00:{_next >> 8 & 0xff:x2}:{_next & 0xff:x2}", [], RandomHost(), PortKind.VhostUser, null, revision));
                 }
-                Network n = networks[_random.Next(networks.Length)];
-                string id = $"ext-{++_next}";
-                return StateChange.Upsert<ExternalEndpoint>(ObjectKind.ExternalEndpoint, id, null, new ExternalEndpoint(id, "tenant-1", n.Id, n.Vni, id, "02:ee:00:00:00:01", [], "203.0.113.1", revision));
-            }
+            case 3 or 4 when ports.Length > 0:
+                {
+                    Port p = ports[_random.Next(ports.Length)];
+                    return StateChange.Upsert(ObjectKind.Port, p.Id, p, p with { HostId = RandomHost(), Revision = revision });
+                }
+            case 5 when ports.Length > 0:
+                {
+                    Port p = ports[_random.Next(ports.Length)];
+                    return StateChange.Upsert(ObjectKind.Port, p.Id, p, p with { Ips = [$"10.0.{_random.Next(256)}.{_random.Next(256)}"], Revision = revision });
+                }
+            case 6 when ports.Length > 0:
+                {
+                    Port p = ports[_random.Next(ports.Length)];
+                    return StateChange.Delete(ObjectKind.Port, p.Id, p);
+                }
+            case 7:
+                {
+                    SwitchHost h = s.Hosts.Get(HostIds[_random.Next(HostIds.Length)])!;
+                    return StateChange.Upsert(ObjectKind.Host, h.Id, h, h with { UnderlayMtu = 1400 + _random.Next(8000), Revision = revision });
+                }
+            case 8:
+                {
+                    Network n = networks[_random.Next(networks.Length)];
+                    return StateChange.Upsert(ObjectKind.Network, n.Id, n, n with { Mtu = 576 + _random.Next(8000), Revision = revision });
+                }
+            default:
+                {
+                    ExternalEndpoint[] externals = [.. s.ExternalEndpoints.Values];
+                    if (externals.Length > 0 && _random.Next(2) == 0)
+                    {
+                        ExternalEndpoint x = externals[_random.Next(externals.Length)];
+                        return StateChange.Delete(ObjectKind.ExternalEndpoint, x.Id, x);
+                    }
+                    Network n = networks[_random.Next(networks.Length)];
+                    string id = $"ext-{++_next}";
+                    return StateChange.Upsert<ExternalEndpoint>(ObjectKind.ExternalEndpoint, id, null, new ExternalEndpoint(id, "tenant-1", n.Id, n.Vni, id, "02:ee:00:00:00:01", [], "203.0.113.1", revision));
+                }
         }
     }
 
