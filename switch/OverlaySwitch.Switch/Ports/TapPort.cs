@@ -15,7 +15,7 @@ namespace OverlaySwitch.Ports;
 /// refused and never attached to or deleted.
 /// Runs on: the dataplane (frames); the control thread opens and closes it.
 /// </summary>
-public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
+public sealed partial class TapPort : IDataplanePort, IDisposable
 {
     private readonly FileDescriptor _tap;
     private readonly int _fd;
@@ -70,16 +70,19 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
     {
         byte[] buffer = context.FrameBuffer;
         int done = 0;
-        fixed (byte* p = buffer)
+        // SAFETY: the kernel writes at most buffer.Length bytes into the pinned frame buffer.
+        unsafe
         {
-            for (; done < budget; done++)
+            fixed (byte* p = buffer)
             {
-                // SAFETY: the kernel writes at most buffer.Length bytes into the pinned frame buffer.
-                nint n = Libc.read(_fd, p, (nuint)buffer.Length);
-                if (n <= 0)
-                    break; // EAGAIN: nothing more now (a tap never reports end of file while we hold it)
-                Traffic.CountIn(context.Worker, n);
-                context.Processor.FromPort(Number, buffer.AsSpan(0, (int)n), context.Output);
+                for (; done < budget; done++)
+                {
+                    nint n = Libc.read(_fd, p, (nuint)buffer.Length);
+                    if (n <= 0)
+                        break; // EAGAIN: nothing more now (a tap never reports end of file while we hold it)
+                    Traffic.CountIn(context.Worker, n);
+                    context.Processor.FromPort(Number, buffer.AsSpan(0, (int)n), context.Output);
+                }
             }
         }
         return done;
@@ -90,8 +93,11 @@ public sealed unsafe partial class TapPort : IDataplanePort, IDisposable
         nint n;
         // SAFETY: the kernel reads frame.Length bytes from the pinned span. A tap write is one frame;
         // several workers may write concurrently, which the kernel serialises per frame.
-        fixed (byte* p = frame)
-            n = Libc.write(_fd, p, (nuint)frame.Length);
+        unsafe
+        {
+            fixed (byte* p = frame)
+                n = Libc.write(_fd, p, (nuint)frame.Length);
+        }
         if (n == frame.Length)
         {
             Traffic.CountOut(context.Worker, frame.Length);

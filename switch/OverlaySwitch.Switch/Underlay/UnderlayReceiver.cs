@@ -13,19 +13,23 @@ namespace OverlaySwitch.Underlay;
 /// datagram handed with its source to the overlay's decapsulation. Polled by one worker.
 /// Runs on: its worker. Allocates nothing per datagram.
 /// </summary>
-public sealed unsafe class UnderlayReceiver : IPollable, IDisposable
+public sealed class UnderlayReceiver : IPollable, IDisposable
 {
     private const int BatchSize = 32;
 
     private readonly FileDescriptor _socket;
     private readonly int _fd;
     private readonly int _slotLength;
-    private readonly byte* _slots;
-    private readonly Libc.IoVec* _iov;
-    private readonly Libc.SockAddrIn6* _sources;
-    private readonly Libc.MultiMessageHeader* _messages;
+    // SAFETY: native arrays of BatchSize entries (slots of _slotLength bytes), allocated in the
+    // constructor and freed only in Dispose, after the workers stopped polling this receiver.
+    private readonly unsafe byte* _slots;
+    private readonly unsafe Libc.IoVec* _iov;
+    private readonly unsafe Libc.SockAddrIn6* _sources;
+    private readonly unsafe Libc.MultiMessageHeader* _messages;
 
-    public UnderlayReceiver(IPAddress localVtep, ushort port, int maxDatagramLength, int receiveBufferBytes, int workerCount)
+    // SAFETY: allocates the native arrays with sizeof of their element types and links message i to
+    // slot i, iovec i and address i only, for i < BatchSize.
+    public unsafe UnderlayReceiver(IPAddress localVtep, ushort port, int maxDatagramLength, int receiveBufferBytes, int workerCount)
     {
         LocalVtep = localVtep;
         Traffic = new TrafficCounters(workerCount);
@@ -54,7 +58,9 @@ public sealed unsafe class UnderlayReceiver : IPollable, IDisposable
     /// <summary>Drops at the socket itself (truncated datagrams, receive errors); the overlay's are its processor's.</summary>
     public DropCounters Drops { get; }
 
-    public int Poll(DataplaneContext context, int budget)
+    // SAFETY: indexes the native arrays below want <= BatchSize, and reads a slot only for the
+    // length the kernel reported for it (<= _slotLength, longer datagrams come back MSG_TRUNC).
+    public unsafe int Poll(DataplaneContext context, int budget)
     {
         int want = Math.Min(budget, BatchSize);
         for (int i = 0; i < want; i++)
@@ -105,7 +111,8 @@ public sealed unsafe class UnderlayReceiver : IPollable, IDisposable
     /// <summary>Unknown without reading; epoll reports a readable socket at once, so the worker does not oversleep.</summary>
     public bool HasPending => false;
 
-    public void Dispose()
+    // SAFETY: frees each native array once; the workers stopped polling before Dispose.
+    public unsafe void Dispose()
     {
         _socket.Dispose();
         NativeMemory.Free(_slots);

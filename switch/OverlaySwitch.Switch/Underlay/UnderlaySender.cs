@@ -15,7 +15,7 @@ namespace OverlaySwitch.Underlay;
 /// port, DF). One per dataplane worker; not thread-safe.
 /// Runs on: its worker. Allocates nothing per frame.
 /// </summary>
-public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
+public sealed class UnderlaySender : ITunnelSender, IDisposable
 {
     private const int BatchSize = 32;
 
@@ -76,16 +76,20 @@ public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
         private readonly int _fd;
         private readonly bool _v6;
         private readonly int _slotLength;
-        private readonly byte* _slots;
-        private readonly Libc.IoVec* _iov;
-        private readonly Libc.SockAddrIn6* _addresses;
-        private readonly Libc.MultiMessageHeader* _messages;
+        // SAFETY: native arrays of BatchSize entries (slots of _slotLength bytes), allocated in the
+        // constructor and freed only in Dispose, after the last Flush.
+        private readonly unsafe byte* _slots;
+        private readonly unsafe Libc.IoVec* _iov;
+        private readonly unsafe Libc.SockAddrIn6* _addresses;
+        private readonly unsafe Libc.MultiMessageHeader* _messages;
         /// <summary>The tunnel of each queued datagram, to count one the kernel refuses on it.</summary>
         private readonly Tunnel?[] _tunnels = new Tunnel?[BatchSize];
         private readonly UnderlaySender _owner;
         private int _count;
 
-        public Batch(AddressFamily family, int slotLength, int sendBufferBytes, UnderlaySender owner)
+        // SAFETY: allocates the native arrays with sizeof of their element types and links message i
+        // to slot i, iovec i and address i only, for i < BatchSize.
+        public unsafe Batch(AddressFamily family, int slotLength, int sendBufferBytes, UnderlaySender owner)
         {
             _v6 = family == AddressFamily.InterNetworkV6;
             _socket = InetSocket.CreateRawSender(family, sendBufferBytes);
@@ -108,7 +112,9 @@ public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
             }
         }
 
-        public void Add(Tunnel tunnel, ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, DataplaneContext context)
+        // SAFETY: i = _count < BatchSize (a full batch is flushed at once), and the copy into slot i
+        // is bounded by length <= _slotLength, checked first.
+        public unsafe void Add(Tunnel tunnel, ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, DataplaneContext context)
         {
             int length = outer.Length + inner.Length;
             if (length > _slotLength)
@@ -133,7 +139,8 @@ public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
                 Flush(context);
         }
 
-        public void Flush(DataplaneContext context)
+        // SAFETY: hands the kernel messages [sent, _count), all filled in by Add, and reads their iovecs.
+        public unsafe void Flush(DataplaneContext context)
         {
             int sent = 0;
             while (sent < _count)
@@ -165,7 +172,8 @@ public sealed unsafe class UnderlaySender : ITunnelSender, IDisposable
             _count = 0;
         }
 
-        public void Dispose()
+        // SAFETY: frees each native array once, after the last Flush.
+        public unsafe void Dispose()
         {
             _socket.Dispose();
             NativeMemory.Free(_slots);

@@ -10,17 +10,6 @@ namespace OverlaySwitch.Tests;
 /// </summary>
 public partial class UnsafeCodeTests
 {
-    /// <summary>
-    /// Files still unsafe as whole classes while another branch narrows them (issue 9 item 7).
-    /// Temporary: the lead empties this list after merging that branch. Paths are relative to switch/.
-    /// </summary>
-    private static readonly string[] NotYetNarrowed =
-    [
-        "OverlaySwitch.Switch/Underlay/UnderlayReceiver.cs",
-        "OverlaySwitch.Switch/Underlay/UnderlaySender.cs",
-        "OverlaySwitch.Switch/Ports/TapPort.cs",
-    ];
-
     [Fact]
     public void Every_unsafe_block_and_member_in_switch_has_a_SAFETY_comment_and_no_type_is_unsafe_as_a_whole()
     {
@@ -31,20 +20,13 @@ public partial class UnsafeCodeTests
         {
             string relative = Path.GetRelativePath(switchDirectory, file).Replace('\\', '/');
             string[] parts = relative.Split('/');
-            if (parts.Contains("obj") || parts.Contains("bin") || NotYetNarrowed.Contains(relative))
+            if (parts.Contains("obj") || parts.Contains("bin"))
                 continue;
             scanned++;
             problems.AddRange(Scan(relative, File.ReadAllLines(file)));
         }
         Assert.True(scanned > 50, $"only {scanned} source files found under {switchDirectory}");
         Assert.True(problems.Count == 0, string.Join(Environment.NewLine, problems));
-    }
-
-    [Fact]
-    public void The_NotYetNarrowed_list_names_files_that_exist()
-    {
-        string switchDirectory = Path.Combine(RepositoryRoot(), "switch");
-        Assert.All(NotYetNarrowed, path => Assert.True(File.Exists(Path.Combine(switchDirectory, path)), $"{path} is gone: take it off the list"));
     }
 
     [Fact]
