@@ -124,7 +124,11 @@ public sealed record RealizationStatus(long Revision, bool Realized, IReadOnlyLi
 /// <see cref="Error"/> says why the switch could not realize the port (null when it did): a port
 /// that fails stays out of the switch while every other port is realized.
 /// </summary>
-public sealed record PortAttachment(string PortId, bool Attached, string? Error = null);
+public sealed record PortAttachment(string PortId, bool Attached, string? Error = null)
+{
+    /// <summary>The longest <see cref="Error"/> a controller takes: the text reaches the port's tenant, so a host cannot hand it a megabyte.</summary>
+    public const int MaxErrorLength = 1000;
+}
 
 /// <summary>
 /// What an agent reports after applying the watch stream up to a revision, and the local ports it

@@ -159,7 +159,8 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
     {
         lock (_lock)
             return [.. Ports.Select(p => new PortAttachment(p.Name, p.Status.Attached))
-                .Concat(FailedPorts.Select(f => new PortAttachment(f.Name, false, f.Error)))
+                .Concat(FailedPorts.Select(f => new PortAttachment(f.Name, false,
+                    f.Error.Length <= PortAttachment.MaxErrorLength ? f.Error : f.Error[..(PortAttachment.MaxErrorLength - 1)] + "…")))
                 .OrderBy(p => p.PortId, StringComparer.Ordinal)];
     }
 

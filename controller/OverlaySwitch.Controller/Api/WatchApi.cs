@@ -67,6 +67,8 @@ public static class WatchApi
                 {
                     if (ports[i] is null || string.IsNullOrEmpty(ports[i].PortId))
                         throw StateError.Invalid($"ports[{i}].portId", "must be a port id");
+                    if (ports[i].Error is { Length: > PortAttachment.MaxErrorLength })
+                        throw StateError.Invalid($"ports[{i}].error", $"at most {PortAttachment.MaxErrorLength} characters");
                 }
                 realization.ReportPorts(id, ports);
             }

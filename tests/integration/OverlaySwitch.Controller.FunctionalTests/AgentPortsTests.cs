@@ -66,6 +66,10 @@ public sealed class AgentPortsTests(ControllerFactory controller) : IClassFixtur
         Assert.False((await PortStatusAsync(tenantB, other.Id)).Attached);
 
         await agent.ProblemAsync(HttpMethod.Post, $"/api/v1/hosts/{host.Id}/status", new AgentReport(0, [new PortAttachment("", true)]), HttpStatusCode.BadRequest);
+        // The error text reaches the port's tenant: a host cannot hand it unbounded text.
+        await agent.ProblemAsync(HttpMethod.Post, $"/api/v1/hosts/{host.Id}/status",
+            new AgentReport(0, [new PortAttachment(attached.Id, false, new string('x', PortAttachment.MaxErrorLength + 1))]), HttpStatusCode.BadRequest);
+        Assert.Null((await PortStatusAsync(admin, attached.Id)).Error);
     }
 
     private static Task<RealizationStatus> PortStatusAsync(ApiClient client, string portId) =>
