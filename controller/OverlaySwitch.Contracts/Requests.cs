@@ -43,3 +43,9 @@ public sealed record ExternalEndpointSpec(string? NetworkId, string? Name, strin
 public sealed record ExternalVtepSpec(string? Name, string? Address);
 
 public sealed record TokenSpec(string? Name);
+
+/// <summary>Starts a port's migration to <see cref="TargetHostId"/> (POST /api/v1/ports/{id}/migrations).</summary>
+public sealed record MigrationSpec(string? TargetHostId);
+
+/// <summary>The target host (or the admin) says the guest runs there (POST /api/v1/ports/{id}/migrations/{migrationId}/activation).</summary>
+public sealed record ActivationSpec(ActivationProof? Proof);

@@ -61,7 +61,10 @@ public sealed record SwitchHost(
 /// A VM or namespace interface. Identity (id, network, MAC, IPs, kind) is the tenant's and stable;
 /// the binding (<see cref="HostId"/>, <see cref="Namespace"/>) is the admin's or the host
 /// orchestrator's and moves on migration. <see cref="Vni"/> is the network's, repeated so an agent
-/// needs no lookup.
+/// needs no lookup. <see cref="Migration"/> is the port's migration in progress (null when none):
+/// while it is Preparing or Ready the port runs on <see cref="HostId"/> (the source) and the target
+/// realizes it in advance; at activation <see cref="HostId"/> becomes the target in the same
+/// revision, and the source keeps a redirect until <see cref="PortMigration.RedirectUntil"/>.
 /// </summary>
 public sealed record Port(
     string Id,
@@ -74,7 +77,8 @@ public sealed record Port(
     string? HostId,
     PortKind Kind,
     string? Namespace,
-    long Revision)
+    long Revision,
+    PortMigration? Migration = null)
 {
     /// <summary>
     /// What the port's switch makes for it, derived from the id (<see cref="PortNames"/>): the tap
@@ -123,8 +127,10 @@ public sealed record RealizationStatus(long Revision, bool Realized, IReadOnlyLi
 /// A port a switch serves (the controller's port id) and whether its guest is attached.
 /// <see cref="Error"/> says why the switch could not realize the port (null when it did): a port
 /// that fails stays out of the switch while every other port is realized.
+/// <see cref="Incoming"/>: the port is realized here as a migration's target, waiting for its guest
+/// (the controller marks the migration Ready on it).
 /// </summary>
-public sealed record PortAttachment(string PortId, bool Attached, string? Error = null)
+public sealed record PortAttachment(string PortId, bool Attached, string? Error = null, bool Incoming = false)
 {
     /// <summary>The longest <see cref="Error"/> a controller takes: the text reaches the port's tenant, so a host cannot hand it a megabyte.</summary>
     public const int MaxErrorLength = 1000;
@@ -134,9 +140,65 @@ public sealed record PortAttachment(string PortId, bool Attached, string? Error 
 /// What an agent reports after applying the watch stream up to a revision, and the local ports it
 /// serves. <see cref="Ports"/> is optional: null (left out, as older agents do) keeps the ports of
 /// the previous report; an empty list says the switch serves none.
+/// <see cref="Redirects"/>: the moved ports this host still redirects (null: none).
 /// </summary>
-public sealed record AgentReport(long AppliedRevision, IReadOnlyList<PortAttachment>? Ports = null);
+public sealed record AgentReport(long AppliedRevision, IReadOnlyList<PortAttachment>? Ports = null, IReadOnlyList<RedirectReport>? Redirects = null);
 
 /// <summary>A host's agent as the controller sees it; <see cref="Ports"/> as it last reported them (null: never).</summary>
 public sealed record AgentStatus(string HostId, long AppliedRevision, DateTimeOffset? ReportedAt, bool Watching, long ControllerRevision,
     IReadOnlyList<PortAttachment>? Ports = null);
+
+/// <summary>Where a port's migration stands. Transitions: Preparing → Ready → Activated → Completed; Preparing or Ready → Cancelled.</summary>
+public enum MigrationState
+{
+    /// <summary>The target host is realizing the port in advance (tap queue, vhost-user socket); the source runs it.</summary>
+    Preparing,
+    /// <summary>The target reported the port realized and waiting for the guest; the source still runs it (a tap port's source lets go of its queue so the guest's frames reach the target).</summary>
+    Ready,
+    /// <summary>The guest proved it runs on the target: the port is bound to the target; the source redirects frames still arriving for it until <see cref="PortMigration.RedirectUntil"/>.</summary>
+    Activated,
+    /// <summary>The redirect's grace period is over.</summary>
+    Completed,
+    /// <summary>Cancelled before activation: the port stays on its source; the target lets go of what it prepared.</summary>
+    Cancelled,
+}
+
+/// <summary>What proved that the guest runs on the target host.</summary>
+public enum ActivationProof
+{
+    /// <summary>QEMU's VHOST_USER_SEND_RARP (live migration with guest_announce off).</summary>
+    Rarp,
+    /// <summary>The guest's own gratuitous ARP or unsolicited neighbour advertisement.</summary>
+    Announcement,
+    /// <summary>Any other valid frame from the port on the target.</summary>
+    Frame,
+    /// <summary>The admin activated it through the API.</summary>
+    Admin,
+}
+
+/// <summary>
+/// One move of a port from <see cref="SourceHostId"/> to <see cref="TargetHostId"/>.
+/// <see cref="StartedBy"/> is "admin" or "host" (the target host's token: a move started outside the
+/// controller, allowed by the network's policy). <see cref="RedirectedFrames"/> is what the source
+/// reported passing on to the target after activation; <see cref="StaleSenders"/> the VTEPs it saw
+/// still sending to the old location (the controller re-pushes to those hosts).
+/// </summary>
+public sealed record PortMigration(
+    string Id,
+    string PortId,
+    string SourceHostId,
+    string TargetHostId,
+    MigrationState State,
+    string StartedBy,
+    DateTimeOffset StartedAt,
+    DateTimeOffset? ReadyAt,
+    DateTimeOffset? ActivatedAt,
+    ActivationProof? ActivatedBy,
+    DateTimeOffset? RedirectUntil,
+    DateTimeOffset? EndedAt,
+    long RedirectedFrames,
+    IReadOnlyList<string> StaleSenders,
+    long Revision);
+
+/// <summary>What a migration's source host reports while it redirects a moved port's frames.</summary>
+public sealed record RedirectReport(string PortId, string MigrationId, long Frames, IReadOnlyList<string> Senders);
