@@ -77,7 +77,7 @@ public static class Tap
     /// <summary>
     /// Lets go of (<paramref name="attached"/> false) or takes back this descriptor's queue of a
     /// multi-queue tap. The kernel sends the device's frames only to attached queues; a write on a
-    /// detached one fails with EBADFD.
+    /// detached one still reaches the device (measured by TapMigrationTests).
     /// </summary>
     public static void SetQueueAttached(FileDescriptor tap, bool attached)
     {

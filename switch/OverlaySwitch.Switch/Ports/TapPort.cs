@@ -91,8 +91,9 @@ public sealed partial class TapPort : IDataplanePort, IDisposable
 
     /// <summary>
     /// Runs on: the control side. The migration's source lets go of its queue, so the namespace's
-    /// frames go to the target's. The kernel refuses writes on a detached queue (EBADFD), so frames
-    /// for the guest go through the target from now on (the tables hand the port over).
+    /// frames go to the target's. The kernel still takes writes on the detached queue into the
+    /// namespace (TapMigrationTests measures it), but the tables hand the port over anyway: frames
+    /// for the guest go through the target's queue, the one that stays after activation.
     /// </summary>
     public void LetGoOfQueue()
     {
