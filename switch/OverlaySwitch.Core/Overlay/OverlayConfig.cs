@@ -43,17 +43,22 @@ public sealed record NetworkConfig(uint Vni)
     public ImmutableArray<IPAddress> ExtraFloodVteps { get; init; } = [];
 }
 
-/// <summary>Where an endpoint is: on a local port of this switch, or behind a remote VTEP.</summary>
+/// <summary>
+/// Where an endpoint is: on a local port of this switch, behind a remote VTEP, or incoming: a local
+/// port realized here as a migration's target whose guest still runs behind <see cref="RemoteVtep"/>
+/// (the source), so the overlay keeps sending there until the guest proves it runs here.
+/// </summary>
 public readonly record struct EndpointLocation
 {
-    private EndpointLocation(int localPort, IPAddress? remoteVtep, bool redirect)
+    private EndpointLocation(int localPort, IPAddress? remoteVtep, bool redirect, int incomingPort)
     {
         LocalPort = localPort;
         RemoteVtep = remoteVtep;
         Redirect = redirect;
+        IncomingPort = incomingPort;
     }
 
-    /// <summary>The switch's port number, or -1 when remote.</summary>
+    /// <summary>The switch's port number, or -1 when remote or incoming.</summary>
     public int LocalPort { get; }
     public IPAddress? RemoteVtep { get; }
     /// <summary>
@@ -61,14 +66,33 @@ public readonly record struct EndpointLocation
     /// it are sent on to its new VTEP for the migration grace period instead of being dropped.
     /// </summary>
     public bool Redirect { get; }
+    /// <summary>An incoming port's number (its guest is still at <see cref="RemoteVtep"/>), or -1.</summary>
+    public int IncomingPort { get; }
     public bool IsLocal => LocalPort >= 0;
+    public bool IsIncoming => IncomingPort >= 0;
 
     public static EndpointLocation Local(int port) =>
-        port >= 0 ? new(port, null, false) : throw new ArgumentOutOfRangeException(nameof(port), port, "Port numbers are non-negative.");
+        port >= 0 ? new(port, null, false, -1) : throw new ArgumentOutOfRangeException(nameof(port), port, "Port numbers are non-negative.");
 
-    public static EndpointLocation Remote(IPAddress vtep, bool redirect = false) => new(-1, vtep, redirect);
+    public static EndpointLocation Remote(IPAddress vtep, bool redirect = false) => new(-1, vtep, redirect, -1);
 
-    public override string ToString() => IsLocal ? $"port {LocalPort}" : $"vtep {RemoteVtep}{(Redirect ? " (redirect)" : "")}";
+    /// <summary>
+    /// Local port <paramref name="port"/> whose guest is being handed over to <paramref name="targetVtep"/>
+    /// (a migration's source after it let go of its tap queue): frames from the port are still its
+    /// own, frames for it go to the target, which delivers them through the queue it holds.
+    /// </summary>
+    public static EndpointLocation Handover(int port, IPAddress targetVtep) =>
+        port >= 0 ? new(port, targetVtep, true, -1) : throw new ArgumentOutOfRangeException(nameof(port), port, "Port numbers are non-negative.");
+
+    /// <summary>A local port whose frames go to <see cref="RemoteVtep"/> (see <see cref="Handover"/>).</summary>
+    public bool IsHandover => IsLocal && RemoteVtep is not null;
+
+    /// <summary>Local port <paramref name="port"/>, realized for a migration whose source is <paramref name="sourceVtep"/>.</summary>
+    public static EndpointLocation Incoming(int port, IPAddress sourceVtep) =>
+        port >= 0 ? new(-1, sourceVtep, false, port) : throw new ArgumentOutOfRangeException(nameof(port), port, "Port numbers are non-negative.");
+
+    public override string ToString() =>
+        IsHandover ? $"port {LocalPort} handed over to vtep {RemoteVtep}" : IsLocal ? $"port {LocalPort}" : IsIncoming ? $"port {IncomingPort} incoming from vtep {RemoteVtep}" : $"vtep {RemoteVtep}{(Redirect ? " (redirect)" : "")}";
 }
 
 /// <summary>A VM or namespace interface: its identity (MAC, IPs, network) and its location.</summary>

@@ -16,6 +16,10 @@ public sealed class OverlayStats
     public long IcmpErrorsRateLimited;
     public long InnerFragments;
     public long Redirected;
+    /// <summary>Incoming ports this processor saw proved (activated).</summary>
+    public long Activations;
+    /// <summary>Announcement frames (gratuitous ARP, unsolicited NA) sent for activated ports, each to every flood VTEP.</summary>
+    public long Announcements;
 }
 
 /// <summary>
