@@ -33,7 +33,6 @@ namespace OverlaySwitch.Contracts;
 [JsonSerializable(typeof(PortAttachment))]
 [JsonSerializable(typeof(AgentStatus))]
 [JsonSerializable(typeof(PortMigration))]
-[JsonSerializable(typeof(IReadOnlyList<PortMigration>))]
 [JsonSerializable(typeof(MigrationSpec))]
 [JsonSerializable(typeof(ActivationSpec))]
 [JsonSerializable(typeof(TenantSpec))]

@@ -165,7 +165,7 @@ public sealed partial class MigrationTests(ITestOutputHelper output)
             second = WaitActivated(scope, o.Controller, o.MovedPort.Id, second.Id, TimeSpan.FromSeconds(15));
             ping.WaitForExit(scope.Bound(TimeSpan.FromSeconds(20)));
             o.Peer.MustPing(MovedGuest.Ipv4[0], 3);
-            var history = o.Controller.Get<List<PortMigration>>($"api/v1/ports/{o.MovedPort.Id}/migrations");
+            IReadOnlyList<PortMigration> history = o.Controller.Get<Page<PortMigration>>($"api/v1/ports/{o.MovedPort.Id}/migrations").Items;
             scope.Check(history.Count == 2 && history.Any(m => m.State == MigrationState.Cancelled), $"the port's history should hold both moves: {string.Join("; ", history)}");
         });
 
@@ -256,7 +256,7 @@ public sealed partial class MigrationTests(ITestOutputHelper output)
         return RedirectedFrames(o.Switches[0].Status().Json) - redirected;
     }
 
-    /// <summary>The redirected frames a switch's status reports (summed over its redirects).</summary>
+    /// <summary>The frames a switch's status says its workers redirected (summed over the workers).</summary>
     private static long RedirectedFrames(string statusJson) =>
         RedirectedPattern().Matches(statusJson).Sum(m => long.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture));
 
@@ -302,6 +302,6 @@ public sealed partial class MigrationTests(ITestOutputHelper output)
     [GeneratedRegex(@"(\d+) packets transmitted, (\d+) received")]
     private static partial Regex PingSummaryPattern();
 
-    [GeneratedRegex(@"""redirectedFrames""\s*:\s*(\d+)")]
+    [GeneratedRegex(@"""redirected""\s*:\s*(\d+)")]
     private static partial Regex RedirectedPattern();
 }
