@@ -74,10 +74,13 @@ public sealed partial class MigrationTests(ITestOutputHelper output)
             var o = Overlay.Start(scope, 3);
             o.Peer.MustPing(MovedGuest.Ipv4[0], 3);
             NetworkNamespace host3 = o.Underlay[2].Namespace;
+            // What the controller sends host 3 goes into a veth that is down (tc's mirred action; this
+            // kernel has no gact "drop" action): the agent's watch stream stalls, the underlay does not.
+            host3.Ip("link", "add", "bh0", "type", "veth", "peer", "name", "bh1");
             host3.Must("tc", "qdisc", "add", "dev", UnderlayHost.Interface, "ingress");
             host3.Must("tc", "filter", "add", "dev", UnderlayHost.Interface, "ingress", "protocol", "ip", "u32",
-                "match", "ip", "sport", OverlayController.Port.ToString(CultureInfo.InvariantCulture), "0xffff", "action", "drop");
-            scope.Log("host 3 no longer hears the controller (tc drops TCP from port 8080)");
+                "match", "ip", "sport", OverlayController.Port.ToString(CultureInfo.InvariantCulture), "0xffff", "action", "mirred", "egress", "redirect", "dev", "bh0");
+            scope.Log("host 3 no longer hears the controller (tc sends TCP from port 8080 into a veth that is down)");
 
             ChildProcess ping = scope.Track(ChildProcess.Start("ping p -> m", "ip",
                 ["netns", "exec", o.PeerNs.Name, "ping", "-n", "-i", "0.02", "-c", "250", "-W", "1", MovedGuest.Ipv4[0]], Path.Combine(scope.Dir, "ping.log")));
@@ -152,7 +155,7 @@ public sealed partial class MigrationTests(ITestOutputHelper output)
             migration = o.Controller.Get<PortMigration>($"api/v1/ports/{o.MovedPort.Id}/migrations/{migration.Id}");
             scope.Check(migration.State == MigrationState.Preparing, $"with host 2 down the migration should stay Preparing: {migration}");
             o.Peer.MustPing(MovedGuest.Ipv4[0], 5);
-            PortMigration cancelled = o.Controller.Post<PortMigration>($"api/v1/ports/{o.MovedPort.Id}/migrations/{migration.Id}/cancel", new { }).Value;
+            PortMigration cancelled = o.Controller.Post<PortMigration>($"api/v1/ports/{o.MovedPort.Id}/migrations/{migration.Id}/cancel", null!).Value;
             scope.Check(cancelled.State == MigrationState.Cancelled && cancelled.EndedAt is not null, $"cancel should end it: {cancelled}");
             Port port = o.Controller.Get<Port>($"api/v1/ports/{o.MovedPort.Id}");
             scope.Check(port.HostId == o.Hosts[0].Host.Id && port.Migration is null, $"a cancelled move leaves the port on host 1: {port}");
