@@ -30,6 +30,14 @@ public static class ViewTranslation
     {
         DateTimeOffset at = now ?? DateTimeOffset.UtcNow;
         LocalHostConfig local = host.Local;
+        // Both ends of a move in progress may send into its network whatever else they hold: the
+        // target answers for the guest before every switch has heard of the activation, and the
+        // source passes frames still arriving for it on to the target until the redirect ends.
+        var movesInProgress = view.Ports.Values
+            .Where(p => p.Migration is { State: MigrationState.Preparing or MigrationState.Ready or MigrationState.Activated })
+            .SelectMany(p => new[] { p.Migration!.SourceHostId, p.Migration.TargetHostId }.Where(h => h != host.HostId)
+                .Select(h => (p.Vni, Vtep: HostVtep(view, local, h))))
+            .Where(t => t.Vtep is not null).ToLookup(t => t.Vni, t => t.Vtep!);
         var networks = view.Networks.Values.OrderBy(n => n.Vni).Select(n => new NetworkConfig(n.Vni)
         {
             Mtu = n.Mtu,
@@ -38,6 +46,7 @@ public static class ViewTranslation
             GatewayV4 = n.GatewayV4 is null ? null : Ipv4Address.Parse(n.GatewayV4),
             GatewayV6 = n.GatewayV6 is null ? null : Ipv6Address.Parse(n.GatewayV6),
             ExtraFloodVteps = [.. n.FloodVteps.Select(IPAddress.Parse).Where(a => Reachable(local, a))],
+            ExtraMemberVteps = [.. movesInProgress[n.Vni].Distinct().OrderBy(a => a.ToString(), StringComparer.Ordinal)],
         }).ToList();
 
         var ports = new List<PortConfig>();

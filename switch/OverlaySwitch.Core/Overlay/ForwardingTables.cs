@@ -35,7 +35,8 @@ public sealed class NetworkTable
         Ipv6Neighbors = ipv6Neighbors;
         LocalPorts = localPorts;
         FloodTunnels = floodTunnels;
-        MemberVteps = new FlatMap<Ipv6Address, byte>(floodTunnels.Select(t => KeyValuePair.Create(t.RemoteKey, (byte)0)).ToArray());
+        MemberVteps = new FlatMap<Ipv6Address, byte>(floodTunnels.Select(t => t.RemoteKey).Concat(config.ExtraMemberVteps.Select(VtepKey.From))
+            .Distinct().Select(k => KeyValuePair.Create(k, (byte)0)).ToArray());
         Drops = drops;
     }
 

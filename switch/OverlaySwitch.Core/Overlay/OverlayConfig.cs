@@ -41,6 +41,13 @@ public sealed record NetworkConfig(uint Vni)
     public Ipv6Address? GatewayV6 { get; init; }
     /// <summary>VTEPs that receive this network's floods besides the hosts of its endpoints, e.g. external Linux vxlan hosts.</summary>
     public ImmutableArray<IPAddress> ExtraFloodVteps { get; init; } = [];
+    /// <summary>
+    /// VTEPs that may send into this network without receiving its floods: both ends of its ports'
+    /// migrations in progress. A guest may answer from its target before every switch has heard of
+    /// the activation, and the source redirects frames to the target after the source holds nothing
+    /// of the network: neither may be dropped as from a stranger.
+    /// </summary>
+    public ImmutableArray<IPAddress> ExtraMemberVteps { get; init; } = [];
 }
 
 /// <summary>
@@ -110,7 +117,8 @@ public sealed record EndpointConfig(string Id, uint Vni, MacAddress Mac, Endpoin
 public static class ConfigEquality
 {
     public static bool Same(NetworkConfig a, NetworkConfig b) =>
-        a with { ExtraFloodVteps = b.ExtraFloodVteps } == b && a.ExtraFloodVteps.SequenceEqual(b.ExtraFloodVteps);
+        a with { ExtraFloodVteps = b.ExtraFloodVteps, ExtraMemberVteps = b.ExtraMemberVteps } == b
+        && a.ExtraFloodVteps.SequenceEqual(b.ExtraFloodVteps) && a.ExtraMemberVteps.SequenceEqual(b.ExtraMemberVteps);
 
     public static bool Same(EndpointConfig a, EndpointConfig b) =>
         a with { Ipv4 = b.Ipv4, Ipv6 = b.Ipv6 } == b && a.Ipv4.SequenceEqual(b.Ipv4) && a.Ipv6.SequenceEqual(b.Ipv6);

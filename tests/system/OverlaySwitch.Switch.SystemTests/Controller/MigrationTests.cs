@@ -19,6 +19,7 @@ public sealed partial class MigrationTests(ITestOutputHelper output)
 {
     private const uint Vni = 920;
     private static readonly OverlayEndpoint MovedGuest = new("m", Vni, "02:00:00:00:92:01", ["192.168.92.1"], ["fd92::1"]);
+    private static readonly OverlayEndpoint Bystander = new("t", Vni, "02:00:00:00:92:02", ["192.168.92.2"], ["fd92::2"]);
     private static readonly OverlayEndpoint PeerGuest = new("p", Vni, "02:00:00:00:92:03", ["192.168.92.3"], ["fd92::3"]);
 
     /// <summary>
@@ -62,16 +63,18 @@ public sealed partial class MigrationTests(ITestOutputHelper output)
         });
 
     /// <summary>
-    /// A peer whose switch has not heard of the move (its agent's watch stream is cut by a tc filter
-    /// on host 3, dropping what the controller sends) still reaches the guest: host 1 passes the
-    /// frames on to host 2 (the redirect), counts them and reports host 3 as a stale sender. When
-    /// the filter goes, host 3's agent catches up and its frames go straight to host 2.
+    /// A peer whose switch hears nothing of the move (its agent's watch stream is cut by a tc filter
+    /// on host 3) still reaches the guest: host 1 passes its frames on to host 2 (the redirect;
+    /// host 2 takes them although host 1 holds nothing of the network any more), counts them and
+    /// reports host 3 as a stale sender. When the filter goes, host 3's agent catches up and its
+    /// frames go straight to host 2.
     /// </summary>
     [OverlayFact]
     public void A_stale_peer_reaches_the_moved_guest_through_the_old_hosts_redirect_until_it_catches_up() =>
         SystemTestScope.Run(output, "mig-stale", TimeSpan.FromSeconds(150), scope =>
         {
-            var o = Overlay.Start(scope, 3);
+            // Host 2 runs a guest of the network already, so host 3 knows it as one of the network's hosts.
+            var o = Overlay.Start(scope, 3, bystanderOnTarget: true);
             o.Peer.MustPing(MovedGuest.Ipv4[0], 3);
             NetworkNamespace host3 = o.Underlay[2].Namespace;
             // What the controller sends host 3 goes into a veth that is down (tc's mirred action; this
@@ -202,10 +205,13 @@ public sealed partial class MigrationTests(ITestOutputHelper output)
         public KernelVxlan? Kernel { get; }
         public IReadOnlyList<AgentSwitch> Switches => [.. _switches.Select(s => s ?? throw new InvalidOperationException("that switch is not running"))];
 
-        public static Overlay Start(SystemTestScope scope, int hostCount, bool startTarget = true, bool withKernelPeer = false)
+        /// <param name="bystanderOnTarget">Whether host 2 runs a guest of the network (t) before the move.</param>
+        public static Overlay Start(SystemTestScope scope, int hostCount, bool startTarget = true, bool withKernelPeer = false, bool bystanderOnTarget = false)
         {
             RoutedUnderlay underlay = RoutedUnderlay.Create(scope, hostCount);
             NetworkNamespace movedNs = ControlledGuest.CreateNamespace(scope, MovedGuest), peerNs = ControlledGuest.CreateNamespace(scope, PeerGuest);
+            // No router solicitations (there is no router): the moved guest sends only what a test makes it send, so a test decides when it proves where it runs.
+            movedNs.Sysctl("net.ipv6.conf.default.router_solicitations=0");
             OverlayController controller = OverlayController.Start(scope, underlay.Router);
             string? kernelVtep = withKernelPeer ? underlay[3].V4 : null;
             if (kernelVtep is not null)
@@ -215,6 +221,8 @@ public sealed partial class MigrationTests(ITestOutputHelper output)
                 "host1", "host2", "host3");
             Port movedPort = ControlledGuest.Create(controller, network.Id, MovedGuest, movedNs, hosts[0].Host.Id).Port;
             Port peerPort = ControlledGuest.Create(controller, network.Id, PeerGuest, peerNs, hosts[2].Host.Id).Port;
+            if (bystanderOnTarget)
+                ControlledGuest.Create(controller, network.Id, Bystander, ControlledGuest.CreateNamespace(scope, Bystander), hosts[1].Host.Id);
             KernelVxlan? kernel = null;
             if (kernelVtep is not null)
             {
@@ -232,6 +240,9 @@ public sealed partial class MigrationTests(ITestOutputHelper output)
             controller.WaitRealized(movedPort.Id, TimeSpan.FromSeconds(20));
             controller.WaitRealized(peerPort.Id, TimeSpan.FromSeconds(20));
             ControlledGuest.Configure(scope, MovedGuest, movedNs, movedPort);
+            // Nor neighbour probes: the peer's addresses are permanent entries.
+            movedNs.Ip("neigh", "replace", PeerGuest.Ipv4[0], "lladdr", PeerGuest.Mac, "dev", movedPort.Device, "nud", "permanent");
+            movedNs.Ip("neigh", "replace", PeerGuest.Ipv6[0], "lladdr", PeerGuest.Mac, "dev", movedPort.Device, "nud", "permanent");
             overlay.Peer = ControlledGuest.Configure(scope, PeerGuest, peerNs, peerPort);
             overlay.Peer.WaitForPeer(MovedGuest.Ipv4[0], TimeSpan.FromSeconds(10));
             return overlay;
