@@ -308,7 +308,7 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
     {
         ILogger logger = _loggers.CreateLogger($"OverlaySwitch.Port.{config.Name}");
         if (config.Kind == PortKind.Tap)
-            return new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger, _dataplane!.Workers.Count);
+            return new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger, _dataplane!.Workers.Count, _config.TapOffloads);
         var port = new VhostUserPort(number, config.Name, config.SocketPath, config.Role, config.QueuePairs, _dataplane!, logger,
             _dataplane!.Workers.Count, _config.SocketMode, _config.SocketUid, _config.SocketGid, _owned, _config.VhostUser);
         port.Start();

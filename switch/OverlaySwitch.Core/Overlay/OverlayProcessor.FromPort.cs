@@ -161,7 +161,7 @@ public sealed partial class OverlayProcessor
         {
             if (target.LocalPort == port.Number)
                 return DropReason.DestinationIsSource;
-            output.ToPort(target.LocalPort, frame);
+            ToLocalPort(target.LocalPort, frame, output);
             Stats.DeliveredToPort++;
             return null;
         }
@@ -180,7 +180,7 @@ public sealed partial class OverlayProcessor
         {
             if (local != port.Number)
             {
-                output.ToPort(local, frame);
+                ToLocalPort(local, frame, output);
                 Stats.DeliveredToPort++;
             }
         }

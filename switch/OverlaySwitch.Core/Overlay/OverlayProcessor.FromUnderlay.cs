@@ -43,6 +43,7 @@ public sealed partial class OverlayProcessor
         MacAddress destination = eth.Destination;
         if (destination.IsMulticast)
         {
+            FlushCoalesced(output);
             foreach (int port in network.LocalPorts)
                 output.ToPort(port, frame);
             Stats.DeliveredToPort += network.LocalPorts.Length;
@@ -55,7 +56,7 @@ public sealed partial class OverlayProcessor
         }
         if (target.IsLocal)
         {
-            output.ToPort(target.LocalPort, frame);
+            ToLocalPortDecapsulated(target.LocalPort, frame, output);
             Stats.DeliveredToPort++;
         }
         else if (target.Redirect && frame.Length - EthernetFrame.HeaderLength <= target.Tunnel!.MaxInnerIpLength)

@@ -16,6 +16,11 @@ public sealed class OverlayStats
     public long IcmpErrorsRateLimited;
     public long InnerFragments;
     public long Redirected;
+    /// <summary>Segments cut from guests' GSO frames (software TSO).</summary>
+    public long Segmented;
+    /// <summary>Large frames coalesced from decapsulated TCP segments (software GRO), and the segments they took.</summary>
+    public long CoalescedFrames;
+    public long CoalescedSegments;
 }
 
 /// <summary>
