@@ -470,7 +470,7 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IActi
         ILogger logger = _loggers.CreateLogger($"OverlaySwitch.Port.{config.Name}");
         if (config.Kind == PortKind.Tap)
         {
-            var tap = new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger, _dataplane!.Workers.Count,
+            var tap = new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger, _dataplane!.Workers.Count, _config.TapOffloads,
                 incoming: config.Migration == PortMigrationRole.Incoming);
             if (config.Migration == PortMigrationRole.HandingOver)
                 tap.LetGoOfQueue(); // e.g. restarted while its migration is Ready

@@ -236,7 +236,7 @@ public sealed partial class OverlayProcessor
         {
             if (local == port.Number)
                 return DropReason.DestinationIsSource;
-            output.ToPort(local, frame);
+            ToLocalPort(local, frame, output);
             Stats.DeliveredToPort++;
             return null;
         }
@@ -255,7 +255,7 @@ public sealed partial class OverlayProcessor
         {
             if (local != port.Number)
             {
-                output.ToPort(local, frame);
+                ToLocalPort(local, frame, output);
                 Stats.DeliveredToPort++;
             }
         }

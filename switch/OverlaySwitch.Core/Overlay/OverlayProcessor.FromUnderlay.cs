@@ -43,6 +43,7 @@ public sealed partial class OverlayProcessor
         MacAddress destination = eth.Destination;
         if (destination.IsMulticast)
         {
+            FlushCoalesced(output);
             foreach (int port in network.LocalPorts)
                 output.ToPort(port, frame);
             Stats.DeliveredToPort += network.LocalPorts.Length;
@@ -57,7 +58,7 @@ public sealed partial class OverlayProcessor
         {
             // An incoming port's MAC reaches this host from the underlay only from the migration's
             // source while it hands the guest over (its tap queue let go): deliver through ours.
-            output.ToPort(target.IsLocal ? target.LocalPort : target.Incoming!.Port, frame);
+            ToLocalPortDecapsulated(target.IsLocal ? target.LocalPort : target.Incoming!.Port, frame, output);
             Stats.DeliveredToPort++;
         }
         else if (!target.Redirect || target.Tunnel!.RemoteKey == sourceVtep)

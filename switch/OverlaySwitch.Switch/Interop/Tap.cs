@@ -30,17 +30,18 @@ public static class Tap
     /// is not multi-queue (made before taps were), or does not have the port's <paramref name="mac"/>.
     /// </summary>
     /// <exception cref="LinuxException">Why the device cannot be joined.</exception>
-    public static FileDescriptor Join(string name, string? networkNamespace, MacAddress mac, out TapIdentity identity)
+    /// <param name="offloads">As for <see cref="Open"/>; the device's offload settings are shared by its queues.</param>
+    public static FileDescriptor Join(string name, string? networkNamespace, MacAddress mac, out TapIdentity identity, bool offloads = false)
     {
         ValidateName(name);
         (FileDescriptor tap, TapIdentity id) = networkNamespace is null
-            ? JoinHere(name, mac)
-            : NetworkNamespace.Run(networkNamespace, () => JoinHere(name, mac));
+            ? JoinHere(name, mac, offloads)
+            : NetworkNamespace.Run(networkNamespace, () => JoinHere(name, mac, offloads));
         identity = id;
         return tap;
     }
 
-    private static (FileDescriptor, TapIdentity) JoinHere(string name, MacAddress mac)
+    private static (FileDescriptor, TapIdentity) JoinHere(string name, MacAddress mac, bool offloads)
     {
         using FileDescriptor control = ControlSocket();
         ulong cookie = NamespaceCookie(control);
@@ -50,7 +51,7 @@ public static class Tap
         FileDescriptor tap;
         try
         {
-            tap = SetInterface(name, exclusive: false, multiQueue: true);
+            tap = SetInterface(name, exclusive: false, multiQueue: true, offloads);
         }
         catch (LinuxException e) when (e.Errno == Errno.EINVAL)
         {
@@ -64,6 +65,7 @@ public static class Tap
             MacAddress actual = GetHardwareAddress(tap);
             if (actual != mac)
                 throw new LinuxException($"TUNSETIFF(tap {name})", Errno.EEXIST, $"the device has MAC {actual}, not the port's {mac}; it is not this port's and is left alone");
+            SetOffloads(tap, offloads);
             Posix.SetNonBlocking(tap);
             return (tap, new TapIdentity(cookie, index));
         }
@@ -110,14 +112,19 @@ public static class Tap
     /// </summary>
     /// <param name="identity">The device's identity, for the caller to record as its own.</param>
     /// <param name="created">Whether the device was created now (false: <paramref name="owned"/> was attached to).</param>
+    /// <param name="offloads">
+    /// Every frame read or written carries a <see cref="VirtioNetHeader"/> (IFF_VNET_HDR, 12 bytes) and
+    /// the device hands over partial checksums and TCP GSO frames (TUNSETOFFLOAD); false: plain frames,
+    /// and the device's offloads are switched off (an attached device may have had them).
+    /// </param>
     /// <exception cref="ArgumentException">The name is not a valid interface name.</exception>
     /// <exception cref="LinuxException">E.g. the namespace does not exist, or the device exists and is not <paramref name="owned"/> (EEXIST).</exception>
-    public static FileDescriptor Open(string name, string? networkNamespace, MacAddress mac, TapIdentity? owned, out TapIdentity identity, out bool created)
+    public static FileDescriptor Open(string name, string? networkNamespace, MacAddress mac, TapIdentity? owned, out TapIdentity identity, out bool created, bool offloads = false)
     {
         ValidateName(name);
         (FileDescriptor tap, TapIdentity id, bool made) = networkNamespace is null
-            ? OpenHere(name, mac, owned)
-            : NetworkNamespace.Run(networkNamespace, () => OpenHere(name, mac, owned));
+            ? OpenHere(name, mac, owned, offloads)
+            : NetworkNamespace.Run(networkNamespace, () => OpenHere(name, mac, owned, offloads));
         identity = id;
         created = made;
         return tap;
@@ -171,7 +178,7 @@ public static class Tap
     }
 
     /// <summary>Runs on a thread in the device's namespace.</summary>
-    private static (FileDescriptor, TapIdentity, bool) OpenHere(string name, MacAddress mac, TapIdentity? owned)
+    private static (FileDescriptor, TapIdentity, bool) OpenHere(string name, MacAddress mac, TapIdentity? owned, bool offloads)
     {
         using FileDescriptor control = ControlSocket();
         ulong cookie = NamespaceCookie(control);
@@ -181,15 +188,16 @@ public static class Tap
         FileDescriptor tap;
         try
         {
-            tap = SetInterface(name, exclusive: existing == 0, multiQueue: true);
+            tap = SetInterface(name, exclusive: existing == 0, multiQueue: true, offloads);
         }
         catch (LinuxException e) when (e.Errno == Errno.EINVAL && existing != 0)
         {
             // Our own persistent tap from before taps were multi-queue: still ours, attached as it is (it cannot migrate).
-            tap = SetInterface(name, exclusive: false, multiQueue: false);
+            tap = SetInterface(name, exclusive: false, multiQueue: false, offloads);
         }
         try
         {
+            SetOffloads(tap, offloads);
             var identity = new TapIdentity(cookie, InterfaceIndex(control, name));
             if (existing != 0 && identity.InterfaceIndex != existing)
                 throw NotOurs(name); // deleted and made again by someone else between the two looks
@@ -211,10 +219,32 @@ public static class Tap
         new($"TUNSETIFF(tap {name})", Errno.EEXIST, "a device of that name exists in the namespace and this switch did not create it for this port; it is left alone");
 
     /// <summary>
-    /// TUNSETIFF on a new /dev/net/tun descriptor; <paramref name="exclusive"/>: only if the device
-    /// does not exist yet; <paramref name="multiQueue"/>: a multi-queue device (EINVAL on an existing single-queue one).
+    /// The offloads of <see cref="Open"/>: the virtio-net header's size (12 bytes, the virtio 1.x
+    /// header the core reads) and partial checksums plus TCP segmentation over IPv4 and IPv6 (with
+    /// ECN); or none. UDP segmentation (TUN_F_USO4/6) is not offered: the core does not segment UDP.
     /// </summary>
-    private static FileDescriptor SetInterface(string name, bool exclusive, bool multiQueue)
+    private static void SetOffloads(FileDescriptor tap, bool offloads)
+    {
+        using FileDescriptor.Lease f = tap.Acquire();
+        int headerLength = VirtioNetHeader.Length;
+        uint features = offloads ? Libc.TUN_F_CSUM | Libc.TUN_F_TSO4 | Libc.TUN_F_TSO6 | Libc.TUN_F_TSO_ECN : 0;
+        // SAFETY: TUNSETVNETHDRSZ reads one int through the pointer to a local of this frame;
+        // TUNSETOFFLOAD takes its argument by value, nothing is dereferenced.
+        unsafe
+        {
+            if (offloads && Libc.ioctl(f.Fd, Libc.TUNSETVNETHDRSZ, &headerLength) != 0)
+                throw LinuxException.Last("ioctl(TUNSETVNETHDRSZ)", f.Fd);
+            if (Libc.ioctl(f.Fd, Libc.TUNSETOFFLOAD, (void*)features) != 0)
+                throw LinuxException.Last("ioctl(TUNSETOFFLOAD)", f.Fd);
+        }
+    }
+
+    /// <summary>
+    /// TUNSETIFF on a new /dev/net/tun descriptor; <paramref name="exclusive"/>: only if the device
+    /// does not exist yet; <paramref name="multiQueue"/>: a multi-queue device (EINVAL on an existing
+    /// single-queue one); <paramref name="offloads"/>: frames carry a virtio-net header.
+    /// </summary>
+    private static FileDescriptor SetInterface(string name, bool exclusive, bool multiQueue, bool offloads)
     {
         byte[] path = Libc.ToCString("/dev/net/tun", nameof(name));
         int fd;
@@ -227,7 +257,10 @@ public static class Tap
         if (fd < 0)
             throw LinuxException.Last("open", "/dev/net/tun");
         var tap = new FileDescriptor(fd);
-        var request = new Libc.InterfaceRequest { Flags = (short)(Libc.IFF_TAP | Libc.IFF_NO_PI | (exclusive ? Libc.IFF_TUN_EXCL : 0) | (multiQueue ? IFF_MULTI_QUEUE : 0)) };
+        var request = new Libc.InterfaceRequest
+        {
+            Flags = (short)(Libc.IFF_TAP | Libc.IFF_NO_PI | (exclusive ? Libc.IFF_TUN_EXCL : 0) | (multiQueue ? IFF_MULTI_QUEUE : 0) | (offloads ? Libc.IFF_VNET_HDR : 0)),
+        };
         int result;
         // SAFETY: the span is the first IfNameLength - 1 bytes of the local's IfNameLength-byte name
         // fixed buffer (the last stays NUL; Open checked the name fits); the pointer is to that

@@ -25,7 +25,7 @@ namespace OverlaySwitch.Ports;
 /// (<see cref="TakeOver"/>) and the source forgets it without deleting it (<see cref="HandOver"/>).
 /// Runs on: the dataplane (frames); the control thread opens and closes it.
 /// </summary>
-public sealed partial class TapPort : IDataplanePort, IDisposable
+public sealed partial class TapPort : IDataplanePort, IOffloadPort, IDisposable
 {
     private readonly FileDescriptor _tap;
     private readonly int _fd;
@@ -43,9 +43,11 @@ public sealed partial class TapPort : IDataplanePort, IDisposable
     /// <exception cref="LinuxException">E.g. the namespace does not exist, or a device of that name exists and is not this port's.</exception>
     /// <param name="workerCount">How many dataplane workers there are: each counts in a row of its own.</param>
     /// <param name="incoming">Open for a migration to this switch: attach a queue to the device the source made (<see cref="Tap.Join"/>).</param>
+    /// <param name="offloads">Frames carry a virtio-net header both ways: the guest's stack sends 64 KiB TCP frames and partial checksums and receives coalesced frames (see <see cref="Tap.Open"/>).</param>
     public TapPort(int number, string name, string device, string? networkNamespace, MacAddress mac, OwnershipRecords owned, ILogger logger, int workerCount,
-        bool incoming = false)
+        bool offloads = false, bool incoming = false)
     {
+        AcceptsOffloads = offloads;
         Number = number;
         Traffic = new TrafficCounters(workerCount);
         Drops = new DropCounters(workerCount);
@@ -55,14 +57,15 @@ public sealed partial class TapPort : IDataplanePort, IDisposable
         _logger = logger;
         _owned = owned;
         _incoming = incoming;
+        string offloadText = offloads ? "on" : "off";
         if (incoming)
         {
-            _tap = Tap.Join(device, networkNamespace, mac, out _identity);
+            _tap = Tap.Join(device, networkNamespace, mac, out _identity, offloads);
             _fd = FdOf(_tap);
-            Log.Opened(_logger, name, "joined (incoming) the", device, networkNamespace ?? "(switch's own)", mac.ToString());
+            Log.Opened(_logger, name, "joined (incoming) the", device, networkNamespace ?? "(switch's own)", mac.ToString(), offloadText);
             return;
         }
-        _tap = Tap.Open(device, networkNamespace, mac, owned.TapOf(name, device, networkNamespace), out TapIdentity identity, out bool created);
+        _tap = Tap.Open(device, networkNamespace, mac, owned.TapOf(name, device, networkNamespace), out TapIdentity identity, out bool created, offloads);
         _identity = identity;
         try
         {
@@ -77,7 +80,7 @@ public sealed partial class TapPort : IDataplanePort, IDisposable
             throw;
         }
         _fd = FdOf(_tap);
-        Log.Opened(_logger, name, created ? "created" : "attached to its", device, networkNamespace ?? "(switch's own)", mac.ToString());
+        Log.Opened(_logger, name, created ? "created" : "attached to its", device, networkNamespace ?? "(switch's own)", mac.ToString(), offloadText);
     }
 
     // SAFETY: the descriptor lives as long as this port, which the dataplane stops using before Dispose.
@@ -142,6 +145,8 @@ public sealed partial class TapPort : IDataplanePort, IDisposable
     public string? Namespace { get; }
     public TrafficCounters Traffic { get; }
     public DropCounters Drops { get; }
+    /// <summary>Whether frames carry a virtio-net header (IFF_VNET_HDR), so offloaded frames go both ways.</summary>
+    public bool AcceptsOffloads { get; }
 
     /// <summary>A tap is attached while the port holds its device open, which is its whole life.</summary>
     public PortStatus Status => new("tap", Attached: true, Device: Device, Namespace: Namespace);
@@ -160,6 +165,11 @@ public sealed partial class TapPort : IDataplanePort, IDisposable
                     nint n = Libc.read(_fd, p, (nuint)buffer.Length);
                     if (n <= 0)
                         break; // EAGAIN: nothing more now (a tap never reports end of file while we hold it)
+                    if (AcceptsOffloads)
+                    {
+                        ReceiveOffloaded(buffer.AsSpan(0, (int)n), context);
+                        continue;
+                    }
                     Traffic.CountIn(context.Worker, n);
                     context.Processor.FromPort(Number, buffer.AsSpan(0, (int)n), context.Output);
                 }
@@ -170,6 +180,8 @@ public sealed partial class TapPort : IDataplanePort, IDisposable
 
     public bool Deliver(ReadOnlySpan<byte> frame, uint flowHash, DataplaneContext context)
     {
+        if (AcceptsOffloads)
+            return DeliverOffloaded(default, frame, context);
         nint n;
         // SAFETY: the kernel reads frame.Length bytes from the pinned span. A tap write is one frame;
         // several workers may write concurrently, which the kernel serialises per frame.
@@ -178,9 +190,15 @@ public sealed partial class TapPort : IDataplanePort, IDisposable
             fixed (byte* p = frame)
                 n = Libc.write(_fd, p, (nuint)frame.Length);
         }
-        if (n == frame.Length)
+        return Written(n, frame.Length, frame.Length, context);
+    }
+
+    /// <summary>Counts a write of <paramref name="expected"/> bytes that wrote <paramref name="n"/>, a frame of <paramref name="frameLength"/>.</summary>
+    private bool Written(nint n, int expected, int frameLength, DataplaneContext context)
+    {
+        if (n == expected)
         {
-            Traffic.CountOut(context.Worker, frame.Length);
+            Traffic.CountOut(context.Worker, frameLength);
             _writeFailures.Succeeded();
             return true;
         }
@@ -190,6 +208,43 @@ public sealed partial class TapPort : IDataplanePort, IDisposable
         if (_writeFailures.ShouldLog((int)error, Environment.TickCount64, out long unlogged))
             Log.WriteFailed(_logger, Name, n < 0 ? LinuxException.Describe(error) : $"short write {n}", unlogged);
         return false;
+    }
+
+    // ---- Offloads: every frame read or written carries a virtio-net header -------------------------
+
+    /// <summary>A frame read with its header: the header says how to finish or cut it (see <see cref="OverlayProcessor.FromPort(int, in VirtioNetHeader, Span{byte}, IOverlayOutput)"/>).</summary>
+    private void ReceiveOffloaded(Span<byte> read, DataplaneContext context)
+    {
+        if (!VirtioNetHeader.TryRead(read, out VirtioNetHeader header))
+        {
+            context.Drop(DropReason.BadOffloadHeader, Drops);
+            return;
+        }
+        Span<byte> frame = read[VirtioNetHeader.Length..];
+        Traffic.CountIn(context.Worker, frame.Length);
+        context.Processor.FromPort(Number, header, frame, context.Output);
+    }
+
+    /// <summary>Writes the header and the frame with one writev: the kernel takes them as one frame.</summary>
+    public bool DeliverOffloaded(in VirtioNetHeader header, ReadOnlySpan<byte> frame, DataplaneContext context)
+    {
+        VirtioNetHeader copy = header;
+        nint n;
+        // SAFETY: the two iovecs point at the local header copy (VirtioNetHeader.Length bytes) and the
+        // pinned frame (frame.Length bytes), both live for the call; the kernel only reads them.
+        unsafe
+        {
+            Libc.IoVec* parts = stackalloc Libc.IoVec[2];
+            fixed (byte* p = frame)
+            {
+                parts[0].Base = &copy;
+                parts[0].Length = VirtioNetHeader.Length;
+                parts[1].Base = p;
+                parts[1].Length = (nuint)frame.Length;
+                n = Libc.writev(_fd, parts, 2);
+            }
+        }
+        return Written(n, VirtioNetHeader.Length + frame.Length, frame.Length, context);
     }
 
     /// <summary>Writes went out one by one: nothing to flush.</summary>
@@ -250,8 +305,8 @@ public sealed partial class TapPort : IDataplanePort, IDisposable
         [LoggerMessage(EventId = Host.LogEvents.TapHandedOver, Level = LogLevel.Information, Message = "Port {Port}: closed its queue of tap {Device} and left the device to the migration's target")]
         public static partial void HandedOver(ILogger logger, string port, string device);
 
-        [LoggerMessage(EventId = Host.LogEvents.TapOpened, Level = LogLevel.Information, Message = "Port {Port}: {How} tap {Device} in namespace {Namespace}, MAC {Mac}")]
-        public static partial void Opened(ILogger logger, string port, string how, string device, string @namespace, string mac);
+        [LoggerMessage(EventId = Host.LogEvents.TapOpened, Level = LogLevel.Information, Message = "Port {Port}: {How} tap {Device} in namespace {Namespace}, MAC {Mac}, offloads {Offloads}")]
+        public static partial void Opened(ILogger logger, string port, string how, string device, string @namespace, string mac, string offloads);
 
         [LoggerMessage(EventId = Host.LogEvents.TapWriteFailed, Level = LogLevel.Warning, Message = "Port {Port}: writing to the tap failed ({Error}; {Unlogged} failures not logged before this); repeats are counted, and logged again when the port's state changes")]
         public static partial void WriteFailed(ILogger logger, string port, string error, long unlogged);
