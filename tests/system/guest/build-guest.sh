@@ -104,8 +104,10 @@ done
 # checksum at 0, so a datagram whose bytes are wrong in guest memory (a receive buffer page that
 # a live migration did not carry over because nobody logged it dirty) is delivered, not dropped,
 # and caught here: a wrong pattern, a bad magic, or a sequence number that goes backwards (an
-# older datagram still in the page). It reads in bursts every 100 ms so that datagrams wait in
-# the socket queue, in the pages the switch wrote, as they do in a busy guest. Prints
+# older datagram still in the page). With HOLD_FILE it reads nothing until that file exists: the
+# datagrams wait in the socket queue (32 MiB), their payload in the receive-buffer pages the switch
+# wrote, so a migration meanwhile has to carry every one of those pages over. Then it reads in
+# bursts every 100 ms. Prints
 #   E2E-STREAM received=N sent=S bad=B backwards=K verdict=PASS|FAIL
 # at the end marker or after SECONDS, and E2E-STREAM-BAD lines for the first bad datagrams.
 cat >"$WORK/udpcheck.c" <<'EOF'
@@ -121,9 +123,10 @@ cat >"$WORK/udpcheck.c" <<'EOF'
 static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
 
 int main(int argc, char **argv) {
-  if (argc != 4) { fprintf(stderr, "usage: udpcheck PORT LEN SECONDS\n"); return 2; }
+  if (argc != 4 && argc != 5) { fprintf(stderr, "usage: udpcheck PORT LEN SECONDS [HOLD_FILE]\n"); return 2; }
   int port = atoi(argv[1]), len = atoi(argv[2]); double seconds = atof(argv[3]);
-  int s = socket(AF_INET, SOCK_DGRAM, 0), big = 8 << 20;
+  const char *hold = argc == 5 ? argv[4] : 0;
+  int s = socket(AF_INET, SOCK_DGRAM, 0), big = 32 << 20;
   setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
   struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
   if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("E2E-STREAM-ERROR bind"); return 2; }
@@ -134,6 +137,7 @@ int main(int argc, char **argv) {
   while (sent < 0 && now() < end) {
     struct timespec nap = { 0, 100 * 1000 * 1000 };
     nanosleep(&nap, 0);
+    if (hold && access(hold, F_OK) != 0) continue;
     for (;;) {
       ssize_t n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
       if (n < 0) break;

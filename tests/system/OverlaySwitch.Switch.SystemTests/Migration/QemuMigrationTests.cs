@@ -18,6 +18,9 @@ namespace OverlaySwitch.Tests.System.Migration;
 /// configurations are pointed at B (the controller-driven activation replaces this step later).
 /// The stream's UDP checksum is 0, so a receive buffer the switch wrote but did not log dirty
 /// reaches the destination stale and is caught by the guest, not silently dropped.
+/// Not shown yet: with the switch's receive-buffer logging switched off locally, four runs of this
+/// test still passed (a ~1 s migration of a 128 MiB TCG guest; no stale datagram was read), so the
+/// dirty log's unit and integration tests are what catch a missing mark for now.
 /// Prints the lost pings, the longest gap between replies, and the time from the migration's
 /// completion to the first frame at the new host in each direction.
 /// </summary>
@@ -29,6 +32,7 @@ public sealed partial class QemuMigrationTests(ITestOutputHelper output)
     private const string PeerMac = "02:00:00:00:60:03", PeerIp = "192.168.60.3";
     private const int StreamPort = 5001, DatagramLength = 1400, StreamRate = 300;
     private static readonly TimeSpan Boot = TimeSpan.FromSeconds(90);
+    private const string HoldFile = "/tmp/udpcheck.go";
 
     /// <summary>QEMU's default: the migrated guest announces itself (gratuitous ARPs from its driver, VIRTIO_NET_F_GUEST_ANNOUNCE).</summary>
     [SystemFact(Needs.Qemu | Needs.Switch)]
@@ -112,7 +116,8 @@ public sealed partial class QemuMigrationTests(ITestOutputHelper output)
 
             // The guest's checker, then the peer's stream and pings.
             int checkerAt = source.Console.Length;
-            source.Run($"udpcheck {StreamPort} {DatagramLength} 200 &", TimeSpan.FromSeconds(10));
+            // It holds every datagram unread until after the migration (see udpcheck in build-guest.sh).
+            source.Run($"udpcheck {StreamPort} {DatagramLength} 200 {HoldFile} &", TimeSpan.FromSeconds(10));
             source.WaitForConsole(StreamListening(), TimeSpan.FromSeconds(10), "udpcheck to listen", checkerAt);
             string stopFile = Path.Combine(scope.Dir, "stream.stop");
             string sender = Path.Combine(scope.Dir, "stream-sender.py");
@@ -163,8 +168,10 @@ public sealed partial class QemuMigrationTests(ITestOutputHelper output)
                 return fromGuest is not null && toGuest is not null;
             }, TimeSpan.FromSeconds(20), "frames from and to the guest at B", () => b.Summary(b.Status()));
 
-            // A few more seconds of pings and stream at the new place, then the verdicts.
-            Thread.Sleep(4000);
+            // A few more seconds of pings and stream at the new place; the guest reads what it held; then the verdicts.
+            Thread.Sleep(2000);
+            destination.Run($"touch {HoldFile}", TimeSpan.FromSeconds(10));
+            Thread.Sleep(2000);
             File.WriteAllText(stopFile, "");
             scope.Check(stream.WaitForExit(scope.Bound(TimeSpan.FromSeconds(15))), "the stream sender did not stop");
             Match verdict = destination.WaitForConsole(StreamVerdict(), TimeSpan.FromSeconds(20), "udpcheck's verdict");
