@@ -49,6 +49,23 @@ public class MigrationTests
     ];
 
     [Fact]
+    public void A_third_host_accepts_both_ends_of_a_move_in_progress_into_the_network_and_neither_once_it_is_over()
+    {
+        const string Third = "host-third";
+        WatchedView ViewAt(MigrationState? state) => View([Network(100)],
+            [SwitchHost(Here, "10.0.1.1", null), SwitchHost(Other, "10.0.2.1", null), SwitchHost(Third, "10.0.3.1", null)],
+            [Port("p1", 100, "02:00:00:00:00:01", ["192.168.0.1"], state == MigrationState.Activated ? Third : Other, PortKind.Tap, "ns1") with
+            {
+                Migration = state is MigrationState s ? new PortMigration("m1", "p1", Other, Third, s, "admin", Now, null, null, null, Now.AddSeconds(30), null, 0, [], 1) : null,
+            }]);
+        IPAddress[] both = [IPAddress.Parse("10.0.2.1"), IPAddress.Parse("10.0.3.1")];
+        foreach (MigrationState state in new[] { MigrationState.Preparing, MigrationState.Ready, MigrationState.Activated })
+            Assert.Equal(both, Assert.Single(Translate(ViewAt(state)).Networks).ExtraMemberVteps);
+        Assert.Empty(Assert.Single(Translate(ViewAt(null)).Networks).ExtraMemberVteps);
+        Assert.Empty(Assert.Single(Translate(ViewAt(MigrationState.Cancelled)).Networks).ExtraMemberVteps);
+    }
+
+    [Fact]
     public void The_target_realizes_an_incoming_port_that_claims_nothing_and_activation_only_updates_it()
     {
         SwitchState preparing = TargetSteps[1]();
