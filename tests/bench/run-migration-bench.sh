@@ -11,7 +11,8 @@
 # - controller (ControlledQemuMigrationTests): the controller drives the move (POST .../migrations,
 #   the target realizes the port incoming, the guest's proof activates it, the controller moves the
 #   binding). Per run: lost pings, the longest gap, the migration time, the proof, and the time from
-#   the migration's completion to the activation and to the first ping reply.
+#   the migration's completion to the activation on the target's switch, to the controller's record
+#   of it, and to the first ping reply.
 # Each once with the guest's own announce and once with guest_announce=off (SEND_RARP), RUNS times.
 # Figures, not assertions: the same runs under the test harness fail only on broken memory or a
 # guest that never comes back. Needs root (namespaces), QEMU, python3 and a C compiler for the guest.
@@ -41,7 +42,7 @@ awk '/^MIGRATION-RESULT/ && !/ none /{
   delete v
   for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
   m = v["mode"]; n[m]++; lost[m] += v["pings_lost"]; gap[m] += v["longest_gap_ms"]; mig[m] += v["migration_s"]
-  split("first_frame_from_guest_at_B_ms first_frame_to_guest_at_B_ms completion_to_activation_ms completion_to_first_reply_ms", keys, " ")
+  split("first_frame_from_guest_at_B_ms first_frame_to_guest_at_B_ms completion_to_local_activation_ms completion_to_activation_ms completion_to_first_reply_ms", keys, " ")
   for (k in keys) if ((keys[k] in v) && v[keys[k]] != "none") { sum[m, keys[k]] += v[keys[k]]; cnt[m, keys[k]]++ }
   if ("proof" in v) proof[m] = proof[m] (proof[m] == "" ? "" : ",") v["proof"]
 }
