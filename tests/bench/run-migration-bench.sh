@@ -42,13 +42,13 @@ awk '/^MIGRATION-RESULT/ && !/ none /{
   delete v
   for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
   m = v["mode"]; n[m]++; lost[m] += v["pings_lost"]; gap[m] += v["longest_gap_ms"]; mig[m] += v["migration_s"]
-  split("first_frame_from_guest_at_B_ms first_frame_to_guest_at_B_ms completion_to_local_activation_ms completion_to_activation_ms completion_to_first_reply_ms", keys, " ")
-  for (k in keys) if ((keys[k] in v) && v[keys[k]] != "none") { sum[m, keys[k]] += v[keys[k]]; cnt[m, keys[k]]++ }
+  nk = split("first_frame_from_guest_at_B_ms first_frame_to_guest_at_B_ms completion_to_local_activation_ms completion_to_activation_ms completion_to_first_reply_ms", keys, " ")
+  for (k = 1; k <= nk; k++) if ((keys[k] in v) && v[keys[k]] != "none") { sum[m, keys[k]] += v[keys[k]]; cnt[m, keys[k]]++ }
   if ("proof" in v) proof[m] = proof[m] (proof[m] == "" ? "" : ",") v["proof"]
 }
 END { for (m in n) {
   line = sprintf("%-20s runs=%d lost_pings=%.1f longest_gap_ms=%.0f migration_s=%.2f", m, n[m], lost[m] / n[m], gap[m] / n[m], mig[m] / n[m])
-  for (k in keys) if (cnt[m, keys[k]]) line = line sprintf(" %s=%.0f", keys[k], sum[m, keys[k]] / cnt[m, keys[k]])
+  for (k = 1; k <= nk; k++) if (cnt[m, keys[k]]) line = line sprintf(" %s=%.0f", keys[k], sum[m, keys[k]] / cnt[m, keys[k]])
   if (proof[m] != "") line = line " proofs=" proof[m]
   print line } }' "$out/results.txt"
 echo "logs: $out"
