@@ -216,14 +216,14 @@ public sealed partial class QemuMigrationTests(ITestOutputHelper output)
         });
 
     /// <summary>How often QEMU sent vhost-user request <paramref name="request"/> (its -trace vhost_user_write lines).</summary>
-    private static int Sent(string trace, int request) =>
+    internal static int Sent(string trace, int request) =>
         Regex.Count(trace, $@"vhost_user_write req:{request} ", RegexOptions.None, TimeSpan.FromSeconds(5));
 
     /// <summary>Ping replies as (timestamp from -D, icmp_seq).</summary>
-    private static List<(double Time, int Sequence)> PingReplies(string text) =>
+    internal static List<(double Time, int Sequence)> PingReplies(string text) =>
         [.. PingReply().Matches(text).Select(m => (double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture), int.Parse(m.Groups[2].Value, CultureInfo.InvariantCulture)))];
 
-    private static int FreeTcpPort()
+    internal static int FreeTcpPort()
     {
         using var listener = new TcpListener(IPAddress.Loopback, 0);
         listener.Start();
@@ -234,7 +234,7 @@ public sealed partial class QemuMigrationTests(ITestOutputHelper output)
     /// The peer's datagram stream (the format udpcheck in tests/system/guest checks), UDP checksum 0
     /// (SO_NO_CHECK), at a fixed rate until the stop file appears; then the end marker, five times.
     /// </summary>
-    private const string StreamSender = """
+    internal const string StreamSender = """
         import os, socket, struct, sys, time
         dst, port, length, rate, stop = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -257,19 +257,19 @@ public sealed partial class QemuMigrationTests(ITestOutputHelper output)
         """;
 
     [GeneratedRegex(@"^Migration status: (\w+)", RegexOptions.Multiline)]
-    private static partial Regex MigrationStatus();
+    internal static partial Regex MigrationStatus();
 
     [GeneratedRegex(@"^E2E-STREAM-LISTENING", RegexOptions.Multiline)]
-    private static partial Regex StreamListening();
+    internal static partial Regex StreamListening();
 
     [GeneratedRegex(@"^E2E-STREAM received=(?<received>\d+) sent=(?<sent>-?\d+) bad=(?<bad>\d+) backwards=\d+ last=(?<last>\d+) verdict=(?<verdict>\w+)", RegexOptions.Multiline)]
-    private static partial Regex StreamVerdict();
+    internal static partial Regex StreamVerdict();
 
     [GeneratedRegex(@"^E2E-STREAM-BAD .*$", RegexOptions.Multiline)]
-    private static partial Regex StreamBad();
+    internal static partial Regex StreamBad();
 
     [GeneratedRegex(@"(\d+) packets transmitted, (\d+) received")]
-    private static partial Regex PingSummary();
+    internal static partial Regex PingSummary();
 
     [GeneratedRegex(@"^\[(\d+\.\d+)\] \d+ bytes from [^:]+: icmp_seq=(\d+)", RegexOptions.Multiline)]
     private static partial Regex PingReply();
