@@ -64,6 +64,11 @@ public static class Cli
             error.WriteLine(missing);
             return 2;
         }
+        if (topology.Ports.Any(p => p.Kind == TopologyPortKind.VhostUser) && Runner.Shell.MissingQemuTools(output) is string missingQemu)
+        {
+            error.WriteLine(missingQemu);
+            return 2;
+        }
         var overlay = new Runner.LiveOverlay(topology, OverlayName(path), daemon, controller, output);
         output.WriteLine($"overlay {OverlayName(path)}: bringing up {path}: {topology.Hosts.Length} hosts, {topology.Networks.Length} networks, {topology.Ports.Length} ports");
         try

@@ -31,8 +31,16 @@ public sealed record TopologyNetwork(string Name, string Tenant, uint Vni, int M
     public override string ToString() => Name;
 }
 
+/// <summary>How a port's guest attaches: a tap device (a namespace guest, the default) or a vhost-user socket (a QEMU guest).</summary>
+public enum TopologyPortKind
+{
+    Tap,
+    VhostUser,
+}
+
 /// <summary>A guest interface (VM or namespace) in one network, bound to one host.</summary>
-public sealed record TopologyPort(string Name, string Network, string Host, MacAddress Mac, ImmutableArray<Ipv4Address> Ipv4, ImmutableArray<Ipv6Address> Ipv6)
+public sealed record TopologyPort(string Name, string Network, string Host, MacAddress Mac, ImmutableArray<Ipv4Address> Ipv4, ImmutableArray<Ipv6Address> Ipv6,
+    TopologyPortKind Kind = TopologyPortKind.Tap)
 {
     public override string ToString() => Name;
 }

@@ -20,7 +20,7 @@ internal sealed partial class TopologyReader(string source)
     private static readonly string[] TopKeys = ["hosts", "networks", "ports"];
     private static readonly string[] HostKeys = ["name", "vtepV4", "vtepV6", "underlayMtu", "subnet"];
     private static readonly string[] NetworkKeys = ["name", "tenant", "vni", "mtu", "unknownTarget", "pmtu", "gatewayV4", "gatewayV6"];
-    private static readonly string[] PortKeys = ["name", "network", "host", "mac", "ips"];
+    private static readonly string[] PortKeys = ["name", "network", "host", "mac", "ips", "kind"];
 
     private readonly List<TopologyError> _errors = [];
     private readonly Dictionary<string, TopologyHost> _hosts = new(StringComparer.Ordinal);
@@ -226,9 +226,14 @@ internal sealed partial class TopologyReader(string source)
             }
         }
 
+        TopologyPortKind kind = Choice(map, path, "kind", TopologyPortKind.Tap, ("tap", TopologyPortKind.Tap), ("vhostuser", TopologyPortKind.VhostUser));
+        // The QEMU guest image (tests/system/guest/build-guest.sh) configures one IPv4 address from its kernel command line and runs without IPv6.
+        if (kind == TopologyPortKind.VhostUser && (ipv4.Count != 1 || ipv6.Count != 0))
+            Error($"{path}.ips", Get(map, "ips") ?? map, "a vhostuser port's QEMU guest takes exactly one IPv4 address and no IPv6 address");
+
         if (name is null || network is null || host is null || mac.IsZero)
             return null;
-        return new TopologyPort(name, network.Name, host.Name, mac, ipv4.ToImmutable(), ipv6.ToImmutable());
+        return new TopologyPort(name, network.Name, host.Name, mac, ipv4.ToImmutable(), ipv6.ToImmutable(), kind);
     }
 
     /// <summary>

@@ -1,5 +1,8 @@
 using System.Collections.Immutable;
 using System.Diagnostics;
+using System.Globalization;
+using System.Net;
+using System.Net.Sockets;
 using System.Text.RegularExpressions;
 using OverlaySwitch.Contracts;
 using OverlaySwitch.Wire;
@@ -24,7 +27,8 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
         foreach (TopologyNetwork network in topology.Networks)
         {
             var ports = topology.Ports.Where(p => p.Network == network.Name).ToList();
-            foreach (TopologyPort from in ports)
+            // From namespace guests (their Linux stack runs ping here); a QEMU guest is pinged, not pinging.
+            foreach (TopologyPort from in ports.Where(p => p.Kind == TopologyPortKind.Tap))
                 foreach (TopologyPort to in ports.Where(p => p != from))
                 {
                     if (from.Ipv4.Length > 0 && to.Ipv4.Length > 0)
@@ -32,7 +36,7 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
                     if (from.Ipv6.Length > 0 && to.Ipv6.Length > 0)
                         checks.Add(Ping(network, from, to, to.Ipv6[0].ToString(), ipv6: true));
                 }
-            if (ports.FirstOrDefault() is TopologyPort first && ports.FirstOrDefault(p => p.Host != first.Host && p.Ipv4.Length > 0) is TopologyPort remote
+            if (ports.FirstOrDefault(p => p.Kind == TopologyPortKind.Tap) is TopologyPort first && ports.FirstOrDefault(p => p.Host != first.Host && p.Ipv4.Length > 0) is TopologyPort remote
                 && first.Ipv4.Length > 0)
                 checks.Add(PathMtu(network, first, remote));
         }
@@ -73,7 +77,7 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
     {
         foreach (TopologyNetwork network in topology.Networks)
         {
-            TopologyPort? from = topology.Ports.FirstOrDefault(p => p.Network == network.Name && p.Ipv4.Length > 0);
+            TopologyPort? from = topology.Ports.FirstOrDefault(p => p.Network == network.Name && p.Kind == TopologyPortKind.Tap && p.Ipv4.Length > 0);
             var own = topology.Ports.Where(p => p.Network == network.Name).SelectMany(p => p.Ipv4).ToHashSet();
             TopologyPort? other = topology.Ports.FirstOrDefault(p => p.Network != network.Name && p.Ipv4.Any(a => !own.Contains(a)));
             if (from is null || other is null)
@@ -96,11 +100,12 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
     /// </summary>
     private LiveCheck? ControlPlane()
     {
-        TopologyNetwork? network = topology.Networks.FirstOrDefault(n => topology.Ports.Any(p => p.Network == n.Name && p.Ipv4.Length + p.Ipv6.Length > 0));
+        TopologyNetwork? network = topology.Networks.FirstOrDefault(n => topology.Ports.Any(p => p.Network == n.Name && p.Kind == TopologyPortKind.Tap && p.Ipv4.Length + p.Ipv6.Length > 0));
         if (network is null)
             return null;
         var members = topology.Ports.Where(p => p.Network == network.Name).ToList();
-        TopologyPort from = members.FirstOrDefault(p => p.Ipv4.Length > 0) ?? members.First(p => p.Ipv6.Length > 0);
+        var taps = members.Where(p => p.Kind == TopologyPortKind.Tap).ToList();
+        TopologyPort from = taps.FirstOrDefault(p => p.Ipv4.Length > 0) ?? taps.First(p => p.Ipv6.Length > 0);
         TopologyHost fromHost = topology.Host(from.Host);
         // Another host that can tunnel to the pinging one; one that has no port of the network yet first (the network then comes to it).
         TopologyHost host = topology.Hosts.Where(h => h != fromHost && TopologyFile.TunnelAddress(fromHost, h) is not null)
@@ -168,17 +173,18 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
         foreach (TopologyNetwork network in topology.Networks)
         {
             var members = topology.Ports.Where(p => p.Network == network.Name && p.Ipv4.Length > 0).ToList();
-            foreach (TopologyPort moved in members)
+            // A QEMU guest first: when the topology has one, its move is a real QEMU live migration.
+            foreach (TopologyPort moved in members.OrderBy(p => p.Kind == TopologyPortKind.VhostUser ? 0 : 1))
             {
                 TopologyHost source = topology.Host(moved.Host);
-                TopologyPort? pinger = members.FirstOrDefault(p => p.Host != moved.Host);
+                TopologyPort? pinger = members.FirstOrDefault(p => p.Host != moved.Host && p.Kind == TopologyPortKind.Tap);
                 if (pinger is null)
                     continue;
                 TopologyHost pingerHost = topology.Host(pinger.Host);
                 TopologyHost? target = topology.Hosts.FirstOrDefault(h => h != source && h != pingerHost && h.Subnet != source.Subnet
                     && TopologyFile.TunnelAddress(h, pingerHost) is not null && TopologyFile.TunnelAddress(h, source) is not null);
                 if (target is not null)
-                    return Migrate(network, moved, source, target, pinger);
+                    return moved.Kind == TopologyPortKind.VhostUser ? MigrateQemu(moved, source, target, pinger) : Migrate(network, moved, source, target, pinger);
             }
         }
         return null;
@@ -214,6 +220,103 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
                     + $"port now on {overlay.HostName(port.HostId ?? "")}, pings after the move {(after.Ok ? "answered" : "unanswered")}"
                 : $"migration {migration.State} after 10 s: {ready}not activated; {lost}";
             bool passed = migration.State is MigrationState.Activated or MigrationState.Completed && port.HostId == overlay.HostId(target.Name) && after.Ok;
+            return new LiveCheck("migration", name, passed, evidence);
+        }
+        finally
+        {
+            if (!ping.HasExited)
+                ping.Kill();
+        }
+    }
+
+    /// <summary>
+    /// A real QEMU live migration driven by the controller, as in the switch's
+    /// ControlledQemuMigrationTests: POST .../migrations makes the target's switch realize the
+    /// vhost-user port incoming (its socket listens), a destination QEMU started in the target
+    /// host's namespace with -incoming connects to it, the source QEMU's monitor sends the guest
+    /// over the routed underlay (<c>migrate -d tcp:TARGET-VTEP:PORT</c>), and the guest's
+    /// announcement on the target activates the port there, which the controller then binds to the
+    /// target. Meanwhile a namespace guest on a third host pings it every 20 ms. Passes when the
+    /// migration completed, was activated, the port is bound to the target and pings are answered
+    /// after it; the lost pings and the times (completed, activated, first reply) are the evidence.
+    /// </summary>
+    private LiveCheck MigrateQemu(TopologyPort moved, TopologyHost source, TopologyHost target, TopologyPort pinger)
+    {
+        const int MigrationTcpPort = 4444; // in the target host's own namespace: nothing else listens there
+        string address = moved.Ipv4[0].ToString();
+        string name = $"{moved.Name} (QEMU) live-migrated {source.Name} ({source.Subnet}) -> {target.Name} ({target.Subnet}) while {pinger.Name} pings it every 20 ms";
+        QemuVm from = overlay.Vm(moved.Name);
+        string portId = overlay.PortId(moved.Name);
+        var start = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        // -D: every reply with its time, to find the first one after the migration completed.
+        foreach (string a in new[] { "netns", "exec", overlay.GuestNamespace(pinger), "ping", "-4", "-D", "-n", "-i", "0.02", "-W", "1", address })
+            start.ArgumentList.Add(a);
+        using Process ping = Process.Start(start)!;
+        Task<string> pingOutput = ping.StandardOutput.ReadToEndAsync();
+        Task<string> pingErrors = ping.StandardError.ReadToEndAsync();
+        try
+        {
+            Thread.Sleep(1000); // the ping runs steadily before the move
+            PortMigration migration = overlay.Api.StartMigrationAsync(portId, overlay.HostId(target.Name)).GetAwaiter().GetResult();
+            var clock = Stopwatch.StartNew();
+            WaitFor(() => (migration = overlay.Api.GetMigrationAsync(portId, migration.Id).GetAwaiter().GetResult()).State != MigrationState.Preparing,
+                clock, TimeSpan.FromSeconds(15));
+            if (migration.State != MigrationState.Ready)
+                return new LiveCheck("migration", name, false, $"the target's switch did not get the port ready: migration {migration.State} after {Ms(clock.Elapsed)}");
+            TimeSpan ready = clock.Elapsed;
+
+            IPAddress vtep = TopologyFile.TunnelAddress(source, target)!;
+            string incoming = $"tcp:{(vtep.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{vtep}]" : vtep.ToString())}:{MigrationTcpPort}";
+            QemuVm to = overlay.StartQemu(moved, target, incoming);
+            bool waiting = WaitFor(() =>
+            {
+                try
+                {
+                    return to.Hmp("info status").Contains("inmigrate", StringComparison.Ordinal);
+                }
+                catch (SocketException)
+                {
+                    return false; // its monitor socket is not there yet
+                }
+            }, clock, TimeSpan.FromSeconds(20)) is not null;
+            if (!waiting)
+                return new LiveCheck("migration", name, false, $"the destination QEMU on {target.Name} did not wait for the migration within 20 s (exited: {to.Process.HasExited})");
+
+            from.Hmp("migrate_set_parameter max-bandwidth 1G");
+            DateTimeOffset startedAt = DateTimeOffset.UtcNow;
+            from.Hmp($"migrate -d {incoming}");
+            string status = "";
+            WaitFor(() => (status = MigrationStatusPattern().Match(from.Hmp("info migrate")).Groups[1].Value) is "completed" or "failed" or "cancelled",
+                clock, TimeSpan.FromSeconds(120));
+            DateTimeOffset completedAt = DateTimeOffset.UtcNow;
+            if (status != "completed")
+                return new LiveCheck("migration", name, false, $"QEMU's migration ended '{status}' after {(completedAt - startedAt).TotalSeconds:0.0} s: {from.Hmp("info migrate").ReplaceLineEndings(" ")}");
+            WaitFor(() => (migration = overlay.Api.GetMigrationAsync(portId, migration.Id).GetAwaiter().GetResult()).State is MigrationState.Activated or MigrationState.Completed,
+                clock, TimeSpan.FromSeconds(15));
+            from.Hmp("quit");
+            overlay.Moved(moved.Name, to);
+            Thread.Sleep(1500); // pings at the new place
+            Shell.Run("kill", ["-INT", ping.Id.ToString(CultureInfo.InvariantCulture)]); // ping prints its statistics
+            if (!ping.WaitForExit(TimeSpan.FromSeconds(5)))
+                ping.Kill();
+            ping.WaitForExit();
+
+            Port port = overlay.Api.GetPortAsync(portId).GetAwaiter().GetResult();
+            Match counts = PingCountsPattern().Match(pingOutput.Result);
+            int sent = counts.Success ? int.Parse(counts.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+            int lost = counts.Success ? sent - int.Parse(counts.Groups[2].Value, CultureInfo.InvariantCulture) : -1;
+            double completedUnix = completedAt.ToUnixTimeMilliseconds() / 1000.0;
+            double? firstReply = TimedReplyPattern().Matches(pingOutput.Result)
+                .Select(m => double.Parse(m.Groups[1].Value, CultureInfo.InvariantCulture)).Where(t => t > completedUnix)
+                .Select(t => (double?)((t - completedUnix) * 1000)).FirstOrDefault();
+            bool activated = migration.State is MigrationState.Activated or MigrationState.Completed && migration.ActivatedAt is not null;
+            string evidence = $"target ready {Ms(ready)} after the POST; QEMU's migration completed in {(completedAt - startedAt).TotalSeconds:0.00} s over the underlay ({incoming}); "
+                + (activated ? $"activated by the guest's {migration.ActivatedBy?.ToString().ToLowerInvariant()} {(migration.ActivatedAt!.Value - completedAt).TotalMilliseconds:0} ms after completion; "
+                    : $"migration {migration.State}, not activated 15 s after completion; ")
+                + (firstReply is double f ? $"first ping reply {f:0} ms after completion; " : "no ping reply after completion; ")
+                + (counts.Success ? $"{lost} of {sent} pings lost; " : $"ping said: {LastLine(pingOutput.Result + pingErrors.Result)}; ")
+                + $"port now on {overlay.HostName(port.HostId ?? "")}";
+            bool passed = activated && port.HostId == overlay.HostId(target.Name) && firstReply is not null;
             return new LiveCheck("migration", name, passed, evidence);
         }
         finally
@@ -260,6 +363,12 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
 
     [GeneratedRegex(@"rtt min/avg/max/mdev = [\d.]+/([\d.]+)/")]
     private static partial Regex RttPattern();
+
+    [GeneratedRegex(@"^Migration status: (\w+)", RegexOptions.Multiline)]
+    private static partial Regex MigrationStatusPattern();
+
+    [GeneratedRegex(@"^\[(\d+\.\d+)\] \d+ bytes from", RegexOptions.Multiline)]
+    private static partial Regex TimedReplyPattern();
 
     [GeneratedRegex(@"(\d+) packets transmitted, (\d+) received")]
     private static partial Regex PingCountsPattern();

@@ -30,6 +30,7 @@ public sealed class LiveOverlay
     private readonly Dictionary<string, string> _networkIds = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _hostIds = new(StringComparer.Ordinal);
     private readonly Dictionary<string, string> _portIds = new(StringComparer.Ordinal);
+    private readonly Dictionary<string, QemuVm> _vms = new(StringComparer.Ordinal);
     private ControllerApi? _api;
 
     /// <param name="name">Prefix of everything created (namespaces, state directory): one overlay per name per machine.</param>
@@ -85,18 +86,29 @@ public sealed class LiveOverlay
             CreateTenantsNetworksAndHosts();
             foreach (TopologyPort port in _topology.Ports)
             {
-                AddGuestNamespace(port);
+                if (port.Kind == TopologyPortKind.Tap)
+                    AddGuestNamespace(port);
                 CreatePort(port);
             }
-            _log.WriteLine($"  controller: ports {string.Join(", ", _topology.Ports.Select(p => $"{p.Name} ({p.Host})"))} created and bound (a tap named after the port's id in each guest's namespace)");
+            _log.WriteLine($"  controller: ports {string.Join(", ", _topology.Ports.Select(p => $"{p.Name} ({p.Host}, {(p.Kind == TopologyPortKind.Tap ? "tap" : "vhost-user")})"))} created and bound "
+                + "(a tap named after the port's id in each namespace guest's namespace, a vhost-user socket named after it in its switch's directory)");
             var clock = Stopwatch.StartNew();
             var daemons = _topology.Hosts.Select(StartSwitch).ToList();
             foreach ((TopologyHost host, Process process, string socket) in daemons)
                 WaitUntilReady(host, process, socket);
             WaitRealized(_portIds.Values, TimeSpan.FromSeconds(30));
             _log.WriteLine($"  controller: all {_portIds.Count} ports realized on their hosts {clock.Elapsed.TotalSeconds:0.0} s after the switches started");
-            foreach (TopologyPort port in _topology.Ports)
+            foreach (TopologyPort port in _topology.Ports.Where(p => p.Kind == TopologyPortKind.Tap))
                 ConfigureGuest(port);
+            var vms = _topology.Ports.Where(p => p.Kind == TopologyPortKind.VhostUser)
+                .Select(p => (Port: p, Vm: StartQemu(p, _topology.Host(p.Host), incoming: null))).ToList();
+            foreach ((TopologyPort port, QemuVm vm) in vms)
+            {
+                _vms[port.Name] = vm;
+                if (!vm.WaitReady(TimeSpan.FromSeconds(90)))
+                    throw new InvalidOperationException($"the QEMU guest of {port.Name} did not boot in 90 s: {vm.ConsoleTail()}; see {Path.Combine(StateDirectory, vm.Name + ".log")}");
+                _log.WriteLine($"  guest: {port.Name} is a QEMU guest (pid {vm.Process.Id}) on {port.Host}'s vhost-user socket ({port.Mac}, {port.Ipv4[0]}/24)");
+            }
         }
         catch
         {
@@ -280,17 +292,64 @@ public sealed class LiveOverlay
     }
 
     /// <summary>
-    /// Creates <paramref name="port"/> through the REST API as a tap port, then binds it (the
-    /// admin's part) to its host with its device in the guest's namespace; the device's name is
-    /// the port's <see cref="Port.Device"/>.
+    /// Creates <paramref name="port"/> through the REST API as a tap or vhost-user port, then binds
+    /// it (the admin's part) to its host, a tap with its device in the guest's namespace; the
+    /// device's name is the port's <see cref="Port.Device"/> (a vhost-user port's is its socket's
+    /// file name in the switch's socket directory).
     /// </summary>
     public Port CreatePort(TopologyPort port)
     {
+        bool tap = port.Kind == TopologyPortKind.Tap;
         var spec = new PortSpec(NetworkId(port.Network), port.Name, port.Mac.ToString(),
-            [.. port.Ipv4.Select(a => a.ToString()), .. port.Ipv6.Select(a => a.ToString())], PortKind.Tap);
+            [.. port.Ipv4.Select(a => a.ToString()), .. port.Ipv6.Select(a => a.ToString())], tap ? PortKind.Tap : PortKind.VhostUser);
         Port created = Api.CreatePortAsync(spec).GetAwaiter().GetResult();
         _portIds[port.Name] = created.Id;
-        return Api.BindPortAsync(created.Id, new PortBinding(HostId(port.Host), GuestNamespace(port))).GetAwaiter().GetResult();
+        return Api.BindPortAsync(created.Id, new PortBinding(HostId(port.Host), tap ? GuestNamespace(port) : null)).GetAwaiter().GetResult();
+    }
+
+    /// <summary>The QEMU guest running a vhostuser port now.</summary>
+    public QemuVm Vm(string port) => _vms[port];
+
+    /// <summary>Records that <paramref name="port"/>'s guest runs in <paramref name="vm"/> now (a migration's destination).</summary>
+    public void Moved(string port, QemuVm vm) => _vms[port] = vm;
+
+    /// <summary>The vhost-user socket <paramref name="host"/>'s switch serves for a port (in its socket directory).</summary>
+    public string VhostSocket(TopologyPort port, TopologyHost host) => Path.Combine(StateDirectory, host.Name, PortNames.SocketFile(PortId(port.Name)));
+
+    /// <summary>
+    /// Boots <paramref name="port"/>'s QEMU guest in <paramref name="host"/>'s namespace on that
+    /// switch's vhost-user socket for the port, with the port's MAC and IPv4 address; with
+    /// <paramref name="incoming"/> (tcp:ADDRESS:PORT) it is a migration's destination and waits
+    /// for the stream. Its PID is recorded for <see cref="Down"/>; console, monitor and log are
+    /// in the state directory, named after the port and the host.
+    /// </summary>
+    public QemuVm StartQemu(TopologyPort port, TopologyHost host, string? incoming)
+    {
+        (string, string) image = GuestImage();
+        string name = $"{port.Name}-on-{host.Name}";
+        string[] command = QemuVm.Arguments(StateDirectory, name, image, VhostSocket(port, host), port.Mac.ToString(), $"{port.Ipv4[0]}/24", incoming);
+        Process process = StartLogged(HostNamespace(host), Path.Combine(StateDirectory, name + ".log"), command);
+        return new QemuVm(name, StateDirectory, process);
+    }
+
+    private (string Kernel, string Initramfs)? _guestImage;
+
+    /// <summary>
+    /// The guest image (kernel and initramfs), built once by build-guest.sh (copied beside this
+    /// tool from tests/system/guest) into its cache in /tmp, which the system tests share.
+    /// </summary>
+    private (string Kernel, string Initramfs) GuestImage()
+    {
+        if (_guestImage is { } built)
+            return built;
+        string script = Path.Combine(AppContext.BaseDirectory, "guest", "build-guest.sh");
+        Shell.Result result = Shell.Run("bash", [script], TimeSpan.FromMinutes(5));
+        string directory = result.Output.Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault(l => File.Exists(Path.Combine(l, "vmlinuz"))) ?? "";
+        if (!result.Ok || directory.Length == 0)
+            throw new InvalidOperationException($"building the QEMU guest image with {script} failed ({result.ExitCode}): {result.Output}");
+        _log.WriteLine($"  guest image: {directory}");
+        _guestImage = (Path.Combine(directory, "vmlinuz"), Path.Combine(directory, "initramfs.cpio.gz"));
+        return _guestImage.Value;
     }
 
     /// <summary>

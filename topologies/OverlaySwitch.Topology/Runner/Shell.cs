@@ -56,6 +56,34 @@ public static class Shell
         return missing.Length == 0 ? null : $"overlay up needs {string.Join(", ", missing)} (iproute2, iputils-ping) and root";
     }
 
+    /// <summary>
+    /// Makes sure what QEMU guests need is there (qemu-system-x86, a Debian kernel, busybox-static,
+    /// iputils-ping, cpio, gzip: tests/system/guest/build-guest.sh builds the image from them),
+    /// installing the packages with apt-get when something is missing. Returns an error message
+    /// when it is still missing, else null.
+    /// </summary>
+    public static string? MissingQemuTools(TextWriter log)
+    {
+        string[] packages = ["qemu-system-x86", "linux-image-amd64", "busybox-static", "iputils-ping", "cpio", "gzip"];
+        string? Missing()
+        {
+            if (!File.Exists("/usr/bin/qemu-system-x86_64"))
+                return "qemu-system-x86_64";
+            if (!Directory.Exists("/boot") || !Directory.EnumerateFiles("/boot", "vmlinuz-*").Any())
+                return "a kernel in /boot";
+            if (!Run("ldd", ["/bin/busybox"]).Output.Contains("not a dynamic", StringComparison.Ordinal))
+                return "a static /bin/busybox";
+            bool cpio = File.Exists("/usr/bin/cpio") || File.Exists("/bin/cpio"), gzip = File.Exists("/usr/bin/gzip") || File.Exists("/bin/gzip");
+            return cpio && gzip ? null : "cpio or gzip";
+        }
+        if (Missing() is null)
+            return null;
+        log.WriteLine($"  installing {string.Join(' ', packages)} (apt-get) for the QEMU guests");
+        Run("apt-get", ["update", "-qq"], TimeSpan.FromMinutes(5));
+        Run("apt-get", ["install", "-y", "-qq", "--no-install-recommends", .. packages], TimeSpan.FromMinutes(10));
+        return Missing() is string missing ? $"overlay up needs {missing} for the QEMU guests of vhostuser ports ({string.Join(", ", packages)})" : null;
+    }
+
     /// <summary><c>ip netns exec NS command...</c></summary>
     public static Result InNamespace(string ns, string file, params string[] arguments) =>
         Run("ip", ["netns", "exec", ns, file, .. arguments]);
