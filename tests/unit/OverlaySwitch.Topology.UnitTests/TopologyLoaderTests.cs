@@ -24,6 +24,35 @@ public class TopologyLoaderTests
         """;
 
     [Fact]
+    public void A_port_is_a_tap_unless_it_says_vhostuser()
+    {
+        TopologyFile topology = TopologyFile.Parse(Minimal + """
+
+              - name: vm
+                kind: vhostuser
+                network: n1
+                host: h1
+                mac: 02:00:00:00:00:02
+                ips: [192.168.0.2]
+            """);
+
+        Assert.Equal(TopologyPortKind.Tap, topology.Port("p1").Kind);
+        Assert.Equal(TopologyPortKind.VhostUser, topology.Port("vm").Kind);
+    }
+
+    [Theory]
+    [InlineData("kind: vhostuser\n    ips: [192.168.0.2, fd00::2]", "ports[0].ips", "exactly one IPv4 address and no IPv6")]
+    [InlineData("kind: vhostuser", "ports[0].ips", "exactly one IPv4 address and no IPv6")]
+    [InlineData("kind: qemu", "ports[0].kind", "'qemu' is not one of tap, vhostuser")]
+    public void A_vhostuser_port_needs_one_IPv4_address_and_a_known_kind(string extra, string path, string message)
+    {
+        string yaml = Minimal.Replace("    mac: 02:00:00:00:00:01", "    mac: 02:00:00:00:00:01\n    " + extra, StringComparison.Ordinal);
+        TopologyError error = Assert.Single(Assert.Throws<TopologyException>(() => TopologyFile.Parse(yaml)).Errors);
+        Assert.Equal(path, error.Path);
+        Assert.Contains(message, error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public void Demo_file_loads_with_its_hosts_networks_and_ports()
     {
         TopologyFile demo = TopologyFile.Load(TestFiles.Demo);
