@@ -68,6 +68,7 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
     /// networks', tunnels', underlay sockets' and workers' counters, drops by reason. Every counted thing is
     /// read into a <see cref="CounterSnapshot"/> and shown as one "counters" object (traffic and its
     /// non-zero drops by reason); the flat fields beside it are the ones readers had before it.
+    /// `overlayctl` reads this document: keep its fields, add rather than rename.
     /// </summary>
     public string Status()
     {
@@ -169,7 +170,9 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
         }).ToArray();
         // Moved ports' redirects (the source's) and handed-over ports': frames passed on and the VTEPs that still sent them.
         var redirects = service.Redirects().Select(r => new { endpoint = r.EndpointId, frames = r.Frames, senders = r.Senders.Select(a => a.ToString()).ToArray() }).ToArray();
-        return JsonSerializer.Serialize(new { host = config.HostName, revision = tables.Revision, ports, failedPorts, networks, tunnels, underlay, drops, workers, redirects },
+        // The controller the switch follows (null: its own file's state); the token stays out.
+        var controller = config.Controller is { } c ? new { url = c.Url.ToString(), hostId = c.HostId } : null;
+        return JsonSerializer.Serialize(new { host = config.HostName, revision = tables.Revision, controller, ports, failedPorts, networks, tunnels, underlay, drops, workers, redirects },
             Indented);
     }
 

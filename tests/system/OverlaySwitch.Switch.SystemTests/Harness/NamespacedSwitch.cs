@@ -285,7 +285,8 @@ public sealed partial class NamespacedSwitch : IDiagnosable, IDisposable
     {
         _process.Stop(TimeSpan.FromSeconds(10));
         _process.Dispose();
-        foreach (ChildProcess old in _killed)
+        // After a Kill with no Restart the killed process is still _process: disposed once, above.
+        foreach (ChildProcess old in _killed.Where(k => k != _process))
             old.Dispose();
     }
 

@@ -1,0 +1,3 @@
+using OverlaySwitch.Ctl;
+
+return Cli.Run(args, Console.Out, Console.Error, StatusClient.Request);
