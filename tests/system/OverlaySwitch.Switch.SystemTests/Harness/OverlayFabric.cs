@@ -118,8 +118,9 @@ public sealed class OverlayFabric
     /// guests. IPv4-only guests get IPv6 disabled, so they send nothing on their own and their RX
     /// counters count only what the tests send.
     /// </summary>
+    /// <param name="underlaySend">Switch:Underlay:Send for every switch; null: the default.</param>
     public static OverlayFabric Start(SystemTestScope scope, RoutedUnderlay underlay, IReadOnlyList<OverlayNetwork> networks,
-        IReadOnlyList<OverlayEndpoint> endpoints)
+        IReadOnlyList<OverlayEndpoint> endpoints, string? underlaySend = null)
     {
         var namespaces = new Dictionary<string, NetworkNamespace>();
         foreach (OverlayEndpoint e in endpoints.Where(e => e.Host is not null && e.VhostRole is null))
@@ -141,7 +142,7 @@ public sealed class OverlayFabric
                 switches.Add(null);
                 continue;
             }
-            OverlaySwitchConfig config = ConfigFor(underlay, h, networks, endpoints, e => namespaces[e.Name].Name);
+            OverlaySwitchConfig config = ConfigFor(underlay, h, networks, endpoints, e => namespaces[e.Name].Name) with { UnderlaySend = underlaySend };
             switches.Add(NamespacedSwitch.Start(scope, underlay[h].Namespace, config));
         }
         foreach (NamespacedSwitch? s in switches)
