@@ -13,9 +13,8 @@ namespace OverlaySwitch.Underlay;
 /// frame are copied into a slot, and <see cref="Flush"/> hands the batch to the kernel with one
 /// sendmmsg per address family on a raw socket (the headers are ours: template, per-flow source
 /// port over the whole dynamic range, DF, zero IPv4 UDP checksums). The kernel does its whole
-/// per-packet work for each datagram, so this is the slow path: <see cref="GsoUnderlaySender"/>
-/// is the default, and this one is kept for <see cref="UnderlaySendMode.Raw"/> and for kernels
-/// without UDP_SEGMENT. One per dataplane worker; not thread-safe.
+/// per-packet work for each datagram: <see cref="GsoUnderlaySender"/> is the batched alternative
+/// (opt-in for now); this one stays the default and the fallback for kernels without UDP_SEGMENT. One per dataplane worker; not thread-safe.
 /// Runs on: its worker. Allocates nothing per frame.
 /// </summary>
 public sealed class RawUnderlaySender : IUnderlaySender
