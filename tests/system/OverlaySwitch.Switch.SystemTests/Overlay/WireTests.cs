@@ -24,7 +24,7 @@ public sealed class WireTests(ITestOutputHelper output)
     private const int DatagramsPerFlow = 3;
     private const int BurstPayload = 1372;
 
-    [OverlayFact(Skip = "GSO sender (opt-in): the second full-size (1500 B outer) DF ping reply is lost on this path, reproducibly; not yet found")]
+    [OverlayFact]
     public void Vxlan_over_ipv4_has_the_vni_good_ip_and_udp_checksums_df_and_per_flow_source_ports() =>
         Run(UnderlayFamily.Ipv4, "Gso", "wire-v4");
 
@@ -40,11 +40,11 @@ public sealed class WireTests(ITestOutputHelper output)
     public void Raw_sender_vxlan_over_ipv6_has_the_vni_good_udp_checksums_and_per_flow_source_ports() =>
         Run(UnderlayFamily.Ipv6, "Raw", "wire-raw-v6");
 
-    [OverlayFact(Skip = "GSO sender (opt-in): passed once, failed on a second run under load; not yet found")]
+    [OverlayFact]
     public void Burst_over_ipv4_goes_out_in_runs_is_read_coalesced_and_arrives_whole_within_the_mtu() =>
         Burst(UnderlayFamily.Ipv4, "wire-burst-v4");
 
-    [OverlayFact(Skip = "GSO sender (opt-in): passed once, then guest b got 0 of 20000 datagrams on a second run; not yet found")]
+    [OverlayFact]
     public void Burst_over_ipv6_goes_out_in_runs_is_read_coalesced_and_arrives_whole_within_the_mtu() =>
         Burst(UnderlayFamily.Ipv6, "wire-burst-v6");
 
@@ -118,7 +118,7 @@ public sealed class WireTests(ITestOutputHelper output)
     private void Burst(UnderlayFamily family, string name) =>
         SystemTestScope.Run(output, name, TimeSpan.FromSeconds(120), scope =>
         {
-            const int Count = 20000, Enough = 1000;
+            const int Count = 20000, Enough = 1000, WireCount = 3000, EnoughOnWire = 300;
             RoutedUnderlay underlay = RoutedUnderlay.Create(scope, 2, family);
             bool v6 = underlay.TunnelsOverIpv6;
             OverlayFabric fabric = OverlayFabric.Start(scope, underlay, [new OverlayNetwork(Vni)],
@@ -147,7 +147,8 @@ public sealed class WireTests(ITestOutputHelper output)
             // Software segmentation, as on a NIC without offloads: what goes on the wire.
             UnderlayOffloads.SegmentAndChecksumInSoftware(underlay);
             PacketCapture wire = PacketCapture.Start(scope, underlay.Router, underlay[0].RouterInterface, "router-side-a-wire");
-            (received, bad) = Blast(scope, a, b, Count, "software-segmented");
+            // Fewer datagrams: every captured packet is dissected, which takes long on a loaded machine.
+            (received, bad) = Blast(scope, a, b, WireCount, "software-segmented");
             var frames = wire.Stop().Where(f => f.OuterSource() == vtepA).ToList();
             // tcpdump on a shared machine may miss some: every packet it saw is checked.
             scope.Check(frames.Count >= 100, $"too few tunnel packets captured ({frames.Count})");
@@ -156,9 +157,9 @@ public sealed class WireTests(ITestOutputHelper output)
                 CheckOuterHeaders(scope, "host1", f, v6, zeroUdpChecksumV4: false);
                 scope.Check(IpLength(f, v6) <= mtu, $"a tunnel packet of {IpLength(f, v6)} B is over the underlay MTU {mtu}: {f}");
             }
-            scope.Check(bad == 0 && received >= Enough, $"software-segmented: guest b got {received} of {Count} datagrams, {bad} damaged");
+            scope.Check(bad == 0 && received >= EnoughOnWire, $"software-segmented: guest b got {received} of {WireCount} datagrams, {bad} damaged");
             int ports = frames.Select(f => f.OuterUdpSourcePort()).Distinct().Count();
-            scope.Log($"software-segmented: {frames.Count} tunnel packets all within {mtu} B with good checksums and VNI 0x{Vni:X6}; guest b got {received} of {Count} intact");
+            scope.Log($"software-segmented: {frames.Count} tunnel packets all within {mtu} B with good checksums and VNI 0x{Vni:X6}; guest b got {received} of {WireCount} intact");
             scope.Check(ports == 1, $"one inner flow went out from {ports} outer source ports");
             fabric.LogStatus(scope);
         });
@@ -175,12 +176,15 @@ public sealed class WireTests(ITestOutputHelper output)
             s.setsockopt(socket.SOL_SOCKET, 33, 8 << 20)  # SO_RCVBUFFORCE
             s.bind(("192.168.80.2", 9000))
             pattern = bytes(range(256)) * 8
-            s.settimeout(3)
+            # The sender may take seconds to start on a loaded machine: wait long for the first
+            # datagram, then stop after 3 s without one.
+            s.settimeout(30)
             print("ready", flush=True)
             ok = bad = 0
             try:
                 while True:
                     d = s.recv(65536)
+                    s.settimeout(3)
                     n = int.from_bytes(d[:4], "big")
                     if len(d) == int(sys.argv[1]) and d[4:] == pattern[n % 256:n % 256 + len(d) - 4]:
                         ok += 1
