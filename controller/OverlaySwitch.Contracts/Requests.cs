@@ -15,7 +15,8 @@ public sealed record NetworkSpec(
     PmtuPolicy? Pmtu,
     string? GatewayV4,
     string? GatewayV6,
-    IReadOnlyList<string>? FloodVteps);
+    IReadOnlyList<string>? FloodVteps,
+    bool? AllowHostMigration = null);
 
 public sealed record SwitchHostSpec(string? Name, string? VtepV4, string? VtepV6, int? UnderlayMtu, string? Site);
 

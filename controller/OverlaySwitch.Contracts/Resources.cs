@@ -32,7 +32,11 @@ public enum PortKind
 
 public sealed record Tenant(string Id, string Name, long Revision);
 
-/// <summary>A tenant network: one VXLAN segment.</summary>
+/// <summary>
+/// A tenant network: one VXLAN segment. <see cref="AllowHostMigration"/> (the admin's, default off):
+/// a host's own token may start moving one of the network's ports to itself (a move started outside
+/// the controller, e.g. by the host's orchestrator); otherwise only the admin starts migrations.
+/// </summary>
 public sealed record Network(
     string Id,
     string TenantId,
@@ -45,7 +49,8 @@ public sealed record Network(
     string? GatewayV4,
     string? GatewayV6,
     IReadOnlyList<string> FloodVteps,
-    long Revision);
+    long Revision,
+    bool AllowHostMigration = false);
 
 /// <summary>A switch host: its underlay identity (VTEP addresses, underlay MTU).</summary>
 public sealed record SwitchHost(
@@ -182,6 +187,8 @@ public enum ActivationProof
 /// controller, allowed by the network's policy). <see cref="RedirectedFrames"/> is what the source
 /// reported passing on to the target after activation; <see cref="StaleSenders"/> the VTEPs it saw
 /// still sending to the old location (the controller re-pushes to those hosts).
+/// <see cref="RefusedClaims"/>: hosts other than the target that claimed the port (POST .../activation)
+/// and were refused, first claim first (null: none): two claims are resolved for the target, visibly.
 /// </summary>
 public sealed record PortMigration(
     string Id,
@@ -198,7 +205,8 @@ public sealed record PortMigration(
     DateTimeOffset? EndedAt,
     long RedirectedFrames,
     IReadOnlyList<string> StaleSenders,
-    long Revision);
+    long Revision,
+    IReadOnlyList<string>? RefusedClaims = null);
 
 /// <summary>What a migration's source host reports while it redirects a moved port's frames.</summary>
 public sealed record RedirectReport(string PortId, string MigrationId, long Frames, IReadOnlyList<string> Senders);

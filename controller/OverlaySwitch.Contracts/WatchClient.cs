@@ -132,13 +132,19 @@ public sealed partial class WatchClient
 
     /// <summary>
     /// Tells the controller the host has applied everything up to <paramref name="appliedRevision"/>
-    /// and, when <paramref name="ports"/> is given, which local ports it serves and whether each is attached.
+    /// and, when <paramref name="ports"/> is given, which local ports it serves and whether each is attached;
+    /// <paramref name="redirects"/>: the moved ports it still redirects, as their source.
     /// </summary>
-    public async Task ReportAsync(long appliedRevision, IReadOnlyList<PortAttachment>? ports = null, CancellationToken cancellationToken = default)
+    public Task ReportAsync(long appliedRevision, IReadOnlyList<PortAttachment>? ports = null, CancellationToken cancellationToken = default) =>
+        ReportAsync(appliedRevision, ports, null, cancellationToken);
+
+    /// <inheritdoc cref="ReportAsync(long, IReadOnlyList{PortAttachment}?, CancellationToken)"/>
+    public async Task ReportAsync(long appliedRevision, IReadOnlyList<PortAttachment>? ports, IReadOnlyList<RedirectReport>? redirects,
+        CancellationToken cancellationToken = default)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, $"api/v1/hosts/{Uri.EscapeDataString(_hostId)}/status")
         {
-            Content = JsonContent.Create(new AgentReport(appliedRevision, ports), ContractsJsonContext.Default.AgentReport),
+            Content = JsonContent.Create(new AgentReport(appliedRevision, ports, redirects), ContractsJsonContext.Default.AgentReport),
         };
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _options.Token);
         using HttpResponseMessage response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);

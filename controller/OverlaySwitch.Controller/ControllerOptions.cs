@@ -15,6 +15,10 @@ public sealed class ControllerOptions
     public int WatchQueueLimit { get; set; } = 20_000;
     /// <summary>Largest request body, in bytes (413 beyond); the largest valid request is a few kilobytes.</summary>
     public long MaxRequestBodyBytes { get; set; } = 1 << 20;
+    /// <summary>Seconds a migration's source redirects the moved port's frames after activation; then the migration is Completed.</summary>
+    public double MigrationGraceSeconds { get; set; } = 30;
+    /// <summary>Seconds between sweeps that complete migrations whose grace period is over.</summary>
+    public double MigrationSweepSeconds { get; set; } = 1;
     public int DefaultPageSize { get; set; } = 100;
     public int MaxPageSize { get; set; } = 1000;
 
@@ -32,6 +36,10 @@ public sealed class ControllerOptions
             yield return $"Controller:WatchQueueLimit must be at least 16 (is {WatchQueueLimit}).";
         if (MaxRequestBodyBytes < 4096)
             yield return $"Controller:MaxRequestBodyBytes must be at least 4096 (is {MaxRequestBodyBytes}).";
+        if (MigrationGraceSeconds is < 0 or > 86_400)
+            yield return $"Controller:MigrationGraceSeconds must be in [0, 86400] (is {MigrationGraceSeconds}).";
+        if (MigrationSweepSeconds is <= 0 or > 3600)
+            yield return $"Controller:MigrationSweepSeconds must be in (0, 3600] (is {MigrationSweepSeconds}).";
         if (DefaultPageSize < 1 || MaxPageSize < DefaultPageSize)
             yield return $"Controller:DefaultPageSize ({DefaultPageSize}) must be at least 1 and at most MaxPageSize ({MaxPageSize}).";
     }

@@ -10,6 +10,7 @@ namespace OverlaySwitch.Controller;
 ///          10–19  store
 ///          20–29  authentication
 ///          30–39  watch stream
+///          40–49  port migrations
 ///         900–909 reserved: OverlaySwitch.Contracts' watch client, loaded here with the records it
 ///                 shares; its ids are overlay-switchd's (switch/OverlaySwitch.Switch.Host/LogEvents.cs)
 /// </remarks>
@@ -34,4 +35,15 @@ internal static class LogEvents
     public const int WatchResumed = 31;
     public const int WatchEnded = 32;
     public const int WatchDispatcherFailed = 33;
+    public const int WatchResynced = 34;
+
+    // StateService: port migrations
+    public const int MigrationStarted = 40;
+    public const int MigrationReady = 41;
+    public const int MigrationActivated = 42;
+    public const int MigrationClaimRefused = 43;
+    public const int MigrationCancelled = 44;
+    public const int MigrationCompleted = 45;
+    public const int MigrationRedirects = 46;
+    public const int MigrationSweepFailed = 47;
 }

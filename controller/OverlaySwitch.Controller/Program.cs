@@ -40,6 +40,7 @@ app.MapGroup("/api/v1").RequireAuthorization()
     .MapNetworksApi()
     .MapHostsApi()
     .MapPortsApi()
+    .MapMigrationsApi()
     .MapExternalVtepsApi()
     .MapWatchApi();
 await app.RunAsync();

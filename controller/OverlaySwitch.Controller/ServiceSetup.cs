@@ -34,6 +34,7 @@ public static class ServiceSetup
         services.AddSingleton<StateService>();
         services.AddSingleton<ICurrentState>(sp => sp.GetRequiredService<StateService>());
         services.AddSingleton<RealizationTracker>();
+        services.AddHostedService<MigrationSweeper>();
         services.AddSingleton(sp => AdminToken.LoadOrCreate(
             sp.GetRequiredService<IOptions<ControllerOptions>>().Value.AdminTokenFile,
             sp.GetRequiredService<ILogger<AdminToken>>()));

@@ -15,7 +15,10 @@ namespace OverlaySwitch.Agent;
 /// forwarding with the last state; the watch client reconnects with back-off and resumes from the
 /// last applied revision. With each report go the local ports the switch serves and whether each
 /// is attached (vhost-user: a frontend is connected; tap: the device is open); the ports are polled
-/// once a second and a change is reported at once. Runs on: the thread pool, never a dataplane thread.
+/// once a second and a change is reported at once. Migrations: an incoming port's activation is
+/// POSTed to the controller as soon as the switch says so (<see cref="ActivationReporter"/>), the
+/// view is translated again when a redirect's grace period ends, and the source's redirects go
+/// with the reports. Runs on: the thread pool, never a dataplane thread.
 /// </summary>
 /// <param name="hostName">The name this host registers with.</param>
 /// <param name="local">This host's underlay: registered, and which VTEP address families it can reach.</param>
@@ -36,6 +39,13 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
     private readonly SemaphoreSlim _reportLock = new(1, 1);
     /// <summary>The ports the controller last accepted; null: none yet, or the last report failed.</summary>
     private IReadOnlyList<PortAttachment>? _reportedPorts;
+    private IReadOnlyList<RedirectReport>? _reportedRedirects;
+    /// <summary>Serializes applying (watch events, redirect expiry) and reading the applied state.</summary>
+    private readonly Lock _applyGate = new();
+    /// <summary>Released when the switch says incoming ports activated.</summary>
+    private readonly SemaphoreSlim _activations = new(0);
+    /// <summary>Activations being told to the controller, by port id.</summary>
+    private readonly HashSet<string> _activationsInFlight = new(StringComparer.Ordinal);
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
@@ -50,13 +60,21 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
         var view = new WatchedView();
         using var stopPolling = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
         Task polling = PollPortsAsync(watch, stopPolling.Token);
+        var activationReporter = new ActivationReporter(http, controller.Token, target, loggers.CreateLogger<ActivationReporter>());
+        Action onActivated = () => _activations.Release();
+        target.Activated += onActivated;
+        Task activating = ReportActivationsAsync(activationReporter, watch, stopPolling.Token);
+        Task expiring = ExpireRedirectsAsync(watch, stopPolling.Token);
         try
         {
             await foreach (WatchEvent e in watch.WatchAsync(0, stoppingToken))
             {
                 view.Apply(e);
                 // Only a revision the switch really applied is reported: "realized" must mean it.
-                if (e.Type == WatchEventType.Heartbeat ? !_failed : Apply(view, e.Revision))
+                bool applied;
+                lock (_applyGate)
+                    applied = e.Type == WatchEventType.Heartbeat ? !_failed : Apply(view, e.Revision);
+                if (applied)
                 {
                     AppliedRevision = e.Revision;
                     await ReportAsync(watch, e.Revision, always: true, stoppingToken);
@@ -73,8 +91,99 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
         }
         finally
         {
+            target.Activated -= onActivated;
             await stopPolling.CancelAsync();
             await polling;
+            await activating;
+            await expiring;
+        }
+    }
+
+    /// <summary>
+    /// Tells the controller of every activation the switch reports, at once and each once at a time
+    /// (retried until the controller answers); an accepted one is followed by a report.
+    /// </summary>
+    private async Task ReportActivationsAsync(ActivationReporter reporter, WatchClient watch, CancellationToken cancellationToken)
+    {
+        var running = new List<Task>();
+        try
+        {
+            while (true)
+            {
+                await _activations.WaitAsync(cancellationToken);
+                foreach (LocalActivation activation in target.PendingActivations())
+                {
+                    string? migration;
+                    lock (_applyGate)
+                        migration = _applier.IncomingMigration(activation.PortId);
+                    if (migration is null || !_activationsInFlight.Add(activation.PortId))
+                        continue;
+                    running.Add(ReportActivationAsync(reporter, watch, activation, migration, cancellationToken));
+                }
+                running.RemoveAll(t => t.IsCompleted);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        await Task.WhenAll(running);
+    }
+
+    private async Task ReportActivationAsync(ActivationReporter reporter, WatchClient watch, LocalActivation activation, string migration,
+        CancellationToken cancellationToken)
+    {
+        try
+        {
+            if (await reporter.ReportAsync(activation.PortId, migration, activation.Proof, cancellationToken) == ActivationOutcome.Accepted)
+                await ReportAsync(watch, AppliedRevision, always: true, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+        finally
+        {
+            _activationsInFlight.Remove(activation.PortId);
+        }
+    }
+
+    /// <summary>How often the end of the redirects' grace periods is looked for.</summary>
+    public static readonly TimeSpan RedirectExpiryInterval = TimeSpan.FromMilliseconds(250);
+
+    /// <summary>Translates the last view again when a redirect's grace period ended, so the redirect goes (no controller event says so).</summary>
+    private async Task ExpireRedirectsAsync(WatchClient watch, CancellationToken cancellationToken)
+    {
+        using var timer = new PeriodicTimer(RedirectExpiryInterval);
+        try
+        {
+            while (await timer.WaitForNextTickAsync(cancellationToken))
+            {
+                bool changed = false;
+                lock (_applyGate)
+                {
+                    if (_applier.Applied.NextExpiry is DateTimeOffset expiry && expiry <= DateTimeOffset.UtcNow && !_failed)
+                        changed = Reapply();
+                }
+                if (changed)
+                    await ReportAsync(watch, AppliedRevision, always: true, cancellationToken);
+            }
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+        }
+    }
+
+    private bool Reapply()
+    {
+        var skipped = new List<string>();
+        try
+        {
+            _applier.Reapply(skipped);
+            return true;
+        }
+        catch (Exception ex) when (ex is OverlayConfigException or FormatException or ArgumentException)
+        {
+            Log.ApplyFailed(_logger, AppliedRevision, ex.Message);
+            return false;
         }
     }
 
@@ -168,14 +277,18 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
         try
         {
             IReadOnlyList<PortAttachment> ports = target.LocalPorts();
-            if (!always && _reportedPorts is not null && ports.SequenceEqual(_reportedPorts))
+            IReadOnlyList<RedirectReport> redirects;
+            lock (_applyGate)
+                redirects = _applier.RedirectReports();
+            if (!always && _reportedPorts is not null && ports.SequenceEqual(_reportedPorts) && SameRedirects(redirects, _reportedRedirects))
                 return;
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(TimeSpan.FromSeconds(10));
             try
             {
-                await watch.ReportAsync(revision, ports, timeout.Token);
+                await watch.ReportAsync(revision, ports, redirects.Count == 0 ? null : redirects, timeout.Token);
                 _reportedPorts = ports;
+                _reportedRedirects = redirects;
             }
             catch (Exception ex) when (ex is HttpRequestException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {
@@ -189,6 +302,9 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
             _reportLock.Release();
         }
     }
+
+    private static bool SameRedirects(IReadOnlyList<RedirectReport> a, IReadOnlyList<RedirectReport>? b) =>
+        b is not null && a.Count == b.Count && a.Zip(b).All(p => p.First with { Senders = p.Second.Senders } == p.Second && p.First.Senders.SequenceEqual(p.Second.Senders));
 
     private static partial class Log
     {

@@ -17,6 +17,12 @@ namespace OverlaySwitch.Agent;
 public sealed record SwitchStateChange(IReadOnlyList<PortConfig> ClosedPorts, IReadOnlyList<OverlayChange> Overlay,
     IReadOnlyList<PortConfig> UpdatedPorts, IReadOnlyList<PortConfig> OpenedPorts)
 {
+    /// <summary>
+    /// Closed ports a migration took to another host (by name): the guest's device is the target's
+    /// now, so the switch closes them without deleting it and forgets it was ever its own.
+    /// </summary>
+    public IReadOnlySet<string> HandedOverPorts { get; init; } = new HashSet<string>(StringComparer.Ordinal);
+
     public bool IsEmpty => ClosedPorts.Count == 0 && Overlay.Count == 0 && UpdatedPorts.Count == 0 && OpenedPorts.Count == 0;
 
     /// <summary>The one diff: what changes from <paramref name="applied"/> to <paramref name="next"/>; nothing for what stays.</summary>
@@ -55,6 +61,10 @@ public sealed record SwitchStateChange(IReadOnlyList<PortConfig> ClosedPorts, IR
             .Select(n => new OverlayChange.UpsertNetwork(n)));
         overlay.AddRange(next.RemoteEndpoints.Where(r => !oldRemotes.TryGetValue(r.Id, out EndpointConfig? was) || !ConfigEquality.Same(was, r))
             .Select(r => new OverlayChange.UpsertEndpoint(r)));
-        return new SwitchStateChange(closed, overlay, updated, opened);
+        // Moved away by a migration: the view says so, or this host had let go of the port's queue
+        // already (the activation itself may be a revision this host never saw).
+        var handedOver = closed.Where(p => next.MovedAway.Contains(p.Name) || p.Migration == PortMigrationRole.HandingOver)
+            .Select(p => p.Name).ToHashSet(StringComparer.Ordinal);
+        return new SwitchStateChange(closed, overlay, updated, opened) { HandedOverPorts = handedOver };
     }
 }

@@ -26,6 +26,9 @@ internal static class LogEvents
     public const int ReloadFailed = 6;
     public const int PortOpenFailed = 7;
     public const int PortRecovered = 8;
+    public const int PortActivated = 9;
+    public const int PortDeactivated = 10;
+    public const int PortMigrationStepFailed = 11;
 
     // StatusServer
     public const int StatusAcceptFailed = 20;
@@ -39,6 +42,9 @@ internal static class LogEvents
     public const int AgentLeftOut = 44;
     public const int AgentRefused = 45;
     public const int AgentReportFailed = 46;
+    public const int AgentActivationAccepted = 47;
+    public const int AgentActivationRefused = 48;
+    public const int AgentActivationRetrying = 49;
 
     // VhostUserNetDevice (RequestRefusals), VhostUserConnection
     public const int VhostUserRequestRefused = 100;
@@ -61,6 +67,10 @@ internal static class LogEvents
     public const int TapOpened = 320;
     public const int TapWriteFailed = 321;
     public const int TapDeleteFailed = 322;
+    public const int TapQueueDetached = 323;
+    public const int TapQueueAttached = 324;
+    public const int TapHandedOver = 325;
+    public const int TapTakenOver = 326;
 
     // WatchClient (OverlaySwitch.Contracts)
     public const int WatchConnected = 900;

@@ -73,9 +73,11 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
     {
         var dataplane = service.Dataplane;
         ForwardingTables tables = dataplane.Tables.Current;
+        var migrations = service.Migrations;
         var ports = service.Ports.OrderBy(p => p.Number).Select(p =>
         {
             PortStatus status = p.Status;
+            bool moving = migrations.TryGetValue(p.Name, out var migration);
             // The port's own drops and the overlay's drops of it (spoofing, unknown targets, ...).
             CounterSnapshot c = CounterSnapshot.Read(p.Traffic, p.Drops, tables.GetPort(p.Number)?.Drops);
             return new
@@ -98,6 +100,12 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
                 receiveNotReady = c[DropReason.ReceiveNotReady],
                 transmitTooLarge = c[DropReason.GuestFrameTooLarge],
                 ringFaults = c[DropReason.GuestRingFault],
+                // A migration's target (incoming: realized, not claiming its MAC; activated: proved here, not yet confirmed) or a tap source handing over.
+                migration = moving ? migration.Role.ToString() : null,
+                migrationId = moving ? migration.MigrationId : null,
+                incoming = moving && migration.Role == Agent.PortMigrationRole.Incoming,
+                activated = moving && migration.Activated,
+                queueAttached = (p as Ports.TapPort)?.QueueAttached,
                 counters = Json(c),
             };
         }).ToArray();
@@ -148,6 +156,12 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
                 arpReplies = w.Processor.Stats.ArpReplies,
                 neighborAdvertisements = w.Processor.Stats.NeighborAdvertisements,
                 icmpErrors = w.Processor.Stats.IcmpErrors,
+                redirected = w.Processor.Stats.Redirected,
+                activations = w.Processor.Stats.Activations,
+                announcements = w.Processor.Stats.Announcements,
+                segmented = w.Processor.Stats.Segmented,
+                coalescedFrames = w.Processor.Stats.CoalescedFrames,
+                coalescedSegments = w.Processor.Stats.CoalescedSegments,
                 tunnelFramesWithoutUnderlay = c[DropReason.NoUnderlay],
                 sentPackets = sent.PacketsOut,
                 sendErrors = sent[DropReason.UnderlaySendError],
@@ -155,7 +169,9 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
                 counters = Json(c),
             };
         }).ToArray();
-        return JsonSerializer.Serialize(new { host = config.HostName, revision = tables.Revision, ports, failedPorts, networks, tunnels, underlay, drops, workers },
+        // Moved ports' redirects (the source's) and handed-over ports': frames passed on and the VTEPs that still sent them.
+        var redirects = service.Redirects().Select(r => new { endpoint = r.EndpointId, frames = r.Frames, senders = r.Senders.Select(a => a.ToString()).ToArray() }).ToArray();
+        return JsonSerializer.Serialize(new { host = config.HostName, revision = tables.Revision, ports, failedPorts, networks, tunnels, underlay, drops, workers, redirects },
             Indented);
     }
 

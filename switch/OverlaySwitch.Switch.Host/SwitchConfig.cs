@@ -30,6 +30,9 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
     /// <summary>What vhost-user frontends may hand the switch and how fast they may talk.</summary>
     public VhostUserPortOptions VhostUser { get; init; } = new();
 
+    /// <summary>Whether tap ports use offloads (see <see cref="SwitchOptions.TapOffloads"/>).</summary>
+    public bool TapOffloads { get; init; } = true;
+
     /// <summary>The networks, ports, remote endpoints and VTEPs of this file: empty with a controller, which decides them then.</summary>
     public SwitchState State => new(Networks, Ports, RemoteEndpoints, Vteps);
 
@@ -224,7 +227,7 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
         };
         return new SwitchConfig(o.HostName, o.SocketDirectory, o.DataplaneThreads, o.DataplaneCpus, mode, o.SocketUid, o.SocketGid, local, networks, ports,
             vteps, remotes)
-        { Controller = controller, VhostUser = vhostUser, UnderlayIo = underlayIo };
+        { Controller = controller, VhostUser = vhostUser, TapOffloads = o.TapOffloads, UnderlayIo = underlayIo };
     }
 
     private static int Positive(int value, string at, List<string> errors)

@@ -24,6 +24,12 @@ public sealed class SwitchOptions
     public ControllerOptions? Controller { get; set; }
     /// <summary>What vhost-user frontends may hand the switch and how fast they may talk (every vhost-user port).</summary>
     public VhostUserOptions VhostUser { get; set; } = new();
+    /// <summary>
+    /// Tap ports exchange offloaded frames with their guest's stack (virtio-net header, partial
+    /// checksums, 64 KiB TCP frames both ways), segmented and completed by the switch before they
+    /// leave for a tunnel. False: one plain frame at a time.
+    /// </summary>
+    public bool TapOffloads { get; set; } = true;
 }
 
 /// <summary>Section "Switch:VhostUser"; the defaults are safe against a hostile frontend (see VhostUserPortOptions).</summary>

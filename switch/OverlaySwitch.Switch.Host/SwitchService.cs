@@ -19,8 +19,18 @@ namespace OverlaySwitch.Host;
 /// on: the host's control thread, the options-change callback, the controller agent and the retry
 /// timer, serialised by a lock.
 /// </summary>
-public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisposable
+public sealed partial class SwitchService : IHostedService, ISwitchTarget, IActivationListener, IDisposable
 {
+    /// <summary>Poked by a dataplane worker when an incoming port activated; the activations thread waits on it.</summary>
+    private readonly FileDescriptor _activationWakeup = EventFd.Create();
+    private Thread? _activationThread;
+    private volatile bool _stopping;
+    /// <summary>Incoming ports activated here and not yet confirmed by the controller's view, with the proof.</summary>
+    private readonly Dictionary<string, GuestProof> _activated = new(StringComparer.Ordinal);
+
+    /// <inheritdoc/>
+    public event Action? Activated;
+
     private readonly IOptionsMonitor<SwitchOptions> _options;
     private readonly ILoggerFactory _loggers;
     private readonly ILogger _logger;
@@ -69,6 +79,9 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
             _owned = new OwnershipRecords(_config.OwnershipDirectory);
             _dataplane = new DataplaneService(_config.DataplaneThreads, _config.DataplaneCpus, _loggers);
             _builder = new ForwardingTableBuilder(_config.Local, _config.DataplaneThreads);
+            _builder.Activations.Listener = this;
+            _activationThread = new Thread(WatchActivations) { Name = "activations", IsBackground = true };
+            _activationThread.Start();
             if (_config.HasUnderlay)
             {
                 _underlaySockets = new UnderlaySockets(_config.Local, _dataplane.Workers.Count, _config.UnderlayIo);
@@ -159,7 +172,7 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
     public IReadOnlyList<PortAttachment> LocalPorts()
     {
         lock (_lock)
-            return [.. Ports.Select(p => new PortAttachment(p.Name, p.Status.Attached))
+            return [.. _ports.Values.Select(p => new PortAttachment(p.Port.Name, p.Port.Status.Attached, Incoming: p.Config.Migration == PortMigrationRole.Incoming))
                 .Concat(FailedPorts.Select(f => new PortAttachment(f.Name, false,
                     f.Error.Length <= PortAttachment.MaxErrorLength ? f.Error : f.Error[..(PortAttachment.MaxErrorLength - 1)] + "…")))
                 .OrderBy(p => p.PortId, StringComparer.Ordinal)];
@@ -182,22 +195,33 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
             trial.Apply(c);
 
         // Retire closed ports first: a re-created port may reuse the same socket path or device.
-        var retired = new List<(IDataplanePort Port, bool DeleteDevice)>();
+        // Delete the device: true, false, or null when the port was handed over to a migration's target.
+        var retired = new List<(IDataplanePort Port, bool? DeleteDevice)>();
         foreach (PortConfig closed in change.ClosedPorts)
         {
             _failed.Remove(closed.Name); // a failed port that changed is tried at once below
             if (!_ports.Remove(closed.Name, out var open))
                 continue;
             builder.Apply(new OverlayChange.RemoveEndpoint(open.Config.EndpointId));
-            // A tap that is no longer this port's (removed, or the port moved to another device) goes.
+            _activated.Remove(closed.Name);
+            // A tap that is no longer this port's (removed, or the port moved to another device) goes;
+            // one a migration took to another host, or that was only ever incoming here, stays.
             PortConfig? reopened = change.OpenedPorts.FirstOrDefault(p => p.Name == closed.Name);
-            retired.Add((open.Port, reopened is null || !reopened.SameDeviceAs(open.Config)));
+            bool handedOver = change.HandedOverPorts.Contains(closed.Name);
+            retired.Add((open.Port, handedOver ? null : reopened is null || !reopened.SameDeviceAs(open.Config)));
         }
         if (retired.Count > 0)
         {
             Publish();
-            foreach ((IDataplanePort port, bool deleteDevice) in retired)
-                port.Close(deleteDevice);
+            foreach ((IDataplanePort port, bool? deleteDevice) in retired)
+            {
+                if (deleteDevice is bool delete)
+                    port.Close(delete);
+                else if (port is TapPort tap)
+                    tap.HandOver();
+                else
+                    port.Close(deleteDevice: false);
+            }
         }
 
         foreach (OverlayChange c in change.Overlay)
@@ -211,6 +235,7 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
                 {
                     builder.Apply(new OverlayChange.UpsertEndpoint(config.ToEndpoint(existing.Port.Number)));
                     _ports[config.Name] = (config, existing.Port);
+                    ChangeMigrationRole(existing.Config, config, existing.Port);
                 }
                 catch (OverlayConfigException e)
                 {
@@ -230,6 +255,142 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
         foreach (PortConfig config in change.OpenedPorts)
             TryOpen(config, now);
         Publish();
+    }
+
+    /// <summary>
+    /// A port's part in a migration changed (same port, same device or socket, no frame lost): a tap
+    /// source lets go of its queue (Ready) or takes it back (cancelled); the target takes the device
+    /// over when the controller confirms the activation. Runs under the lock.
+    /// </summary>
+    private void ChangeMigrationRole(PortConfig was, PortConfig now, IDataplanePort port)
+    {
+        if (was.Migration == now.Migration)
+            return;
+        if (was.Migration == PortMigrationRole.Incoming)
+            _activated.Remove(now.Name);
+        if (port is not TapPort tap)
+            return;
+        try
+        {
+            if (now.Migration == PortMigrationRole.HandingOver)
+                tap.LetGoOfQueue();
+            else
+                tap.TakeBackQueue();
+            if (was.Migration == PortMigrationRole.Incoming && now.Migration == PortMigrationRole.None)
+                tap.TakeOver();
+        }
+        catch (Exception e) when (e is LinuxException or IOException)
+        {
+            Log.MigrationStepFailed(_logger, now.Name, e.Message);
+        }
+    }
+
+    /// <summary>Runs on: a dataplane worker, once per activation. Only pokes the activations thread.</summary>
+    void IActivationListener.Activated()
+    {
+        try
+        {
+            EventFd.Signal(_activationWakeup);
+        }
+        catch (ObjectDisposedException)
+        {
+            // Stopping.
+        }
+    }
+
+    /// <summary>Runs on: the activations thread. Waits for the dataplane's word that incoming ports activated.</summary>
+    private void WatchActivations()
+    {
+        using FileDescriptor epoll = Epoll.Create();
+        Epoll.Add(epoll, _activationWakeup, EpollEvents.In, 0);
+        Span<EpollEvent> events = stackalloc EpollEvent[1];
+        while (!_stopping)
+        {
+            // The timeout also covers a wakeup lost to a race with the flag: the flag is looked at each time.
+            Epoll.Wait(epoll, events, 500);
+            EventFd.TryConsume(_activationWakeup, out _);
+            HandleActivations();
+        }
+    }
+
+    /// <summary>
+    /// Makes every newly activated incoming port local in the tables (the dataplane already treats
+    /// it so) and tells the agent. The controller's next view confirms it (or another host won and
+    /// <see cref="Deactivate"/> puts it back). Runs on: the activations thread.
+    /// </summary>
+    private void HandleActivations()
+    {
+        bool any = false;
+        lock (_lock)
+        {
+            if (_builder is null || !_builder.Activations.TakePending())
+                return;
+            foreach (PortActivation activation in _builder.IncomingPorts.Values.Where(a => a.IsActivated && !a.Handled).ToArray())
+            {
+                activation.Handled = true;
+                (PortConfig config, IDataplanePort port) = _ports.Values.FirstOrDefault(p => p.Port.Number == activation.Port);
+                if (config is null)
+                    continue;
+                _builder.Apply(new OverlayChange.UpsertEndpoint(config.ToEndpoint(port.Number) with { Location = EndpointLocation.Local(port.Number) }));
+                _activated[config.Name] = activation.Proof!.Value;
+                Log.PortActivated(_logger, config.Name, activation.Proof!.Value.ToString());
+                any = true;
+            }
+            if (any)
+                _dataplane!.SetTables(_builder.Build());
+        }
+        if (any)
+            Activated?.Invoke();
+    }
+
+    /// <summary>Runs on: the controller agent. Incoming ports activated here that the controller has not confirmed yet.</summary>
+    public IReadOnlyList<LocalActivation> PendingActivations()
+    {
+        lock (_lock)
+            return [.. _activated.Select(a => new LocalActivation(a.Key, a.Value switch
+            {
+                GuestProof.Rarp => ActivationProof.Rarp,
+                GuestProof.Announcement => ActivationProof.Announcement,
+                _ => ActivationProof.Frame,
+            }))];
+    }
+
+    /// <summary>Runs on: the controller agent. The controller gave the port to another host: it is incoming again, claiming nothing.</summary>
+    public void Deactivate(string portId)
+    {
+        lock (_lock)
+        {
+            if (_builder is null || !_activated.Remove(portId) || !_ports.TryGetValue(portId, out var open))
+                return;
+            _builder.Apply(new OverlayChange.UpsertEndpoint(open.Config.ToEndpoint(open.Port.Number)));
+            _dataplane!.SetTables(_builder.Build());
+            Log.PortDeactivated(_logger, portId);
+        }
+    }
+
+    /// <summary>Runs on: any thread. What each redirect (a moved port's, or a handed-over one's) passed on so far.</summary>
+    public IReadOnlyList<RedirectStatus> Redirects()
+    {
+        lock (_lock)
+            return _builder is null ? [] : [.. _builder.Redirects.OrderBy(r => r.Key, StringComparer.Ordinal)
+                .Select(r => new RedirectStatus(r.Key, r.Value.Frames, [.. r.Value.Senders().Select(ToAddress)]))];
+
+        static System.Net.IPAddress ToAddress(Wire.Ipv6Address key)
+        {
+            System.Net.IPAddress a = key.ToIPAddress();
+            return a.IsIPv4MappedToIPv6 ? a.MapToIPv4() : a;
+        }
+    }
+
+    /// <summary>Runs on: any thread. Each port's part in a migration, by name (None left out), for the status socket.</summary>
+    public IReadOnlyDictionary<string, (PortMigrationRole Role, string? MigrationId, bool Activated)> Migrations
+    {
+        get
+        {
+            lock (_lock)
+                return _ports.Values.Where(p => p.Config.Migration != PortMigrationRole.None)
+                    .ToDictionary(p => p.Config.Name, p => (p.Config.Migration, p.Config.MigrationId, _activated.ContainsKey(p.Config.Name)), StringComparer.Ordinal);
+        }
     }
 
     /// <summary>Tables first, so no frame is forwarded to a port that is about to go; then the port set. Runs under the lock.</summary>
@@ -309,7 +470,13 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
     {
         ILogger logger = _loggers.CreateLogger($"OverlaySwitch.Port.{config.Name}");
         if (config.Kind == PortKind.Tap)
-            return new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger, _dataplane!.Workers.Count);
+        {
+            var tap = new TapPort(number, config.Name, config.Device, config.Namespace, config.Mac, _owned!, logger, _dataplane!.Workers.Count, _config.TapOffloads,
+                incoming: config.Migration == PortMigrationRole.Incoming);
+            if (config.Migration == PortMigrationRole.HandingOver)
+                tap.LetGoOfQueue(); // e.g. restarted while its migration is Ready
+            return tap;
+        }
         var port = new VhostUserPort(number, config.Name, config.SocketPath, config.Role, config.QueuePairs, _dataplane!, logger,
             _dataplane!.Workers.Count, _config.SocketMode, _config.SocketUid, _config.SocketGid, _owned, _config.VhostUser);
         port.Start();
@@ -330,6 +497,8 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
         {
             _onChange?.Dispose();
             _onChange = null;
+            _stopping = true;
+            ((IActivationListener)this).Activated();
             _retryTimer?.Dispose();
             _retryTimer = null;
             foreach ((_, IDataplanePort port) in _ports.Values)
@@ -345,6 +514,9 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
 
     public void Dispose()
     {
+        _stopping = true;
+        _activationThread?.Join(TimeSpan.FromSeconds(2));
+        _activationWakeup.Dispose();
         _onChange?.Dispose();
         _retryTimer?.Dispose();
     }
@@ -374,6 +546,15 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IDisp
 
         [LoggerMessage(EventId = LogEvents.PortRecovered, Level = LogLevel.Information, Message = "Port {Port} opened after failing before")]
         public static partial void PortRecovered(ILogger logger, string port);
+
+        [LoggerMessage(EventId = LogEvents.PortActivated, Level = LogLevel.Information, Message = "Port {Port}: its guest proved it runs here ({Proof}); local now, announced into the overlay")]
+        public static partial void PortActivated(ILogger logger, string port, string proof);
+
+        [LoggerMessage(EventId = LogEvents.PortDeactivated, Level = LogLevel.Warning, Message = "Port {Port}: the controller gave it to another host; incoming again")]
+        public static partial void PortDeactivated(ILogger logger, string port);
+
+        [LoggerMessage(EventId = LogEvents.PortMigrationStepFailed, Level = LogLevel.Error, Message = "Port {Port}: a migration step failed: {Error}")]
+        public static partial void MigrationStepFailed(ILogger logger, string port, string error);
 
         [LoggerMessage(EventId = LogEvents.SwitchStopped, Level = LogLevel.Information, Message = "overlay-switchd stopped")]
         public static partial void Stopped(ILogger logger);

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Underlay benchmark: throughput between guests on two hosts across a VXLAN tunnel over a routed
 # underlay (hosts in different subnets joined by a router namespace), in one run:
-#   - overlay-switchd on each host, guests are namespaces on tap ports (iperf3 TCP and UDP),
+#   - overlay-switchd on each host, guests are namespaces on tap ports (iperf3 TCP and UDP), once
+#     with the taps' offloads off (one MTU-sized frame per read/write, the switch before offloads)
+#     and once with them on (64 KiB TCP frames segmented by the switch, segments coalesced for the
+#     receiving guest: Switch:TapOffloads),
 #   - the Linux kernel's vxlan device doing the same in the same topology: each host namespace
 #     bridges vx0 with a veth to its guest namespace (iperf3 TCP and UDP), once with the kernel's
 #     offloads as they come (TSO/GSO super-packets through veth, bridge and vxlan) and once with
@@ -26,6 +29,7 @@ work=$(mktemp -d "/tmp/overlay-underlay-bench.XXXXXX")
 daemon=switch/OverlaySwitch.Switch.Host/bin/Release/net10.0/overlay-switchd.dll
 pids=()
 namespaces=()
+tap_offloads=true
 
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
@@ -89,7 +93,7 @@ switch() {
   mkdir -p "$work/run$h"
   cat >"$work/switch$h.json" <<JSON
 { "Switch": { "HostName": "bench$h", "SocketDirectory": "$work/run$h", "DataplaneThreads": 1, "DataplaneCpus": [ $cpus ],
-  "VhostUser": { "UnsealedMemory": "TrustPrivilegedFrontends" },
+  "VhostUser": { "UnsealedMemory": "TrustPrivilegedFrontends" }, "TapOffloads": $tap_offloads,
   "Underlay": { "VtepV4": "10.78.$h.1", "Mtu": 1500 },
   "Vteps": [ { "Address": "10.78.$peer.1", "Mtu": 1500 } ],
   "Networks": [ { "Vni": 100, "Mtu": 1450 } ],
@@ -244,9 +248,10 @@ printf '%-44s %12s %14s %8s\n' "guest 1 -> guest 2 across the tunnel" "TCP Mbit/
 row() { printf '%-44s %12s %14s %8s\n' "$@"; }
 
 if [ -z "${NO_IPERF:-}" ]; then
+ for tap_offloads in false true; do
   overlay_setup
   tcp=$(iperf3_run tcp); read -r udp pps loss <<<"$(iperf3_run udp)"
-  row "overlay-switchd, tap guests" "$tcp" "$udp Mbit/s" "$loss%"
+  row "overlay-switchd, tap guests, offloads $([ $tap_offloads = true ] && echo on || echo off)" "$tcp" "$udp Mbit/s" "$loss%"
   echo "  ($pps UDP datagrams/s received)"
   # Where the UDP losses are: the sending guest's tap queue, the switches, host 2's VXLAN socket.
   {
@@ -257,6 +262,7 @@ if [ -z "${NO_IPERF:-}" ]; then
   } >"$work/overlay-counters.txt"
   sed 's/^/  /' "$work/overlay-counters.txt"
   teardown
+ done
 
   kernel_setup on
   tcp=$(iperf3_run tcp); read -r udp pps loss <<<"$(iperf3_run udp)"

@@ -6,6 +6,7 @@ public static class Cli
 {
     private const string Usage = """
         usage: overlay up <topology.yaml> [--check] [--switchd PATH] [--controller PATH]
+               overlay migrate <topology.yaml> <port> <host>
                overlay down <topology.yaml>
                overlay simulate <topology.yaml> [--pcap-dir DIR]
 
@@ -15,6 +16,8 @@ public static class Cli
                      networks, hosts and ports are created through the controller's REST API. Then check
                      pings, path MTU, tenant isolation and a port created on the running overlay. It stays
                      up until Ctrl+C (then comes down); with --check it comes down after the checks.
+          migrate    on an overlay `up` is running: move a port's guest to another host through the
+                     controller (POST /api/v1/ports/{id}/migrations) and wait until the guest runs there
           down       remove what an interrupted `up` left (namespaces, daemons by PID)
           simulate   run the whole overlay of a topology in this process (each host's switch core,
                      a routed underlay, a guest per port) and check resolution, pings, the path MTU
@@ -30,6 +33,8 @@ public static class Cli
                 return Simulate(path, pcapDirectory, output, error);
             case ["up", string path, .. string[] options] when TryParseUpOptions(options, out bool check, out string? switchd, out string? controller):
                 return Up(path, check, switchd, controller, output, error);
+            case ["migrate", string path, string port, string host]:
+                return Load(path, error) is TopologyFile m ? Migrate(m, port, host, output, error) : 2;
             case ["down", string path]:
                 return Load(path, error) is TopologyFile t ? Down(t, output) : 2;
             default:
@@ -102,6 +107,30 @@ public static class Cli
         }
         overlay.Down();
         return failed == 0 ? 0 : 1;
+    }
+
+    private static int Migrate(TopologyFile topology, string portName, string hostName, TextWriter output, TextWriter error)
+    {
+        if (topology.Hosts.FirstOrDefault(h => h.Name == hostName) is not TopologyHost target)
+        {
+            error.WriteLine($"the topology has no host {hostName}; its hosts: {string.Join(", ", topology.Hosts.Select(h => h.Name))}");
+            return 2;
+        }
+        var overlay = new Runner.LiveOverlay(topology, OverlayName(topology.Source), "", "", output);
+        try
+        {
+            overlay.Attach();
+            Contracts.PortMigration m = overlay.Migrate(portName, target, TimeSpan.FromSeconds(30));
+            output.WriteLine($"{portName}: migration {m.Id} from {overlay.HostName(m.SourceHostId)} to {overlay.HostName(m.TargetHostId)}: {m.State}"
+                + (m.ReadyAt is DateTimeOffset r ? $", target ready after {(r - m.StartedAt).TotalMilliseconds:0} ms" : "")
+                + (m.ActivatedAt is DateTimeOffset a ? $", activated ({m.ActivatedBy}) after {(a - m.StartedAt).TotalMilliseconds:0} ms" : ""));
+            return m.State is Contracts.MigrationState.Activated or Contracts.MigrationState.Completed ? 0 : 1;
+        }
+        catch (Exception e) when (e is InvalidOperationException or HttpRequestException)
+        {
+            error.WriteLine($"overlay migrate failed: {e.Message}");
+            return 1;
+        }
     }
 
     private static int Down(TopologyFile topology, TextWriter output)

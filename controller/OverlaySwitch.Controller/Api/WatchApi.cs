@@ -55,7 +55,7 @@ public static class WatchApi
         .WithSummary("The host's view as newline-delimited JSON WatchEvents: a snapshot or the changes since fromRevision, then changes and heartbeats.")
         .Produces<WatchEvent>(StatusCodes.Status200OK, NdjsonContentType);
 
-        hosts.MapPost("/{id}/status", (string id, AgentReport report, Caller caller, StateService state, WatchDispatcher dispatcher, RealizationTracker realization) =>
+        hosts.MapPost("/{id}/status", async (string id, AgentReport report, Caller caller, StateService state, WatchDispatcher dispatcher, RealizationTracker realization, CancellationToken ct) =>
         {
             if (!caller.ActsFor(id) || !state.Current.Hosts.Contains(id))
                 throw StateError.NotFound("host", id);
@@ -70,11 +70,14 @@ public static class WatchApi
                     if (ports[i].Error is { Length: > PortAttachment.MaxErrorLength })
                         throw StateError.Invalid($"ports[{i}].error", $"at most {PortAttachment.MaxErrorLength} characters");
                 }
-                realization.ReportPorts(id, ports);
             }
+            StateService.CheckRedirects(report);
+            if (report.Ports is not null)
+                realization.ReportPorts(id, report.Ports);
             realization.Report(id, report.AppliedRevision);
+            await state.ApplyAgentReportAsync(id, report, ct);
             return TypedResults.NoContent();
-        }).WithName("ReportAgentStatus").WithSummary("An agent reports the revision it has applied and, optionally, the local ports it serves and whether each is attached.");
+        }).WithName("ReportAgentStatus").WithSummary("An agent reports the revision it has applied and, optionally, the local ports it serves (incoming ones make their migrations Ready) and the moved ports it redirects.");
 
         hosts.MapGet("/{id}/status", (string id, Caller caller, StateService state, WatchDispatcher dispatcher, RealizationTracker realization) =>
         {

@@ -24,6 +24,12 @@ public sealed record DesiredState
     public ObjectSet<ExternalEndpoint> ExternalEndpoints { get; init; } = ObjectSet<ExternalEndpoint>.Empty;
     public ObjectSet<TokenRecord> Tokens { get; init; } = ObjectSet<TokenRecord>.Empty;
     public ObjectSet<ExternalVtep> ExternalVteps { get; init; } = ObjectSet<ExternalVtep>.Empty;
+    /// <summary>Every port's migrations, in progress and ended (the history).</summary>
+    public ObjectSet<PortMigration> Migrations { get; init; } = ObjectSet<PortMigration>.Empty;
+    /// <summary>Port → its migrations' ids (ids are time-ordered, so this is oldest first).</summary>
+    public ImmutableDictionary<string, ImmutableSortedSet<string>> MigrationsByPort { get; init; } = ImmutableDictionary<string, ImmutableSortedSet<string>>.Empty.WithComparers(StringComparer.Ordinal);
+    /// <summary>The ports with a migration in progress (<see cref="Port.Migration"/> set), for the completion sweep.</summary>
+    public ImmutableSortedSet<string> MigratingPorts { get; init; } = NoIds;
     /// <summary>Registered external VTEP address → its id.</summary>
     public ImmutableDictionary<string, string> ExternalVtepByAddress { get; init; } = ImmutableDictionary<string, string>.Empty.WithComparers(StringComparer.Ordinal);
 
@@ -33,9 +39,12 @@ public sealed record DesiredState
     public ImmutableDictionary<string, ImmutableSortedSet<string>> NetworksByTenant { get; init; } = ImmutableDictionary<string, ImmutableSortedSet<string>>.Empty.WithComparers(StringComparer.Ordinal);
     public ImmutableDictionary<string, ImmutableSortedSet<string>> PortsByNetwork { get; init; } = ImmutableDictionary<string, ImmutableSortedSet<string>>.Empty.WithComparers(StringComparer.Ordinal);
     public ImmutableDictionary<string, ImmutableSortedSet<string>> ExternalsByNetwork { get; init; } = ImmutableDictionary<string, ImmutableSortedSet<string>>.Empty.WithComparers(StringComparer.Ordinal);
-    /// <summary>Network → host → number of the network's ports bound to that host.</summary>
+    /// <summary>
+    /// Network → host → number of the network's ports that involve that host: bound to it, or moving
+    /// to or from it (<see cref="HostsOfPort"/>).
+    /// </summary>
     public ImmutableDictionary<string, ImmutableDictionary<string, int>> HostsByNetwork { get; init; } = ImmutableDictionary<string, ImmutableDictionary<string, int>>.Empty.WithComparers(StringComparer.Ordinal);
-    /// <summary>Host → network → number of ports of that network bound to the host.</summary>
+    /// <summary>Host → network → number of ports of that network that involve the host (<see cref="HostsOfPort"/>).</summary>
     public ImmutableDictionary<string, ImmutableDictionary<string, int>> NetworksByHost { get; init; } = ImmutableDictionary<string, ImmutableDictionary<string, int>>.Empty.WithComparers(StringComparer.Ordinal);
     /// <summary>
     /// The last revision at which a port or external endpoint left a network, or a port's binding
@@ -49,6 +58,25 @@ public sealed record DesiredState
     public ImmutableSortedSet<string> NetworksOf(string tenantId) => NetworksByTenant.GetValueOrDefault(tenantId) ?? NoIds;
     public ImmutableDictionary<string, int> HostsOf(string networkId) => HostsByNetwork.GetValueOrDefault(networkId) ?? NoCounts;
     public ImmutableDictionary<string, int> NetworksOnHost(string hostId) => NetworksByHost.GetValueOrDefault(hostId) ?? NoCounts;
+    public ImmutableSortedSet<string> MigrationsOf(string portId) => MigrationsByPort.GetValueOrDefault(portId) ?? NoIds;
+
+    /// <summary>
+    /// The hosts that need a port's network in their view: the host it is bound to and, while it
+    /// migrates, the migration's source and target (until the migration completes or is cancelled,
+    /// when <see cref="Port.Migration"/> is null again).
+    /// </summary>
+    public static IEnumerable<string> HostsOfPort(Port port)
+    {
+        if (port.HostId is string bound)
+            yield return bound;
+        if (port.Migration is { } m)
+        {
+            if (m.SourceHostId != port.HostId)
+                yield return m.SourceHostId;
+            if (m.TargetHostId != port.HostId && m.TargetHostId != m.SourceHostId)
+                yield return m.TargetHostId;
+        }
+    }
 
     /// <summary>The state after <paramref name="changes"/>, at <paramref name="revision"/>.</summary>
     public DesiredState Apply(long revision, IEnumerable<StateChange> changes)
@@ -77,6 +105,7 @@ public sealed record DesiredState
         ExternalEndpoint => ObjectKind.ExternalEndpoint,
         TokenRecord => ObjectKind.Token,
         ExternalVtep => ObjectKind.ExternalVtep,
+        PortMigration => ObjectKind.Migration,
         _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
     };
 
@@ -89,6 +118,7 @@ public sealed record DesiredState
         ExternalEndpoint e => e.Id,
         TokenRecord t => t.Id,
         ExternalVtep v => v.Id,
+        PortMigration m => m.Id,
         _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
     };
 
@@ -101,6 +131,7 @@ public sealed record DesiredState
         ExternalEndpoint e => e.Revision,
         TokenRecord t => t.Revision,
         ExternalVtep v => v.Revision,
+        PortMigration m => m.Revision,
         _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
     };
 
@@ -169,21 +200,37 @@ public sealed record DesiredState
                     var after = (Port?)change.After;
                     DesiredState s = this;
                     ImmutableDictionary<string, ImmutableSortedSet<string>> byNetwork = PortsByNetwork;
+                    ImmutableSortedSet<string> migrating = MigratingPorts;
                     if (before is not null)
                     {
                         byNetwork = RemoveFromSet(byNetwork, before.NetworkId, before.Id);
-                        if (before.HostId is not null)
-                            s = s.CountBinding(before.NetworkId, before.HostId, -1);
-                        if (after is null || after.HostId != before.HostId)
+                        foreach (string host in HostsOfPort(before))
+                            s = s.CountBinding(before.NetworkId, host, -1);
+                        if (LeavesAHost(before, after))
                             s = s with { NetworkRemovalRevision = s.NetworkRemovalRevision.SetItem(before.NetworkId, revision) };
+                        migrating = migrating.Remove(before.Id);
                     }
                     if (after is not null)
                     {
                         byNetwork = AddToSet(byNetwork, after.NetworkId, after.Id);
-                        if (after.HostId is not null)
-                            s = s.CountBinding(after.NetworkId, after.HostId, +1);
+                        foreach (string host in HostsOfPort(after))
+                            s = s.CountBinding(after.NetworkId, host, +1);
+                        if (after.Migration is not null)
+                            migrating = migrating.Add(after.Id);
                     }
-                    return s with { Ports = after is not null ? Ports.Set(change.Id, after) : Ports.Remove(change.Id), PortsByNetwork = byNetwork };
+                    return s with { Ports = after is not null ? Ports.Set(change.Id, after) : Ports.Remove(change.Id), PortsByNetwork = byNetwork, MigratingPorts = migrating };
+                }
+
+            case ObjectKind.Migration:
+                {
+                    var after = (PortMigration?)change.After;
+                    var before = (PortMigration?)change.Before;
+                    ImmutableDictionary<string, ImmutableSortedSet<string>> byPort = MigrationsByPort;
+                    if (before is not null)
+                        byPort = RemoveFromSet(byPort, before.PortId, before.Id);
+                    if (after is not null)
+                        byPort = AddToSet(byPort, after.PortId, after.Id);
+                    return this with { Migrations = after is not null ? Migrations.Set(change.Id, after) : Migrations.Remove(change.Id), MigrationsByPort = byPort };
                 }
 
             case ObjectKind.ExternalEndpoint:
@@ -212,6 +259,10 @@ public sealed record DesiredState
                 throw new ArgumentOutOfRangeException(nameof(change), change.Kind, "unknown object kind");
         }
     }
+
+    /// <summary>Whether a host that needed the port's network for it (<see cref="HostsOfPort"/>) no longer does: a change its objects no longer show.</summary>
+    public static bool LeavesAHost(Port before, Port? after) =>
+        after is null || HostsOfPort(before).Any(h => !HostsOfPort(after).Contains(h));
 
     private DesiredState CountBinding(string networkId, string hostId, int delta) => this with
     {

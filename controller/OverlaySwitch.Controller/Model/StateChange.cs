@@ -3,7 +3,10 @@ using OverlaySwitch.Contracts;
 
 namespace OverlaySwitch.Controller.Model;
 
-/// <summary>Every kind of object the store holds; networks, hosts, ports and external endpoints are also what the watch stream carries.</summary>
+/// <summary>
+/// Every kind of object the store holds; networks, hosts, ports and external endpoints are also what
+/// the watch stream carries. A migration reaches agents only as its port's <see cref="Port.Migration"/>.
+/// </summary>
 public enum ObjectKind
 {
     Tenant,
@@ -13,6 +16,7 @@ public enum ObjectKind
     ExternalEndpoint,
     Token,
     ExternalVtep,
+    Migration,
 }
 
 /// <summary>An API token as stored: only the SHA-256 of the secret, never the secret.</summary>

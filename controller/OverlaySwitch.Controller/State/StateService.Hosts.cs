@@ -57,7 +57,7 @@ public sealed partial class StateService
             CheckIfMatch("host", id, before.Revision, ifMatch);
             int bound = state.NetworksOnHost(id).Values.Sum();
             if (bound > 0)
-                throw StateError.Conflict($"host '{id}' still has {bound} port(s) bound; move or delete them first.");
+                throw StateError.Conflict($"host '{id}' still has {bound} port(s) bound or migrating to or from it; move or delete them first.");
             List<StateChange> changes = [StateChange.Delete(ObjectKind.Host, id, before)];
             changes.AddRange(state.Tokens.Values.Where(k => k.HostId == id).Select(k => StateChange.Delete(ObjectKind.Token, k.Id, k)));
             return (changes, true);

@@ -29,6 +29,7 @@ public sealed partial class StateService
     {
         caller.RequireTenantOrAdmin("create networks");
         RequireAdminForVni(caller, spec.Vni);
+        RequireAdminForHostMigration(caller, spec.AllowHostMigration, false);
         NetworkDraft draft = ParseNetwork(spec);
         return WriteAsync<Network>((state, revision) =>
         {
@@ -52,7 +53,8 @@ public sealed partial class StateService
                 throw StateError.Invalid("tenantId", "a network cannot move to another tenant");
             if (spec.Vni is uint vni && vni != before.Vni)
                 throw StateError.Invalid("vni", $"the VNI of a network cannot change (is {before.Vni})");
-            Network after = ValidNetwork(state, draft with { Vni = before.Vni }, id, before.TenantId, revision);
+            RequireAdminForHostMigration(caller, spec.AllowHostMigration, before.AllowHostMigration);
+            Network after = ValidNetwork(state, draft with { Vni = before.Vni, AllowHostMigration = draft.AllowHostMigration ?? before.AllowHostMigration }, id, before.TenantId, revision);
             // Every port and external endpoint must still fit the new subnets and miss the gateways.
             foreach (string memberId in state.PortsOf(id).Concat(state.ExternalsOf(id)))
             {
@@ -94,9 +96,19 @@ public sealed partial class StateService
             throw StateError.Forbidden("vni: only the admin chooses a network's VNI; leave it out and one is allocated.");
     }
 
+    /// <summary>
+    /// Whether a host may start moving a port to itself is the admin's policy: a tenant may leave
+    /// <c>allowHostMigration</c> out or restate what it is, never change it.
+    /// </summary>
+    private static void RequireAdminForHostMigration(Caller caller, bool? wanted, bool current)
+    {
+        if (wanted is bool value && value != current && !caller.IsAdmin)
+            throw StateError.Forbidden("allowHostMigration: only the admin decides whether hosts may start migrations of a network's ports; leave it out.");
+    }
+
     /// <summary>A network request checked on its own, before the write lock; what needs the state is checked under it.</summary>
     private sealed record NetworkDraft(string Name, uint? Vni, IReadOnlyList<IPNetwork> Subnets, int Mtu, UnknownTargetPolicy UnknownTarget, PmtuPolicy Pmtu,
-        string? GatewayV4, string? GatewayV6, IReadOnlyList<string> FloodVteps);
+        string? GatewayV4, string? GatewayV6, IReadOnlyList<string> FloodVteps, bool? AllowHostMigration);
 
     private static NetworkDraft ParseNetwork(NetworkSpec spec)
     {
@@ -136,7 +148,7 @@ public sealed partial class StateService
         }
         ThrowIfAny(errors);
         return new NetworkDraft(spec.Name!, spec.Vni, subnets, mtu, spec.UnknownTarget ?? UnknownTargetPolicy.Drop, spec.Pmtu ?? PmtuPolicy.NotifyAll,
-            gatewayV4, gatewayV6, floodVteps);
+            gatewayV4, gatewayV6, floodVteps, spec.AllowHostMigration);
     }
 
     /// <summary>The network from a draft, checked against the state: name and VNI unique, flood VTEPs registered. Runs under the write lock.</summary>
@@ -159,7 +171,7 @@ public sealed partial class StateService
             vni = AllocateVni(state);
         }
         return new Network(id, tenantId, draft.Name, vni, draft.Subnets.Select(s => s.ToString()).ToArray(), draft.Mtu,
-            draft.UnknownTarget, draft.Pmtu, draft.GatewayV4, draft.GatewayV6, draft.FloodVteps, revision);
+            draft.UnknownTarget, draft.Pmtu, draft.GatewayV4, draft.GatewayV6, draft.FloodVteps, revision, draft.AllowHostMigration ?? false);
     }
 
     private static string? Gateway(Dictionary<string, List<string>> errors, string field, string? text, AddressFamily family, List<IPNetwork> subnets)

@@ -77,6 +77,9 @@ public sealed partial class StateService
             }
             if (binding.HostId == before.HostId && binding.Namespace == before.Namespace)
                 return ([], before);
+            if (before.Migration is { } moving)
+                throw StateError.Conflict($"port '{id}' is migrating from host '{moving.SourceHostId}' to '{moving.TargetHostId}' (migration '{moving.Id}', {moving.State}); " +
+                    (moving.State == MigrationState.Activated ? "wait until it completes." : $"cancel it (POST /api/v1/ports/{id}/migrations/{moving.Id}/cancel) or let it finish first."));
             Port after = before with { HostId = binding.HostId, Namespace = binding.Namespace, Revision = revision };
             return ([StateChange.Upsert(ObjectKind.Port, id, before, after)], after);
         }, cancellationToken);
@@ -103,7 +106,10 @@ public sealed partial class StateService
         {
             Port before = VisiblePort(state, caller, id);
             CheckIfMatch("port", id, before.Revision, ifMatch);
-            return ([StateChange.Delete(ObjectKind.Port, id, before)], true);
+            // Its migrations go with it: their history is reached only through the port.
+            List<StateChange> changes = [StateChange.Delete(ObjectKind.Port, id, before)];
+            changes.AddRange(state.MigrationsOf(id).Select(m => StateChange.Delete(ObjectKind.Migration, m, state.Migrations.Get(m)!)));
+            return (changes, true);
         }, cancellationToken);
     }
 
@@ -121,7 +127,7 @@ public sealed partial class StateService
                 throw StateError.Conflict($"network '{network.Id}' has a port named '{member.Name}' already.");
         }
         CheckMemberConflicts(state, network, id, member.Mac, member.Ips);
-        return new Port(id, network.TenantId, network.Id, network.Vni, member.Name, member.Mac, member.Ips, before?.HostId, kind, before?.Namespace, revision);
+        return new Port(id, network.TenantId, network.Id, network.Vni, member.Name, member.Mac, member.Ips, before?.HostId, kind, before?.Namespace, revision, before?.Migration);
     }
 
     /// <summary>The name, MAC and IPs of a port or external endpoint, checked on their own.</summary>

@@ -21,12 +21,14 @@ public sealed partial class StateService : ICurrentState, IAsyncDisposable
     private readonly WatchDispatcher _dispatcher;
     private readonly ControllerOptions _options;
     private readonly ILogger _logger;
+    private readonly TimeProvider _time;
     private readonly SemaphoreSlim _write = new(1, 1);
     private DesiredState _state = DesiredState.Empty;
     private long _compactedRevision;
 
-    public StateService(IStateStore store, WatchDispatcher dispatcher, IOptions<ControllerOptions> options, ILogger<StateService> logger)
+    public StateService(IStateStore store, WatchDispatcher dispatcher, IOptions<ControllerOptions> options, ILogger<StateService> logger, TimeProvider time)
     {
+        _time = time;
         _store = store;
         _dispatcher = dispatcher;
         _options = options.Value;
@@ -49,7 +51,7 @@ public sealed partial class StateService : ICurrentState, IAsyncDisposable
             {
                 bool leaves = change.Before switch
                 {
-                    Contracts.Port p => change.After is not Contracts.Port q || q.HostId != p.HostId,
+                    Contracts.Port p => DesiredState.LeavesAHost(p, change.After as Contracts.Port),
                     Contracts.ExternalEndpoint => change.After is null,
                     _ => false,
                 };

@@ -21,6 +21,7 @@ public static class StoredJson
         ExternalEndpoint e => JsonSerializer.Serialize(e, ContractsJsonContext.Default.ExternalEndpoint),
         TokenRecord k => JsonSerializer.Serialize(k, ControllerJsonContext.Default.TokenRecord),
         ExternalVtep v => JsonSerializer.Serialize(v, ContractsJsonContext.Default.ExternalVtep),
+        PortMigration m => JsonSerializer.Serialize(m, ContractsJsonContext.Default.PortMigration),
         _ => throw new ArgumentException($"{o.GetType().Name} is not a stored object", nameof(o)),
     };
 
@@ -33,6 +34,7 @@ public static class StoredJson
         ObjectKind.ExternalEndpoint => JsonSerializer.Deserialize(json, ContractsJsonContext.Default.ExternalEndpoint),
         ObjectKind.Token => JsonSerializer.Deserialize(json, ControllerJsonContext.Default.TokenRecord),
         ObjectKind.ExternalVtep => JsonSerializer.Deserialize(json, ContractsJsonContext.Default.ExternalVtep),
+        ObjectKind.Migration => JsonSerializer.Deserialize(json, ContractsJsonContext.Default.PortMigration),
         _ => null,
     } ?? throw new StoreException($"a stored {kind} is JSON null");
 }

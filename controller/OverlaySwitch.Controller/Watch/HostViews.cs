@@ -28,8 +28,9 @@ public sealed class ViewMembership
 
 /// <summary>
 /// What each host needs, and how its view changes. A host W needs the networks with a port bound
-/// to W; all ports and external endpoints of those networks; the hosts those ports are bound to;
-/// and W itself. Pure functions of states and change sets.
+/// to W or migrating to or from W (<see cref="DesiredState.HostsOfPort"/>); all ports and external
+/// endpoints of those networks; the hosts those ports involve; and W itself. Pure functions of
+/// states and change sets.
 /// </summary>
 public static class HostViews
 {
@@ -146,7 +147,7 @@ public static class HostViews
         {
             foreach (StateChange change in set.Changes)
             {
-                if (change.Kind == ObjectKind.Port && (((Port?)change.Before)?.HostId == hostId || ((Port?)change.After)?.HostId == hostId))
+                if (change.Kind == ObjectKind.Port && (Involves((Port?)change.Before, hostId) || Involves((Port?)change.After, hostId)))
                     memberships.Add(change.NetworkId!);
                 touched.Add(change);
                 seen.Add((change.Kind, change.Id));
@@ -178,10 +179,10 @@ public static class HostViews
                 continue;
             if (change.Kind == ObjectKind.Port)
             {
-                if (((Port?)change.Before)?.HostId is string h0)
-                    hostCandidates.Add(h0);
-                if (((Port?)change.After)?.HostId is string h1)
-                    hostCandidates.Add(h1);
+                if (change.Before is Port p0)
+                    hostCandidates.UnionWith(DesiredState.HostsOfPort(p0));
+                if (change.After is Port p1)
+                    hostCandidates.UnionWith(DesiredState.HostsOfPort(p1));
             }
             ResourceKind kind = KindOf(change.Kind);
             if (!emitted.Add((kind, change.Id)))
@@ -211,6 +212,8 @@ public static class HostViews
         membership.Hosts = needed;
         return Ordered(items);
     }
+
+    private static bool Involves(Port? port, string hostId) => port is not null && DesiredState.HostsOfPort(port).Contains(hostId);
 
     private static void AddWhole(List<ViewItem> items, DesiredState state, string network)
     {

@@ -21,6 +21,7 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
     private sealed record AttachWork(WatchSession Session) : Work;
     private sealed record DetachWork(WatchSession Session) : Work;
     private sealed record HeartbeatWork : Work;
+    private sealed record ResyncWork(string HostId, string Reason) : Work;
 
     private readonly Channel<Work> _work = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ControllerOptions _options;
@@ -79,6 +80,13 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
 
     public void Detach(WatchSession session) => _work.Writer.TryWrite(new DetachWork(session));
 
+    /// <summary>
+    /// Sends every watch of <paramref name="hostId"/> a fresh snapshot of its view (at the revision
+    /// the stream has reached), e.g. when the host is seen forwarding by stale tables. Agents apply a
+    /// snapshot as a full replacement, whenever it comes.
+    /// </summary>
+    public void Resync(string hostId, string reason) => _work.Writer.TryWrite(new ResyncWork(hostId, reason));
+
     /// <summary>Whether any watch of <paramref name="hostId"/> is attached.</summary>
     public bool IsWatching(string hostId)
     {
@@ -109,6 +117,9 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
                             break;
                         case HeartbeatWork:
                             OnHeartbeat();
+                            break;
+                        case ResyncWork r:
+                            OnResync(r.HostId, r.Reason);
                             break;
                     }
                 }
@@ -199,6 +210,17 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
             _watching[session.HostId] = _watching.GetValueOrDefault(session.HostId) + 1;
     }
 
+    private void OnResync(string hostId, string reason)
+    {
+        foreach (WatchSession session in _sessions.Where(s => s.HostId == hostId).ToList())
+        {
+            HostView view = HostViews.Snapshot(_state, hostId, session.Membership);
+            Log.Resynced(_logger, hostId, _state.Revision, reason);
+            if (!session.Enqueue(WatchLines.Snapshot(_state.Revision, view)))
+                OnDetach(session, session.EndReason ?? "overflow");
+        }
+    }
+
     private void OnDetach(WatchSession session, string reason)
     {
         if (!_sessions.Remove(session))
@@ -259,6 +281,9 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
 
         [LoggerMessage(EventId = LogEvents.WatchEnded, Level = LogLevel.Information, Message = "Watch of host {HostId} ended: {Reason}")]
         public static partial void Detached(ILogger logger, string hostId, string reason);
+
+        [LoggerMessage(EventId = LogEvents.WatchResynced, Level = LogLevel.Information, Message = "Host {HostId} sent a fresh snapshot at revision {Revision}: {Reason}")]
+        public static partial void Resynced(ILogger logger, string hostId, long revision, string reason);
 
         [LoggerMessage(EventId = LogEvents.WatchDispatcherFailed, Level = LogLevel.Error, Message = "The watch dispatcher failed; every watch is ended and will resync")]
         public static partial void LoopFailed(ILogger logger, Exception exception);

@@ -26,6 +26,14 @@ public enum DropReason
     DestinationIsSource,
     /// <summary>Too big for the tunnel and not deliverable as fragments (DF set, IPv6, or not IP); an ICMP error went back where allowed.</summary>
     TooBigForTunnel,
+    /// <summary>
+    /// The frame's offload header (virtio-net) does not describe it: unknown flags or GSO type, a
+    /// checksum range outside the frame, a GSO type that is not the frame's TCP over IPv4/IPv6, no
+    /// payload, or more segments than a 64 KiB TCP send makes.
+    /// </summary>
+    BadOffloadHeader,
+    /// <summary>A GSO frame that is an IPv4 or IPv6 fragment: segmenting it would corrupt the datagram.</summary>
+    OffloadFragment,
 
     // Underlay → guest.
     /// <summary>Shorter than a VXLAN header plus an Ethernet header.</summary>

@@ -25,6 +25,8 @@ public sealed class ForwardingTableBuilder
     private readonly Dictionary<int, DropCounters> _portDrops = [];
     private readonly Dictionary<IPAddress, (TrafficCounters Traffic, DropCounters Drops)> _tunnelCounters = [];
     private readonly HashSet<uint> _dirty = [];
+    private readonly Dictionary<int, PortActivation> _activations = [];
+    private readonly Dictionary<string, RedirectCounter> _redirects = new(StringComparer.Ordinal);
     private long _revision;
 
     public ForwardingTableBuilder(LocalHostConfig local, int workerCount = 1)
@@ -38,6 +40,15 @@ public sealed class ForwardingTableBuilder
     }
 
     public OverlayConfig Config { get; private set; }
+
+    /// <summary>Where the dataplane says that incoming ports activated.</summary>
+    public ActivationBoard Activations { get; } = new();
+
+    /// <summary>The incoming ports' activations, by port number; each lives while its port is incoming.</summary>
+    public IReadOnlyDictionary<int, PortActivation> IncomingPorts => _activations;
+
+    /// <summary>The redirecting endpoints' counters, by endpoint id; each lives while its endpoint redirects.</summary>
+    public IReadOnlyDictionary<string, RedirectCounter> Redirects => _redirects;
 
     /// <summary>A builder holding <paramref name="config"/>, as if every part of it had been applied.</summary>
     public static ForwardingTableBuilder FromConfig(OverlayConfig config, int workerCount = 1)
@@ -76,10 +87,13 @@ public sealed class ForwardingTableBuilder
                 break;
             case OverlayChange.UpsertEndpoint(EndpointConfig endpoint):
                 ValidateEndpoint(endpoint);
+                EndpointConfig? old = Config.Endpoints.GetValueOrDefault(endpoint.Id);
                 RemoveEndpoint(endpoint.Id);
                 AddEndpoint(endpoint);
+                ForgetMigrationState(old, endpoint);
                 break;
             case OverlayChange.RemoveEndpoint(string id):
+                ForgetMigrationState(Config.Endpoints.GetValueOrDefault(id), null);
                 RemoveEndpoint(id);
                 break;
             case OverlayChange.UpsertVtep(VtepConfig vtep):
@@ -127,7 +141,8 @@ public sealed class ForwardingTableBuilder
             if (!_networkTables.TryGetValue(endpoint.Vni, out NetworkTable? network))
                 continue;
             ports[number] = new LocalPort(number, id, network, endpoint.Mac, [.. endpoint.Ipv4],
-                [.. endpoint.Ipv6, Eui64.LinkLocal(endpoint.Mac)], PortDrops(number));
+                [.. endpoint.Ipv6, Eui64.LinkLocal(endpoint.Mac)], PortDrops(number),
+                endpoint.Location.IsIncoming ? _activations[number] : null);
         }
         var networks = new FlatMap<uint, NetworkRef>(_networkTables.Select(e => KeyValuePair.Create(e.Key, new NetworkRef(e.Value))).ToArray());
         return new ForwardingTables(Config.Local, networks, ports, _revision);
@@ -143,14 +158,23 @@ public sealed class ForwardingTableBuilder
         foreach (string id in _endpointsByVni.GetValueOrDefault(network.Vni) ?? [])
         {
             EndpointConfig e = Config.Endpoints[id];
-            if (e.Location.IsLocal)
+            if (e.Location.IsHandover)
+            {
+                // The port let go of its tap queue: its frames go to the migration's target, and floods skip it.
+                macs.Add(new(e.Mac, new MacTarget(-1, GetTunnel(e.Location.RemoteVtep!), true, null, _redirects[e.Id])));
+                floodVteps.Add(e.Location.RemoteVtep!);
+            }
+            else if (e.Location.IsLocal)
             {
                 macs.Add(new(e.Mac, new MacTarget(e.Location.LocalPort, null, false)));
                 localPorts.Add(e.Location.LocalPort);
             }
             else
             {
-                macs.Add(new(e.Mac, new MacTarget(-1, GetTunnel(e.Location.RemoteVtep!), e.Location.Redirect)));
+                // An incoming port's MAC stays with its source until the guest proves it runs here.
+                PortActivation? incoming = e.Location.IsIncoming ? _activations[e.Location.IncomingPort] : null;
+                RedirectCounter? redirects = e.Location.Redirect ? _redirects[e.Id] : null;
+                macs.Add(new(e.Mac, new MacTarget(-1, GetTunnel(e.Location.RemoteVtep!), e.Location.Redirect, incoming, redirects)));
                 floodVteps.Add(e.Location.RemoteVtep!);
             }
             ipv4.AddRange(e.Ipv4.Select(a => KeyValuePair.Create(a, e.Mac)));
@@ -213,7 +237,29 @@ public sealed class ForwardingTableBuilder
             _ipv6Owners[(e.Vni, a)] = e.Id;
         if (e.Location.IsLocal)
             _portOwners[e.Location.LocalPort] = e.Id;
+        if (e.Location.IsIncoming)
+        {
+            _portOwners[e.Location.IncomingPort] = e.Id;
+            if (!_activations.ContainsKey(e.Location.IncomingPort))
+                _activations[e.Location.IncomingPort] = new PortActivation(e.Location.IncomingPort, Activations);
+        }
+        if (e.Location.Redirect && !_redirects.ContainsKey(e.Id))
+            _redirects[e.Id] = new RedirectCounter(_workerCount);
         _dirty.Add(e.Vni);
+    }
+
+    /// <summary>
+    /// An activation lives while its port stays incoming and a redirect's counter while its endpoint
+    /// redirects, so a restated or readdressed endpoint keeps what the dataplane counted or signalled.
+    /// </summary>
+    private void ForgetMigrationState(EndpointConfig? old, EndpointConfig? now)
+    {
+        if (old is null)
+            return;
+        if (old.Location.IsIncoming && now?.Location.IncomingPort != old.Location.IncomingPort)
+            _activations.Remove(old.Location.IncomingPort);
+        if (old.Location.Redirect && now?.Location.Redirect != true)
+            _redirects.Remove(old.Id);
     }
 
     private void RemoveEndpoint(string id)
@@ -229,6 +275,8 @@ public sealed class ForwardingTableBuilder
             _ipv6Owners.Remove((e.Vni, a));
         if (e.Location.IsLocal)
             _portOwners.Remove(e.Location.LocalPort);
+        if (e.Location.IsIncoming)
+            _portOwners.Remove(e.Location.IncomingPort);
         _dirty.Add(e.Vni);
     }
 
@@ -257,15 +305,11 @@ public sealed class ForwardingTableBuilder
         foreach (Ipv6Address a in e.Ipv6)
             if (_ipv6Owners.TryGetValue((e.Vni, a), out owner) && owner != e.Id)
                 throw new OverlayConfigException($"{what}: {a} is already endpoint '{owner}''s in VNI {e.Vni}.");
-        if (e.Location.IsLocal)
-        {
-            if (_portOwners.TryGetValue(e.Location.LocalPort, out owner) && owner != e.Id)
-                throw new OverlayConfigException($"{what}: port {e.Location.LocalPort} is already bound to endpoint '{owner}'.");
-        }
-        else
-        {
+        int port = e.Location.IsLocal ? e.Location.LocalPort : e.Location.IncomingPort;
+        if (port >= 0 && _portOwners.TryGetValue(port, out owner) && owner != e.Id)
+            throw new OverlayConfigException($"{what}: port {port} is already bound to endpoint '{owner}'.");
+        if (!e.Location.IsLocal || e.Location.IsHandover)
             ValidateRemoteVtep(e.Location.RemoteVtep ?? throw new OverlayConfigException($"{what}: no location."), what);
-        }
     }
 
     /// <summary>IPv4-mapped IPv6 would alias the IPv4 VTEP of the same address in the one VTEP key space.</summary>

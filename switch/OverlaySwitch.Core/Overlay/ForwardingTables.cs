@@ -4,10 +4,17 @@ using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Overlay;
 
-/// <summary>Where a MAC in a network lives. Exactly one of <see cref="LocalPort"/> ≥ 0 or <see cref="Tunnel"/> is set.</summary>
-public readonly record struct MacTarget(int LocalPort, Tunnel? Tunnel, bool Redirect)
+/// <summary>
+/// Where a MAC in a network lives. Exactly one of <see cref="LocalPort"/> ≥ 0 or <see cref="Tunnel"/>
+/// is set. <see cref="Incoming"/>: the MAC's port is incoming here (the tunnel leads to the source)
+/// and is local once activated. <see cref="Redirects"/>: where a redirect counts what it passes on.
+/// </summary>
+public readonly record struct MacTarget(int LocalPort, Tunnel? Tunnel, bool Redirect, PortActivation? Incoming = null, RedirectCounter? Redirects = null)
 {
     public bool IsLocal => LocalPort >= 0;
+
+    /// <summary>Runs on: the dataplane. The local port an activated incoming port is, or -1.</summary>
+    public int ActivatedPort => Incoming is { IsActivated: true } a ? a.Port : -1;
 }
 
 /// <summary>A reference wrapped as a struct so it can be a <see cref="FlatMap{TKey,TValue}"/> value.</summary>
@@ -28,7 +35,8 @@ public sealed class NetworkTable
         Ipv6Neighbors = ipv6Neighbors;
         LocalPorts = localPorts;
         FloodTunnels = floodTunnels;
-        MemberVteps = new FlatMap<Ipv6Address, byte>(floodTunnels.Select(t => KeyValuePair.Create(t.RemoteKey, (byte)0)).ToArray());
+        MemberVteps = new FlatMap<Ipv6Address, byte>(floodTunnels.Select(t => t.RemoteKey).Concat(config.ExtraMemberVteps.Select(VtepKey.From))
+            .Distinct().Select(k => KeyValuePair.Create(k, (byte)0)).ToArray());
         Drops = drops;
     }
 
@@ -51,8 +59,10 @@ public sealed class NetworkTable
 /// <summary>A local port as the dataplane sees it: its network and the addresses port security allows.</summary>
 public sealed class LocalPort
 {
-    internal LocalPort(int number, string endpointId, NetworkTable network, MacAddress mac, Ipv4Address[] ipv4, Ipv6Address[] ipv6, DropCounters drops)
+    internal LocalPort(int number, string endpointId, NetworkTable network, MacAddress mac, Ipv4Address[] ipv4, Ipv6Address[] ipv6, DropCounters drops,
+        PortActivation? activation = null)
     {
+        Activation = activation;
         Number = number;
         EndpointId = endpointId;
         Network = network;
@@ -70,6 +80,8 @@ public sealed class LocalPort
     /// <summary>Configured addresses plus the EUI-64 link-local address of <see cref="Mac"/>.</summary>
     public Ipv6Address[] Ipv6 { get; }
     public DropCounters Drops { get; }
+    /// <summary>An incoming port's activation (null: an ordinary local port).</summary>
+    public PortActivation? Activation { get; }
 
     public bool OwnsIpv4(Ipv4Address address)
     {
@@ -137,10 +149,11 @@ public sealed class ForwardingTables
         }
         foreach (LocalPort? p in Ports)
             if (p is not null)
-                text.AppendLine($"port {p.Number} {p.EndpointId} vni {p.Network.Vni} mac {p.Mac} ipv4 {string.Join(",", p.Ipv4)} ipv6 {string.Join(",", p.Ipv6)}");
+                text.AppendLine($"port {p.Number}{(p.Activation is null ? "" : " incoming")} {p.EndpointId} vni {p.Network.Vni} mac {p.Mac} ipv4 {string.Join(",", p.Ipv4)} ipv6 {string.Join(",", p.Ipv6)}");
         return text.ToString();
 
-        static string Target(MacTarget t) => t.IsLocal ? $"port {t.LocalPort}" : $"{Describe(t.Tunnel!)}{(t.Redirect ? " redirect" : "")}";
+        static string Target(MacTarget t) => t.IsLocal ? $"port {t.LocalPort}"
+            : $"{Describe(t.Tunnel!)}{(t.Redirect ? " redirect" : "")}{(t.Incoming is null ? "" : $" incoming port {t.Incoming.Port}")}";
         static string Describe(Tunnel t) => $"{t.Remote}/{t.PathMtu}/{(t.UdpChecksum ? "csum" : "nocsum")}";
     }
 }

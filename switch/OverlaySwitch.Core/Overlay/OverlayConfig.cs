@@ -41,19 +41,31 @@ public sealed record NetworkConfig(uint Vni)
     public Ipv6Address? GatewayV6 { get; init; }
     /// <summary>VTEPs that receive this network's floods besides the hosts of its endpoints, e.g. external Linux vxlan hosts.</summary>
     public ImmutableArray<IPAddress> ExtraFloodVteps { get; init; } = [];
+    /// <summary>
+    /// VTEPs that may send into this network without receiving its floods: both ends of its ports'
+    /// migrations in progress. A guest may answer from its target before every switch has heard of
+    /// the activation, and the source redirects frames to the target after the source holds nothing
+    /// of the network: neither may be dropped as from a stranger.
+    /// </summary>
+    public ImmutableArray<IPAddress> ExtraMemberVteps { get; init; } = [];
 }
 
-/// <summary>Where an endpoint is: on a local port of this switch, or behind a remote VTEP.</summary>
+/// <summary>
+/// Where an endpoint is: on a local port of this switch, behind a remote VTEP, or incoming: a local
+/// port realized here as a migration's target whose guest still runs behind <see cref="RemoteVtep"/>
+/// (the source), so the overlay keeps sending there until the guest proves it runs here.
+/// </summary>
 public readonly record struct EndpointLocation
 {
-    private EndpointLocation(int localPort, IPAddress? remoteVtep, bool redirect)
+    private EndpointLocation(int localPort, IPAddress? remoteVtep, bool redirect, int incomingPort)
     {
         LocalPort = localPort;
         RemoteVtep = remoteVtep;
         Redirect = redirect;
+        IncomingPort = incomingPort;
     }
 
-    /// <summary>The switch's port number, or -1 when remote.</summary>
+    /// <summary>The switch's port number, or -1 when remote or incoming.</summary>
     public int LocalPort { get; }
     public IPAddress? RemoteVtep { get; }
     /// <summary>
@@ -61,14 +73,33 @@ public readonly record struct EndpointLocation
     /// it are sent on to its new VTEP for the migration grace period instead of being dropped.
     /// </summary>
     public bool Redirect { get; }
+    /// <summary>An incoming port's number (its guest is still at <see cref="RemoteVtep"/>), or -1.</summary>
+    public int IncomingPort { get; }
     public bool IsLocal => LocalPort >= 0;
+    public bool IsIncoming => IncomingPort >= 0;
 
     public static EndpointLocation Local(int port) =>
-        port >= 0 ? new(port, null, false) : throw new ArgumentOutOfRangeException(nameof(port), port, "Port numbers are non-negative.");
+        port >= 0 ? new(port, null, false, -1) : throw new ArgumentOutOfRangeException(nameof(port), port, "Port numbers are non-negative.");
 
-    public static EndpointLocation Remote(IPAddress vtep, bool redirect = false) => new(-1, vtep, redirect);
+    public static EndpointLocation Remote(IPAddress vtep, bool redirect = false) => new(-1, vtep, redirect, -1);
 
-    public override string ToString() => IsLocal ? $"port {LocalPort}" : $"vtep {RemoteVtep}{(Redirect ? " (redirect)" : "")}";
+    /// <summary>
+    /// Local port <paramref name="port"/> whose guest is being handed over to <paramref name="targetVtep"/>
+    /// (a migration's source after it let go of its tap queue): frames from the port are still its
+    /// own, frames for it go to the target, which delivers them through the queue it holds.
+    /// </summary>
+    public static EndpointLocation Handover(int port, IPAddress targetVtep) =>
+        port >= 0 ? new(port, targetVtep, true, -1) : throw new ArgumentOutOfRangeException(nameof(port), port, "Port numbers are non-negative.");
+
+    /// <summary>A local port whose frames go to <see cref="RemoteVtep"/> (see <see cref="Handover"/>).</summary>
+    public bool IsHandover => IsLocal && RemoteVtep is not null;
+
+    /// <summary>Local port <paramref name="port"/>, realized for a migration whose source is <paramref name="sourceVtep"/>.</summary>
+    public static EndpointLocation Incoming(int port, IPAddress sourceVtep) =>
+        port >= 0 ? new(-1, sourceVtep, false, port) : throw new ArgumentOutOfRangeException(nameof(port), port, "Port numbers are non-negative.");
+
+    public override string ToString() =>
+        IsHandover ? $"port {LocalPort} handed over to vtep {RemoteVtep}" : IsLocal ? $"port {LocalPort}" : IsIncoming ? $"port {IncomingPort} incoming from vtep {RemoteVtep}" : $"vtep {RemoteVtep}{(Redirect ? " (redirect)" : "")}";
 }
 
 /// <summary>A VM or namespace interface: its identity (MAC, IPs, network) and its location.</summary>
@@ -86,7 +117,8 @@ public sealed record EndpointConfig(string Id, uint Vni, MacAddress Mac, Endpoin
 public static class ConfigEquality
 {
     public static bool Same(NetworkConfig a, NetworkConfig b) =>
-        a with { ExtraFloodVteps = b.ExtraFloodVteps } == b && a.ExtraFloodVteps.SequenceEqual(b.ExtraFloodVteps);
+        a with { ExtraFloodVteps = b.ExtraFloodVteps, ExtraMemberVteps = b.ExtraMemberVteps } == b
+        && a.ExtraFloodVteps.SequenceEqual(b.ExtraFloodVteps) && a.ExtraMemberVteps.SequenceEqual(b.ExtraMemberVteps);
 
     public static bool Same(EndpointConfig a, EndpointConfig b) =>
         a with { Ipv4 = b.Ipv4, Ipv6 = b.Ipv6 } == b && a.Ipv4.SequenceEqual(b.Ipv4) && a.Ipv6.SequenceEqual(b.Ipv6);

@@ -40,10 +40,73 @@ public sealed partial class OverlayProcessor
             EtherType.Arp => FromPortArp(port, eth, output),
             EtherType.Ipv4 => FromPortIpv4(port, eth, output),
             EtherType.Ipv6 => FromPortIpv6(port, eth, output),
-            _ => Forward(port, eth.Bytes, output),
+            _ => ForwardOther(port, eth, output),
         };
         if (drop is DropReason reason)
             Drop(reason, port, network);
+    }
+
+    /// <summary>Frames of other ethertypes; a RARP (QEMU's announce after live migration) proves an incoming port's guest.</summary>
+    private DropReason? ForwardOther(LocalPort port, EthernetFrame eth, IOverlayOutput output)
+    {
+        if (port.Activation is not null)
+            Proved(port, eth.EtherType == EtherType.Rarp ? GuestProof.Rarp : GuestProof.Frame, output);
+        return Forward(port, eth.Bytes, output);
+    }
+
+    /// <summary>
+    /// A valid frame from an incoming port: the first one activates it (the guest runs here now).
+    /// From then on the dataplane treats the port as local, before the control side rebuilds the
+    /// tables; the VM is announced into the overlay at once and the control side is told through
+    /// the activation board. Runs on: the dataplane; allocates nothing.
+    /// </summary>
+    private void Proved(LocalPort port, GuestProof proof, IOverlayOutput output)
+    {
+        if (port.Activation is { IsActivated: false } activation && activation.TrySignal(proof))
+        {
+            Stats.Activations++;
+            Announce(port, output);
+        }
+    }
+
+    /// <summary>
+    /// Announces <paramref name="port"/>'s guest into the overlay, head-end replicated to its
+    /// network's flood VTEPs: a gratuitous ARP (request, sender = target = the address, RFC 5227
+    /// §3) per IPv4 address and an unsolicited Neighbor Advertisement (override, to all-nodes,
+    /// RFC 4861 §7.2.6) per IPv6 address, so peers that learn move their entry at once.
+    /// Runs on: the dataplane; allocates nothing.
+    /// </summary>
+    public void Announce(LocalPort port, IOverlayOutput output)
+    {
+        NetworkTable network = port.Network;
+        foreach (Ipv4Address address in port.Ipv4)
+        {
+            Span<byte> frame = _scratch.AsSpan(0, EthernetFrame.HeaderLength + ArpPacket.Length);
+            new EthernetRepr(MacAddress.Broadcast, port.Mac, EtherType.Arp).Emit(frame);
+            new ArpRepr(ArpOperation.Request, port.Mac, address, default, address).Emit(frame[EthernetFrame.HeaderLength..]);
+            AnnounceFrame(network, frame, output);
+        }
+        foreach (Ipv6Address address in port.Ipv6)
+        {
+            const int icmpLength = Icmpv6Packet.NeighborMessageLength + Icmpv6Packet.LinkLayerOptionLength;
+            Span<byte> frame = _scratch.AsSpan(0, EthernetFrame.HeaderLength + Ipv6Packet.HeaderLength + icmpLength);
+            frame.Clear();
+            new EthernetRepr(AllNodes.MulticastMac, port.Mac, EtherType.Ipv6).Emit(frame);
+            new Ipv6Repr(address, AllNodes, IpProtocol.Icmpv6, icmpLength, HopLimit: 255).Emit(frame[EthernetFrame.HeaderLength..]);
+            Span<byte> message = frame[(EthernetFrame.HeaderLength + Ipv6Packet.HeaderLength)..];
+            address.WriteTo(message[Icmpv6Packet.Field.Target..]);
+            Icmpv6Repr.EmitLinkLayerOption(message[Icmpv6Packet.NeighborMessageLength..], NdOptionType.TargetLinkLayerAddress, port.Mac);
+            Icmpv6Repr.NeighborAdvertisement(Icmpv6Packet.OverrideFlag).Emit(message, address, AllNodes);
+            AnnounceFrame(network, frame, output);
+        }
+    }
+
+    private void AnnounceFrame(NetworkTable network, Span<byte> frame, IOverlayOutput output)
+    {
+        uint hash = FlowHash.Compute(frame);
+        foreach (Tunnel tunnel in network.FloodTunnels)
+            Encapsulate(tunnel, network.Vni, frame, hash, output);
+        Stats.Announcements++;
     }
 
     private DropReason? FromPortArp(LocalPort port, EthernetFrame eth, IOverlayOutput output)
@@ -56,6 +119,8 @@ public sealed partial class OverlayProcessor
         if (!arp.SenderIp.IsZero && !port.OwnsIpv4(arp.SenderIp))
             return DropReason.SourceIpSpoofed;
         Ipv4Address target = arp.TargetIp;
+        if (port.Activation is not null)
+            Proved(port, !arp.SenderIp.IsZero && port.OwnsIpv4(target) ? GuestProof.Announcement : GuestProof.Frame, output);
         if (port.OwnsIpv4(target))
             return DropReason.OwnAddressAnnouncement; // gratuitous ARP or a probe for its own address
         if (arp.Operation != ArpOperation.Request)
@@ -79,6 +144,8 @@ public sealed partial class OverlayProcessor
             return DropReason.MalformedPacket;
         if (!port.OwnsIpv4(ip.Source))
             return DropReason.SourceIpSpoofed;
+        if (port.Activation is not null)
+            Proved(port, GuestProof.Frame, output);
         return Forward(port, eth.Bytes, output);
     }
 
@@ -94,6 +161,8 @@ public sealed partial class OverlayProcessor
         // The unspecified source is for Neighbor Discovery (DAD) and MLD during DAD (RFC 4861 §7.2.2, RFC 3810 §5.2.13).
         if (unspecifiedSource && ip.NextHeader != IpProtocol.Icmpv6 && ip.NextHeader != IpProtocol.HopByHop)
             return DropReason.SourceIpSpoofed;
+        if (port.Activation is not null)
+            Proved(port, GuestProof.Frame, output);
         return Forward(port, eth.Bytes, output);
     }
 
@@ -114,14 +183,19 @@ public sealed partial class OverlayProcessor
         if (icmp.Type == Icmpv6Type.NeighborAdvertisement)
         {
             // A guest may only advertise its own addresses; unsolicited ones to multicast are
-            // announcements nobody needs, as the switch answers for everyone.
+            // announcements nobody needs, as the switch answers for everyone, except on an
+            // incoming port, where they prove the guest runs here (the switch then announces it).
             if (!port.OwnsIpv6(target))
                 return DropReason.SourceIpSpoofed;
+            if (port.Activation is not null)
+                Proved(port, eth.Destination.IsMulticast ? GuestProof.Announcement : GuestProof.Frame, output);
             return eth.Destination.IsMulticast ? DropReason.OwnAddressAnnouncement : Forward(port, eth.Bytes, output);
         }
 
         if (ip.Source.IsUnspecified && hasLinkLayer)
             return DropReason.MalformedPacket; // RFC 4861 §7.1.1: DAD solicitations carry no SLLA
+        if (port.Activation is not null)
+            Proved(port, GuestProof.Frame, output);
         if (port.OwnsIpv6(target))
             return DropReason.OwnAddressAnnouncement; // DAD for its own address: nobody else has it
         NetworkTable network = port.Network;
@@ -157,11 +231,12 @@ public sealed partial class OverlayProcessor
             return Flood(port, frame, output);
         if (!network.Macs.TryGetValue(destination, out MacTarget target))
             return network.Config.UnknownTarget == UnknownTargetPolicy.Flood ? Flood(port, frame, output) : DropReason.UnknownDestination;
-        if (target.IsLocal)
+        int local = target.IsLocal ? target.LocalPort : target.ActivatedPort;
+        if (local >= 0)
         {
-            if (target.LocalPort == port.Number)
+            if (local == port.Number)
                 return DropReason.DestinationIsSource;
-            output.ToPort(target.LocalPort, frame);
+            ToLocalPort(local, frame, output);
             Stats.DeliveredToPort++;
             return null;
         }
@@ -180,7 +255,7 @@ public sealed partial class OverlayProcessor
         {
             if (local != port.Number)
             {
-                output.ToPort(local, frame);
+                ToLocalPort(local, frame, output);
                 Stats.DeliveredToPort++;
             }
         }

@@ -43,6 +43,7 @@ public sealed partial class OverlayProcessor
         MacAddress destination = eth.Destination;
         if (destination.IsMulticast)
         {
+            FlushCoalesced(output);
             foreach (int port in network.LocalPorts)
                 output.ToPort(port, frame);
             Stats.DeliveredToPort += network.LocalPorts.Length;
@@ -53,25 +54,30 @@ public sealed partial class OverlayProcessor
             Drop(DropReason.NotLocal, network: network);
             return;
         }
-        if (target.IsLocal)
+        if (target.IsLocal || target.Incoming is not null)
         {
-            output.ToPort(target.LocalPort, frame);
+            // An incoming port's MAC reaches this host from the underlay only from the migration's
+            // source while it hands the guest over (its tap queue let go): deliver through ours.
+            ToLocalPortDecapsulated(target.IsLocal ? target.LocalPort : target.Incoming!.Port, frame, output);
             Stats.DeliveredToPort++;
         }
-        else if (target.Redirect && frame.Length - EthernetFrame.HeaderLength <= target.Tunnel!.MaxInnerIpLength)
+        else if (!target.Redirect || target.Tunnel!.RemoteKey == sourceVtep)
         {
-            // The endpoint moved away from here moments ago: pass frames still in flight on to its new host.
-            Encapsulate(target.Tunnel, network.Vni, frame, FlowHash.Compute(frame), output);
-            Stats.Redirected++;
+            // Never back where it came from: two hosts each redirecting to the other would loop.
+            Drop(DropReason.NotLocal, network: network);
         }
-        else if (target.Redirect)
+        else if (frame.Length - EthernetFrame.HeaderLength <= target.Tunnel.MaxInnerIpLength)
         {
-            Drop(DropReason.TooBigForTunnel, network: network);
-            target.Tunnel!.Drops.Increment(_worker, DropReason.TooBigForTunnel);
+            // The endpoint moved away from here moments ago: pass frames still in flight on to its
+            // new host, counted per endpoint with the VTEPs that still send here.
+            Encapsulate(target.Tunnel, network.Vni, frame, FlowHash.Compute(frame), output);
+            target.Redirects?.Count(_worker, sourceVtep);
+            Stats.Redirected++;
         }
         else
         {
-            Drop(DropReason.NotLocal, network: network);
+            Drop(DropReason.TooBigForTunnel, network: network);
+            target.Tunnel.Drops.Increment(_worker, DropReason.TooBigForTunnel);
         }
     }
 }

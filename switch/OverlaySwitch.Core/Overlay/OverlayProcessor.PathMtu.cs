@@ -24,6 +24,8 @@ public sealed partial class OverlayProcessor
 
     private DropReason? FitToTunnel(LocalPort port, Tunnel tunnel, Span<byte> frame, uint flowHash, ref bool icmpSent, IOverlayOutput output)
     {
+        if (_gso.IsActive)
+            return FitSegmentsToTunnel(port, tunnel, frame, flowHash, ref icmpSent, output);
         NetworkTable network = port.Network;
         int maxInner = tunnel.MaxInnerIpLength;
         if (frame.Length - EthernetFrame.HeaderLength <= maxInner)

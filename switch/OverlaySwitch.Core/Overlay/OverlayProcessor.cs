@@ -16,6 +16,15 @@ public sealed class OverlayStats
     public long IcmpErrorsRateLimited;
     public long InnerFragments;
     public long Redirected;
+    /// <summary>Incoming ports this processor saw proved (activated).</summary>
+    public long Activations;
+    /// <summary>Announcement frames (gratuitous ARP, unsolicited NA) sent for activated ports, each to every flood VTEP.</summary>
+    public long Announcements;
+    /// <summary>Segments cut from guests' GSO frames (software TSO).</summary>
+    public long Segmented;
+    /// <summary>Large frames coalesced from decapsulated TCP segments (software GRO), and the segments they took.</summary>
+    public long CoalescedFrames;
+    public long CoalescedSegments;
 }
 
 /// <summary>

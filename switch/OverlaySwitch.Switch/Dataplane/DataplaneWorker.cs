@@ -251,6 +251,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
 
     private void FlushReceivers()
     {
+        _context.Processor.FlushCoalesced(_context.Output);
         foreach (IDataplanePort port in _context.TouchedReceivers)
             port.FlushReceive();
         _context.TouchedReceivers.Clear();

@@ -51,6 +51,15 @@ internal static unsafe partial class Libc
     /// <summary>TUNSETIFF fails with EBUSY instead of attaching when the device exists.</summary>
     public const short IFF_TUN_EXCL = unchecked((short)0x8000);
     public const int IfNameLength = 16;
+    // Offloads: every frame read or written carries a virtio-net header (TUNSETVNETHDRSZ bytes);
+    // TUNSETOFFLOAD says which offloaded frames (partial checksum, GSO) the switch takes on read.
+    public const short IFF_VNET_HDR = 0x4000;
+    public const uint TUNSETOFFLOAD = 0x400454D0;
+    public const uint TUNSETVNETHDRSZ = 0x400454D8;
+    public const uint TUN_F_CSUM = 0x01;
+    public const uint TUN_F_TSO4 = 0x02;
+    public const uint TUN_F_TSO6 = 0x04;
+    public const uint TUN_F_TSO_ECN = 0x08;
 
     // <linux/sockios.h>, <asm-generic/socket.h>
     public const uint SIOCGIFHWADDR = 0x8927;

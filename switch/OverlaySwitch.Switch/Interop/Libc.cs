@@ -167,6 +167,7 @@ internal static unsafe partial class Libc
     [LibraryImport(Name, SetLastError = true)] public static partial int close(int fd);
     [LibraryImport(Name, SetLastError = true)] public static partial nint read(int fd, byte* buffer, nuint count);
     [LibraryImport(Name, SetLastError = true)] public static partial nint write(int fd, byte* buffer, nuint count);
+    [LibraryImport(Name, SetLastError = true)] public static partial nint writev(int fd, IoVec* iov, int count);
     /// <remarks>
     /// Variadic in C. Declared with its one int argument, which the x86_64 SysV ABI passes in the
     /// same register either way; only F_GETFL/F_SETFL are used.

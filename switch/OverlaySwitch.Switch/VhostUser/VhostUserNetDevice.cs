@@ -1,6 +1,7 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Memory;
+using OverlaySwitch.Virtio;
 using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.VhostUser;
@@ -73,9 +74,15 @@ public sealed class VhostUserNetDevice : IDisposable
 
     internal bool SetFeatures(ulong features)
     {
+        bool wasLogging = _negotiation.Has(VirtioFeatures.LogAll);
         if (!_negotiation.TrySetFeatures(features))
             return false;
         _rings.ApplyLogging(); // VHOST_F_LOG_ALL switches dirty logging on or off
+        // QEMU waits for this request's reply (or a GET_FEATURES after it) and from then on counts on
+        // every write being logged: a worker still in a pass that read the ring's log as null must
+        // finish that pass before the reply goes out.
+        if (!wasLogging && _negotiation.Has(VirtioFeatures.LogAll))
+            _quiescer.Quiesce();
         return true;
     }
 
@@ -142,6 +149,7 @@ public sealed class VhostUserNetDevice : IDisposable
         }
         // May arrive before SET_MEM_TABLE (QEMU, after migration): the dataplane injects it once the port runs.
         Interlocked.Exchange(ref _pendingRarp, (long)mac.Value);
+        _quiescer.Wake(); // a worker asleep in epoll would otherwise announce the guest only at its sleep timeout
         return true;
     }
 

@@ -320,14 +320,17 @@ public sealed class SplitVirtqueue
             {
                 // With EVENT_IDX the flag is ignored; a stale avail_event means "do not kick".
                 if (enabled)
+                {
                     Volatile.Write(ref *_availEvent, LastAvailIndex);
+                    Log?.MarkDirty(UsedGuestAddress + 4 + 8 * (ulong)Size, 2);
+                }
             }
             else
             {
                 Volatile.Write(ref *_usedFlags, enabled ? (ushort)0 : (ushort)1); // VRING_USED_F_NO_NOTIFY
+                Log?.MarkDirty(UsedGuestAddress, 2);
             }
         }
-        Log?.MarkDirty(UsedGuestAddress, (ulong)UsedRingLength(Size));
         Interlocked.MemoryBarrier();
     }
 

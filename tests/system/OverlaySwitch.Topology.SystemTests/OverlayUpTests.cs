@@ -27,7 +27,8 @@ public class OverlayUpTests(ITestOutputHelper log)
             log.WriteLine(output);
 
             Assert.True(exit == 0, output);
-            Assert.Contains("29 checks: 29 passed, 0 failed", output);
+            Assert.Contains("30 checks: 30 passed, 0 failed", output);
+            Assert.Matches(@"PASS red-a1 moved host-a \(rack-1\) -> host-c \(rack-3\) while red-b1 pings it every 20 ms: .*activated by the guest's \w+ \d+ ms after the POST.*\d+ of 250 pings lost; port now on host-c, pings after the move answered", output);
             Assert.Contains("controller: all 6 ports realized on their hosts", output);
             Assert.Matches(@"PASS new port red-new \(red, 192\.168\.10\.100\) on host-b, pinged by red-a1: POST and binding answered in \d+ ms; .* first ping reply at \d+ ms", output);
             Assert.Contains("Frag needed and DF set (mtu = 1450)', guest route mtu 1450", output);

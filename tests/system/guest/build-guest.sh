@@ -15,6 +15,10 @@
 #
 # In mode "cmd" /init prints "E2E-READY" and then reads lines "<id> <shell command>" from the
 # console; for each it prints "E2E-BEGIN <id>", the command's output and "E2E-END <id> rc=<n>".
+#
+# /usr/bin/udpcheck (built here from the C below when a C compiler with a static libc is there)
+# receives a numbered datagram stream and checks every datagram's content (the migration test's
+# memory-consistency check); see its comment.
 set -euo pipefail
 
 CACHE_ROOT=${CACHE_ROOT:-/tmp/overlayswitch-guest}
@@ -93,6 +97,81 @@ for lib in $(ldd "$PING_BIN" | awk '/=>/ {print $3} /ld-linux/ {print $1}'); do
   mkdir -p "$STAGE/$(dirname "$lib")"
   cp -L "$lib" "$STAGE/$lib"
 done
+
+# udpcheck: the receiving end of the migration test's datagram stream. Datagrams are LEN bytes:
+# "OVSMIG01", a 64-bit little-endian sequence number, then byte i = (seq * 131 + i * 7 + 29) & 0xff.
+# The end marker is "OVSMIGEN" with the number of datagrams sent. The sender leaves the UDP
+# checksum at 0, so a datagram whose bytes are wrong in guest memory (a receive buffer page that
+# a live migration did not carry over because nobody logged it dirty) is delivered, not dropped,
+# and caught here: a wrong pattern, a bad magic, or a sequence number that goes backwards (an
+# older datagram still in the page). With HOLD_FILE it reads nothing until that file exists: the
+# datagrams wait in the socket queue (32 MiB), their payload in the receive-buffer pages the switch
+# wrote, so a migration meanwhile has to carry every one of those pages over. Then it reads in
+# bursts every 100 ms. Prints
+#   E2E-STREAM received=N sent=S bad=B backwards=K verdict=PASS|FAIL
+# at the end marker or after SECONDS, and E2E-STREAM-BAD lines for the first bad datagrams.
+cat >"$WORK/udpcheck.c" <<'EOF'
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <stdint.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+static double now(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec + t.tv_nsec / 1e9; }
+
+int main(int argc, char **argv) {
+  if (argc != 4 && argc != 5) { fprintf(stderr, "usage: udpcheck PORT LEN SECONDS [HOLD_FILE]\n"); return 2; }
+  int port = atoi(argv[1]), len = atoi(argv[2]); double seconds = atof(argv[3]);
+  const char *hold = argc == 5 ? argv[4] : 0;
+  int s = socket(AF_INET, SOCK_DGRAM, 0), big = 32 << 20;
+  setsockopt(s, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+  struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(port) };
+  if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("E2E-STREAM-ERROR bind"); return 2; }
+  printf("E2E-STREAM-LISTENING port=%d len=%d\n", port, len); fflush(stdout);
+  static unsigned char buf[65536];
+  long received = 0, bad = 0, backwards = 0, sent = -1; uint64_t last = 0; int have = 0;
+  double end = now() + seconds;
+  while (sent < 0 && now() < end) {
+    struct timespec nap = { 0, 100 * 1000 * 1000 };
+    nanosleep(&nap, 0);
+    if (hold && access(hold, F_OK) != 0) continue;
+    for (;;) {
+      ssize_t n = recv(s, buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0) break;
+      if (n >= 24 && memcmp(buf, "OVSMIGEN", 8) == 0) { memcpy(&sent, buf + 8, 8); continue; }
+      uint64_t seq; memcpy(&seq, buf + 8, 8);
+      const char *why = 0; int at = -1;
+      if (n != len) why = "length";
+      else if (memcmp(buf, "OVSMIG01", 8) != 0) why = "magic";
+      else {
+        for (int i = 16; i < len; i++)
+          if (buf[i] != (unsigned char)(seq * 131 + i * 7 + 29)) { why = "pattern"; at = i; break; }
+      }
+      if (!why && have && seq <= last) { why = "backwards"; backwards++; }
+      if (why) {
+        if (bad < 10) printf("E2E-STREAM-BAD seq=%llu after=%llu reason=%s offset=%d len=%zd\n",
+                             (unsigned long long)seq, (unsigned long long)last, why, at, n);
+        bad++;
+        continue;
+      }
+      received++; last = seq; have = 1;
+    }
+  }
+  printf("E2E-STREAM received=%ld sent=%ld bad=%ld backwards=%ld last=%llu verdict=%s\n", received, sent, bad, backwards,
+         (unsigned long long)last, bad == 0 && sent > 0 ? "PASS" : "FAIL");
+  fflush(stdout);
+  return bad == 0 ? 0 : 1;
+}
+EOF
+CC_BIN=$(command -v cc || command -v gcc || true)
+if [ -n "$CC_BIN" ] && "$CC_BIN" -O2 -static -o "$STAGE/usr/bin/udpcheck" "$WORK/udpcheck.c" 2>"$WORK/cc.log"; then
+  :
+else
+  echo "build-guest: no udpcheck in the guest (no C compiler with a static libc: $(cat "$WORK/cc.log" 2>/dev/null | head -3))" >&2
+fi
 
 cat >"$STAGE/init" <<'EOF'
 #!/bin/sh

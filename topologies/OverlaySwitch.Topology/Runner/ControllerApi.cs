@@ -83,6 +83,24 @@ public sealed class ControllerApi : IDisposable
     public Task<RealizationStatus> PortStatusAsync(string portId) =>
         SendAsync<object, RealizationStatus>(HttpMethod.Get, $"api/v1/ports/{Uri.EscapeDataString(portId)}/status", null, null, ContractsJsonContext.Default.RealizationStatus);
 
+    public Task<Port> GetPortAsync(string portId) =>
+        SendAsync<object, Port>(HttpMethod.Get, $"api/v1/ports/{Uri.EscapeDataString(portId)}", null, null, ContractsJsonContext.Default.Port);
+
+    public Task<Page<Port>> ListPortsAsync() =>
+        SendAsync<object, Page<Port>>(HttpMethod.Get, "api/v1/ports?pageSize=1000", null, null, ContractsJsonContext.Default.PagePort);
+
+    public Task<Page<SwitchHost>> ListHostsAsync() =>
+        SendAsync<object, Page<SwitchHost>>(HttpMethod.Get, "api/v1/hosts?pageSize=1000", null, null, ContractsJsonContext.Default.PageSwitchHost);
+
+    /// <summary>Starts moving a port to another host (the admin's call); the answer is the migration, Preparing.</summary>
+    public Task<PortMigration> StartMigrationAsync(string portId, string targetHostId) =>
+        SendAsync(HttpMethod.Post, $"api/v1/ports/{Uri.EscapeDataString(portId)}/migrations", new MigrationSpec(targetHostId),
+            ContractsJsonContext.Default.MigrationSpec, ContractsJsonContext.Default.PortMigration);
+
+    public Task<PortMigration> GetMigrationAsync(string portId, string migrationId) =>
+        SendAsync<object, PortMigration>(HttpMethod.Get, $"api/v1/ports/{Uri.EscapeDataString(portId)}/migrations/{Uri.EscapeDataString(migrationId)}",
+            null, null, ContractsJsonContext.Default.PortMigration);
+
     public async Task DeletePortAsync(string portId)
     {
         using var request = new HttpRequestMessage(HttpMethod.Delete, $"api/v1/ports/{Uri.EscapeDataString(portId)}");

@@ -39,6 +39,8 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
         checks.AddRange(CrossTenant());
         if (ControlPlane() is LiveCheck controlPlane)
             checks.Add(controlPlane);
+        if (Migration() is LiveCheck migration)
+            checks.Add(migration);
         return checks;
     }
 
@@ -152,6 +154,75 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
         }
     }
 
+    /// <summary>
+    /// A VM move as a user makes one: a guest of the first network that has three hosts to choose
+    /// from is moved through the controller (POST .../migrations) to a host in another underlay
+    /// subnet while a guest on a third host pings it every 20 ms. Passes when the migration is
+    /// activated on the target (by the guest's own frames there), the port is bound to the target
+    /// and the pings are answered again after the move. The pings lost and the times (target
+    /// ready, activation) are the evidence; the target is zero lost, but a busy machine's timing is
+    /// not asserted here (tests/bench/run-migration-bench.sh measures).
+    /// </summary>
+    private LiveCheck? Migration()
+    {
+        foreach (TopologyNetwork network in topology.Networks)
+        {
+            var members = topology.Ports.Where(p => p.Network == network.Name && p.Ipv4.Length > 0).ToList();
+            foreach (TopologyPort moved in members)
+            {
+                TopologyHost source = topology.Host(moved.Host);
+                TopologyPort? pinger = members.FirstOrDefault(p => p.Host != moved.Host);
+                if (pinger is null)
+                    continue;
+                TopologyHost pingerHost = topology.Host(pinger.Host);
+                TopologyHost? target = topology.Hosts.FirstOrDefault(h => h != source && h != pingerHost && h.Subnet != source.Subnet
+                    && TopologyFile.TunnelAddress(h, pingerHost) is not null && TopologyFile.TunnelAddress(h, source) is not null);
+                if (target is not null)
+                    return Migrate(network, moved, source, target, pinger);
+            }
+        }
+        return null;
+    }
+
+    private LiveCheck Migrate(TopologyNetwork network, TopologyPort moved, TopologyHost source, TopologyHost target, TopologyPort pinger)
+    {
+        const int Pings = 250;
+        string address = moved.Ipv4[0].ToString();
+        string name = $"{moved.Name} moved {source.Name} ({source.Subnet}) -> {target.Name} ({target.Subnet}) while {pinger.Name} pings it every 20 ms";
+        var start = new ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true, UseShellExecute = false };
+        foreach (string a in new[] { "netns", "exec", overlay.GuestNamespace(pinger), "ping", "-4", "-n", "-i", "0.02", "-c", $"{Pings}", "-W", "1", address })
+            start.ArgumentList.Add(a);
+        using Process ping = Process.Start(start)!;
+        Task<string> pingOutput = ping.StandardOutput.ReadToEndAsync();
+        Task<string> pingErrors = ping.StandardError.ReadToEndAsync();
+        try
+        {
+            Thread.Sleep(1000); // the ping runs steadily before the move
+            var clock = Stopwatch.StartNew();
+            PortMigration migration = overlay.Migrate(moved.Name, target, TimeSpan.FromSeconds(10));
+            TimeSpan activated = clock.Elapsed;
+            if (!ping.WaitForExit(TimeSpan.FromSeconds(20)))
+                ping.Kill();
+            ping.WaitForExit();
+            Port port = overlay.Api.GetPortAsync(overlay.PortId(moved.Name)).GetAwaiter().GetResult();
+            Shell.Result after = Shell.InNamespace(overlay.GuestNamespace(pinger), "ping", "-4", "-c", "2", "-i", "0.2", "-W", "2", address);
+            Match counts = PingCountsPattern().Match(pingOutput.Result);
+            string lost = counts.Success ? $"{int.Parse(counts.Groups[1].Value) - int.Parse(counts.Groups[2].Value)} of {counts.Groups[1].Value} pings lost" : $"ping said: {LastLine(pingOutput.Result + pingErrors.Result)}";
+            string ready = migration.ReadyAt is DateTimeOffset r ? $"target ready after {Ms(r - migration.StartedAt)}, " : "";
+            string evidence = migration.State == MigrationState.Activated || migration.State == MigrationState.Completed
+                ? $"{ready}activated by the guest's {migration.ActivatedBy?.ToString().ToLowerInvariant()} {Ms((migration.ActivatedAt ?? migration.StartedAt) - migration.StartedAt)} after the POST (seen here at {Ms(activated)}); {lost}; "
+                    + $"port now on {overlay.HostName(port.HostId ?? "")}, pings after the move {(after.Ok ? "answered" : "unanswered")}"
+                : $"migration {migration.State} after 10 s: {ready}not activated; {lost}";
+            bool passed = migration.State is MigrationState.Activated or MigrationState.Completed && port.HostId == overlay.HostId(target.Name) && after.Ok;
+            return new LiveCheck("migration", name, passed, evidence);
+        }
+        finally
+        {
+            if (!ping.HasExited)
+                ping.Kill();
+        }
+    }
+
     /// <summary>A port for <paramref name="network"/> on <paramref name="host"/> with a MAC and addresses no member has (next to <paramref name="like"/>'s: same /24 and /64).</summary>
     private TopologyPort NewPort(TopologyNetwork network, List<TopologyPort> members, TopologyPort like, TopologyHost host)
     {
@@ -189,6 +260,9 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
 
     [GeneratedRegex(@"rtt min/avg/max/mdev = [\d.]+/([\d.]+)/")]
     private static partial Regex RttPattern();
+
+    [GeneratedRegex(@"(\d+) packets transmitted, (\d+) received")]
+    private static partial Regex PingCountsPattern();
 
     [GeneratedRegex(@"Frag needed and DF set \(mtu = (\d+)\)")]
     private static partial Regex FragNeededPattern();

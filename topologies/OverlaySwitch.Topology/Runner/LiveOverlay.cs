@@ -293,6 +293,52 @@ public sealed class LiveOverlay
         return Api.BindPortAsync(created.Id, new PortBinding(HostId(port.Host), GuestNamespace(port))).GetAwaiter().GetResult();
     }
 
+    /// <summary>
+    /// Connects to an overlay a running `overlay up` of the same topology brought up (its
+    /// controller's socket and admin token in the state directory) and learns the ids of its
+    /// networks, hosts and ports from the API, so later commands (`overlay migrate`) act on it.
+    /// </summary>
+    public void Attach()
+    {
+        if (!File.Exists(AdminTokenFile))
+            throw new InvalidOperationException($"no overlay {_name} is up ({AdminTokenFile} does not exist): run `overlay up` first");
+        var api = new ControllerApi(ControllerSocket);
+        _api = api;
+        if (!api.IsServingAsync().GetAwaiter().GetResult())
+            throw new InvalidOperationException($"the controller of overlay {_name} does not answer on {ControllerSocket}");
+        api.UseToken(File.ReadAllText(AdminTokenFile).Trim());
+        foreach (SwitchHost h in api.ListHostsAsync().GetAwaiter().GetResult().Items)
+            _hostIds[h.Name] = h.Id;
+        foreach (Port p in api.ListPortsAsync().GetAwaiter().GetResult().Items)
+        {
+            _portIds[p.Name] = p.Id;
+            _networkIds[_topology.Networks.FirstOrDefault(n => n.Vni == p.Vni)?.Name ?? p.NetworkId] = p.NetworkId;
+        }
+    }
+
+    /// <summary>The port's id in the controller (created by <see cref="CreatePort"/> or found by <see cref="Attach"/>).</summary>
+    public string PortId(string port) => _portIds.TryGetValue(port, out string? id) ? id : throw new InvalidOperationException($"the overlay has no port {port}");
+
+    /// <summary>
+    /// Moves a port to <paramref name="target"/> through the controller (POST .../migrations) and
+    /// waits until the migration is activated: the target switch realized the port in advance, the
+    /// source let go of the guest's tap queue, and the guest's next frame on the target proved it
+    /// runs there. The guest's namespace keeps its device, addresses and connections throughout.
+    /// Returns the migration as the controller has it when activated, or as it stands at the timeout.
+    /// </summary>
+    public PortMigration Migrate(string portName, TopologyHost target, TimeSpan timeout)
+    {
+        string portId = PortId(portName);
+        PortMigration migration = Api.StartMigrationAsync(portId, HostId(target.Name)).GetAwaiter().GetResult();
+        var deadline = DateTime.UtcNow + timeout;
+        while (migration.State is MigrationState.Preparing or MigrationState.Ready && DateTime.UtcNow < deadline)
+        {
+            Thread.Sleep(10);
+            migration = Api.GetMigrationAsync(portId, migration.Id).GetAwaiter().GetResult();
+        }
+        return migration;
+    }
+
     /// <summary>Deletes a port made with <see cref="CreatePort"/> through the REST API (its switch then deletes its tap).</summary>
     public void DeletePort(TopologyPort port)
     {

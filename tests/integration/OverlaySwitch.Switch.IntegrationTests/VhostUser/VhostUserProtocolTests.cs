@@ -1,3 +1,4 @@
+using OverlaySwitch.Interop;
 using OverlaySwitch.Testing;
 using OverlaySwitch.Testing.Virtio;
 using OverlaySwitch.VhostUser;
@@ -273,6 +274,55 @@ public class VhostUserProtocolTests
 
         f.StartLikeQemu();
         Assert.Single(h.Device.Queues.Transmit);
+    }
+
+    [Fact]
+    public void Send_rarp_wakes_a_sleeping_dataplane()
+    {
+        using var h = new BackendHarness();
+        VhostUserFrontend f = h.Frontend;
+        f.ConnectLikeQemu();
+        int wakes = h.Quiescer.Wakes;
+
+        Assert.Equal(0UL, f.SendRarp(GuestMac, needReply: true));
+
+        // Without the wake a worker asleep in epoll (no rings yet) would announce the guest only at its sleep timeout.
+        Assert.True(h.Quiescer.Wakes > wakes, "SEND_RARP did not wake the dataplane");
+        Assert.True(h.Device.TakePendingRarp(out _));
+    }
+
+    [Fact]
+    public void Log_all_is_acknowledged_only_after_the_dataplane_passed_a_quiescent_point()
+    {
+        using var h = new BackendHarness();
+        VhostUserFrontend f = h.Frontend;
+        f.NegotiateLikeQemu();
+        f.CreateDirtyLog();
+        Assert.Equal(0UL, f.SetLogBase());
+        int quiesces = h.Quiescer.Calls;
+
+        // A worker may be in the middle of a pass that read "no log": QEMU counts on logging once this is acked.
+        Assert.Equal(0UL, f.SetFeatures(f.AckedFeatures | VirtioFeatures.LogAll, needReply: true));
+        Assert.True(h.Quiescer.Calls > quiesces, "LOG_ALL was acknowledged without waiting for the dataplane");
+        Assert.NotNull(h.Device.Queues.Receive[0].Ring.Log);
+        Assert.NotNull(h.Device.Queues.Transmit[0].Ring.Log);
+
+        // Repeating the same features changes nothing and waits for nothing.
+        quiesces = h.Quiescer.Calls;
+        Assert.Equal(0UL, f.SetFeatures(f.AckedFeatures, needReply: true));
+        Assert.Equal(quiesces, h.Quiescer.Calls);
+    }
+
+    [Fact]
+    public void Set_log_fd_is_accepted_and_its_descriptor_closed()
+    {
+        using var h = new BackendHarness();
+        VhostUserFrontend f = h.Frontend;
+        f.NegotiateLikeQemu();
+        using FileDescriptor fd = EventFd.Create();
+        Assert.Equal(0UL, f.SendAck(VhostUserRequest.SetLogFd, default, [fd.Value], needReply: true));
+        Assert.Equal(1, OpenFiles.References(fd)); // only ours: the backend keeps nothing it would never signal
+        Assert.Single(h.Device.Queues.Transmit); // the rings keep running
     }
 
     [Fact]

@@ -8,10 +8,14 @@ namespace OverlaySwitch.Tests.VhostUser;
 public sealed class ImmediateQuiescer : IDataplaneQuiescer
 {
     private int _calls;
+    private int _wakes;
 
     public int Calls => Volatile.Read(ref _calls);
+    public int Wakes => Volatile.Read(ref _wakes);
 
     public void Quiesce() => Interlocked.Increment(ref _calls);
+
+    public void Wake() => Interlocked.Increment(ref _wakes);
 }
 
 /// <summary>

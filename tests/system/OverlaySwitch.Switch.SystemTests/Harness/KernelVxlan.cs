@@ -25,9 +25,14 @@ public sealed class KernelVxlan
     public string Local { get; }
 
     /// <param name="addresses">Addresses with prefix length for vx0 (e.g. 192.168.60.9/24, fd60::9/64).</param>
-    public static KernelVxlan Create(SystemTestScope scope, NetworkNamespace ns, uint vni, string local, string mac, int mtu, params string[] addresses)
+    public static KernelVxlan Create(SystemTestScope scope, NetworkNamespace ns, uint vni, string local, string mac, int mtu, params string[] addresses) =>
+        Create(scope, ns, vni, local, mac, mtu, learning: false, addresses);
+
+    /// <param name="learning">Whether the device learns where MACs are from the VXLAN it receives (a peer that follows moves on its own).</param>
+    /// <param name="addresses">Addresses with prefix length for vx0.</param>
+    public static KernelVxlan Create(SystemTestScope scope, NetworkNamespace ns, uint vni, string local, string mac, int mtu, bool learning, string[] addresses)
     {
-        ns.Ip("link", "add", Device, "type", "vxlan", "id", vni.ToString(CultureInfo.InvariantCulture), "local", local, "dstport", "4789", "nolearning");
+        ns.Ip("link", "add", Device, "type", "vxlan", "id", vni.ToString(CultureInfo.InvariantCulture), "local", local, "dstport", "4789", learning ? "learning" : "nolearning");
         ns.Ip("link", "set", Device, "address", mac, "mtu", mtu.ToString(CultureInfo.InvariantCulture));
         foreach (string a in addresses)
         {

@@ -134,7 +134,7 @@ public sealed partial class NamespacedSwitch : IDiagnosable, IDisposable
     }
 
     public NetworkNamespace Host { get; }
-    public OverlaySwitchConfig Config { get; }
+    public OverlaySwitchConfig Config { get; private set; }
     /// <summary>Configuration file, log, vhost-user sockets and status socket.</summary>
     public string Directory { get; }
     public string ConfigPath => Path.Combine(Directory, "switch.json");
@@ -206,6 +206,19 @@ public sealed partial class NamespacedSwitch : IDiagnosable, IDisposable
         if (!_process.HasExited)
             throw new InvalidOperationException("the daemon still runs");
         _process = Launch(_scope, Host, Directory, Config.HostName, ++_starts);
+    }
+
+    /// <summary>
+    /// Gives the running daemon a new configuration, as an operator would: the file rewritten, then
+    /// SIGHUP so the reload happens now rather than when the file watcher notices (a second reload
+    /// from the watcher finds nothing to change).
+    /// </summary>
+    public void Reconfigure(OverlaySwitchConfig config)
+    {
+        Config = config;
+        File.WriteAllText(ConfigPath, config.ToJson(Directory));
+        _process.SendSignal(1); // SIGHUP
+        _scope.Log($"overlay-switchd {config.HostName} reconfigured (SIGHUP)");
     }
 
     /// <summary>The status document; a failure to read it fails the test.</summary>

@@ -20,6 +20,10 @@ public sealed record GuestOptions(string Name, string VhostSocket, string Mac, s
     /// <summary>As a vhost-user client, retry the connection every second (chardev reconnect=1).</summary>
     public bool Reconnect { get; init; }
     public int MemoryMb { get; init; } = 256;
+    /// <summary>More virtio-net-pci properties, e.g. "guest_announce=off".</summary>
+    public string? NicOptions { get; init; }
+    /// <summary>More QEMU arguments, e.g. ["-incoming", "tcp:127.0.0.1:PORT"] for a migration's destination.</summary>
+    public IReadOnlyList<string> ExtraArguments { get; init; } = [];
 }
 
 /// <summary>A command's result inside a guest.</summary>
@@ -93,7 +97,8 @@ public sealed partial class QemuGuest : IDiagnosable, IDisposable
         string dir = scope.Dir;
         string console = Path.Combine(dir, $"{o.Name}.console");
         string chardev = $"socket,id=c0,path={o.VhostSocket}" + (o.QemuIsServer ? ",server=on,wait=off" : "") + (o.Reconnect ? ",reconnect=1" : "");
-        string nic = $"virtio-net-pci,id=nic0,netdev=n0,mac={o.Mac},romfile=,vectors=0" + (o.HostMtu is int mtu ? $",host_mtu={mtu}" : "");
+        string nic = $"virtio-net-pci,id=nic0,netdev=n0,mac={o.Mac},romfile=,vectors=0" + (o.HostMtu is int mtu ? $",host_mtu={mtu}" : "")
+            + (o.NicOptions is string extra ? $",{extra}" : "");
         string[] arguments =
         [
             // TCG: KVM is not usable on these hosts. share=on guest RAM: the switch maps it.
@@ -101,11 +106,13 @@ public sealed partial class QemuGuest : IDiagnosable, IDisposable
             "-object", $"memory-backend-memfd,id=mem,size={o.MemoryMb}M,share=on", "-numa", "node,memdev=mem",
             "-nodefaults", "-no-user-config", "-display", "none", "-no-reboot",
             "-chardev", $"socket,id=ser0,path={console},server=on,wait=off", "-serial", "chardev:ser0",
+            "-monitor", $"unix:{MonitorPath(dir, o.Name)},server=on,wait=off",
             "-trace", "vhost_user_read", "-trace", "vhost_user_write", "-D", Path.Combine(dir, $"{o.Name}.trace"),
             "-kernel", image.Kernel, "-initrd", image.Initramfs,
             "-append", $"console=ttyS0 quiet panic=-1 e2e.ip={o.Ip} e2e.mode=cmd",
             // vectors=0: without MSI-X, or QEMU 7.2 segfaults under TCG when the device starts.
             "-chardev", chardev, "-netdev", "vhost-user,id=n0,chardev=c0", "-device", nic,
+            .. o.ExtraArguments,
         ];
         var process = ChildProcess.Start($"qemu {o.Name}", "qemu-system-x86_64", arguments, Path.Combine(dir, $"{o.Name}.qemu.log"));
         var guest = scope.Track(new QemuGuest(scope, o, process));
@@ -198,6 +205,52 @@ public sealed partial class QemuGuest : IDiagnosable, IDisposable
         _scope.Log($"guest {Name}: {command} -> exit {result.ExitCode}");
         return result;
     }
+
+    private static string MonitorPath(string dir, string name) => Path.Combine(dir, $"{name}.mon");
+
+    /// <summary>QEMU's trace of the vhost-user messages it sent and received (-trace vhost_user_read/write).</summary>
+    public string TracePath => Path.Combine(_scope.Dir, $"{Name}.trace");
+
+    /// <summary>
+    /// Runs one HMP command on QEMU's monitor socket and returns what it printed (without the echo
+    /// and prompt), e.g. "info migrate". Bounded by <paramref name="timeout"/>.
+    /// </summary>
+    public string Hmp(string command, TimeSpan? timeout = null)
+    {
+        var deadline = Stopwatch.StartNew();
+        TimeSpan limit = _scope.Bound(timeout ?? TimeSpan.FromSeconds(10));
+        using var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        socket.Connect(new UnixDomainSocketEndPoint(MonitorPath(_scope.Dir, Name)));
+        var text = new StringBuilder();
+        byte[] buffer = new byte[4096];
+        void ReadUntilPrompt(int from)
+        {
+            while (text.ToString().IndexOf("(qemu) ", from, StringComparison.Ordinal) < 0)
+            {
+                TimeSpan left = limit - deadline.Elapsed;
+                if (left <= TimeSpan.Zero || !socket.Poll((int)Math.Min(left.TotalMicroseconds, int.MaxValue), SelectMode.SelectRead))
+                    throw _scope.Failure($"QEMU {Name}'s monitor did not answer '{command}' within {limit.TotalSeconds:0} s; got: {text}");
+                int n = socket.Receive(buffer);
+                if (n == 0)
+                    throw _scope.Failure($"QEMU {Name} closed its monitor during '{command}'; got: {text}");
+                text.Append(Encoding.UTF8.GetString(buffer, 0, n));
+            }
+        }
+        ReadUntilPrompt(0);
+        int start = text.Length;
+        socket.Send(Encoding.UTF8.GetBytes(command + "\n"));
+        if (command == "quit")
+            return "";
+        ReadUntilPrompt(start);
+        string reply = text.ToString(start, text.Length - start);
+        reply = reply[..reply.LastIndexOf("(qemu) ", StringComparison.Ordinal)];
+        // The monitor echoes the command with terminal escapes; the answer starts on the next line.
+        int firstLine = reply.IndexOf('\n', StringComparison.Ordinal);
+        return (firstLine < 0 ? "" : reply[(firstLine + 1)..]).Replace("\r", "", StringComparison.Ordinal).Trim();
+    }
+
+    /// <summary>Whether QEMU has exited (e.g. a migration's source after "quit").</summary>
+    public bool HasExited => _process.HasExited;
 
     /// <summary>Pings until <paramref name="address"/> answers (one try a second), as a bounded wait.</summary>
     public GuestCommandResult WaitForPeer(string address, int seconds)

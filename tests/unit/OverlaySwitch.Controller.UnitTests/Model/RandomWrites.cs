@@ -6,7 +6,7 @@ namespace OverlaySwitch.Controller.Tests.Model;
 
 /// <summary>
 /// Random but well-formed change sets over a few hosts and networks: ports created, moved,
-/// changed and deleted, networks and hosts changed, external endpoints come and go, sometimes
+/// migrating (to or from a second host), changed and deleted, networks and hosts changed, external endpoints come and go, sometimes
 /// several changes in one revision. Seeded, so a failure replays.
 /// </summary>
 public sealed class RandomWrites(int seed)
@@ -52,7 +52,7 @@ public sealed class RandomWrites(int seed)
             return NewHost(s, revision);
         Network[] networks = [.. s.Networks.Values];
         Port[] ports = [.. s.Ports.Values];
-        switch (_random.Next(10))
+        switch (_random.Next(12))
         {
             case 0 or 1 or 2:
                 {
@@ -74,6 +74,21 @@ public sealed class RandomWrites(int seed)
                 {
                     Port p = ports[_random.Next(ports.Length)];
                     return StateChange.Delete(ObjectKind.Port, p.Id, p);
+                }
+            case 9 or 10 when ports.Length > 0:
+                {
+                    // A migration starts (Preparing, or already Activated: bound to the target) or ends.
+                    Port p = ports[_random.Next(ports.Length)];
+                    if (p.Migration is not null)
+                        return StateChange.Upsert(ObjectKind.Port, p.Id, p, p with { Migration = null, Revision = revision });
+                    if (p.HostId is not string source)
+                        return null;
+                    string target = HostIds[_random.Next(HostIds.Length)];
+                    var m = new PortMigration($"mig-{++_next}", p.Id, source, target, MigrationState.Preparing, "admin", DateTimeOffset.UnixEpoch,
+                        null, null, null, null, null, 0, [], revision);
+                    bool activated = _random.Next(2) == 0;
+                    return StateChange.Upsert(ObjectKind.Port, p.Id, p,
+                        p with { HostId = activated ? target : source, Migration = activated ? m with { State = MigrationState.Activated } : m, Revision = revision });
                 }
             case 7:
                 {
@@ -125,6 +140,7 @@ public sealed class RandomWrites(int seed)
             "ports " + Sets(s.PortsByNetwork),
             "externals " + Sets(s.ExternalsByNetwork),
             "hostsByNetwork " + Counts(s.HostsByNetwork),
-            "networksByHost " + Counts(s.NetworksByHost));
+            "networksByHost " + Counts(s.NetworksByHost),
+            "migrating " + string.Join(",", s.MigratingPorts));
     }
 }

@@ -415,6 +415,22 @@ public class OverlayProcessorTests
     }
 
     [Fact]
+    public void A_migration_target_may_send_into_the_network_but_gets_none_of_its_floods()
+    {
+        var overlay = new SampleOverlay();
+        var target = IPAddress.Parse("10.0.8.8");
+        overlay.Builder.Apply(new OverlayChange.UpsertNetwork(new NetworkConfig(VniA) { ExtraMemberVteps = [target] }));
+        overlay.Publish();
+        byte[] inner = Frames.Udp4(Mac1, MacB, IpB, Ip1, 2000, 1000, 50);
+        overlay.FromUnderlay(target, Frames.Vxlan(VniA, inner));
+        overlay.FromUnderlay(target, Frames.Vxlan(VniB, inner));
+        Assert.Equal(1, Assert.Single(overlay.Output.ToPorts).Port);
+        Assert.Equal(1, overlay.Drops(DropReason.VtepNotMember));
+        overlay.FromPort(1, Frames.Udp4(MacAddress.Broadcast, Mac1, Ip1, new Ipv4Address(0xFFFF_FFFF), 1000, 2000, 20));
+        Assert.DoesNotContain(overlay.Output.ToTunnels, t => t.Tunnel.Remote.Equals(target));
+    }
+
+    [Fact]
     public void During_migration_grace_frames_for_a_moved_endpoint_are_redirected_to_its_new_VTEP()
     {
         // Port 2's VM moved to host B; the controller marks the old location as a redirect.

@@ -96,4 +96,78 @@ public sealed class DirtyLogTests : IDisposable
         _log.MarkDirty(5 * 4096, 0);
         Assert.Empty(SetPages(Bytes));
     }
+
+    [Fact]
+    public void A_range_across_a_word_boundary_marks_both_words()
+    {
+        _log.MarkDirty(63 * 4096 + 4000, 200); // the last bytes of page 63 and the first of page 64
+        Assert.Equal(new ulong[] { 63, 64 }, SetPages(Bytes));
+        Assert.Equal(0x80, Bytes[7]);
+        Assert.Equal(0x01, Bytes[8]);
+    }
+
+    [Fact]
+    public void A_range_ending_exactly_at_a_page_boundary_does_not_mark_the_next_page()
+    {
+        _log.MarkDirty(7 * 4096 + 96, 4096 - 96);
+        Assert.Equal(new ulong[] { 7 }, SetPages(Bytes));
+    }
+
+    [Fact]
+    public void A_range_at_the_top_of_the_address_space_neither_wraps_nor_loops()
+    {
+        // guest address + length wraps past 2^64: the range is cut at 2^64, far beyond the log.
+        _log.MarkDirty(ulong.MaxValue - 4095, ulong.MaxValue);
+        _log.MarkDirty(4096, ulong.MaxValue); // from page 1 to the end: every page of the log from 1 on
+        Assert.Equal(Enumerable.Range(1, 127).Select(p => (ulong)p).ToArray(), SetPages(Bytes));
+    }
+
+    /// <summary>
+    /// A log whose length is not a multiple of 8 (QEMU's always is; another frontend's need not be):
+    /// the pages of its last bytes are marked too, and nothing past its end is touched (the guard
+    /// page after it would fault).
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(13)]
+    public void A_log_with_a_partial_last_word_marks_its_tail_and_nothing_past_it(int length)
+    {
+        var log = new DirtyLog(_memory.Host((ulong)(GuardedGuestMemory.PageLength - length)), (ulong)length);
+        Span<byte> bytes = _memory.GetSpan((ulong)(GuardedGuestMemory.PageLength - length), length);
+        bytes.Clear();
+        ulong lastPage = (ulong)length * 8 - 1;
+
+        log.MarkDirty(lastPage * 4096, 3 * 4096); // the last page and two beyond the log
+        log.MarkDirty(0, 1);
+        log.MarkDirty((lastPage + 1) * 4096, 1);
+
+        Assert.Equal(new ulong[] { 0, lastPage }, SetPages(bytes));
+        Assert.Equal(0x80, bytes[length - 1] & 0x80);
+    }
+
+    /// <summary>
+    /// Several dataplane threads mark pages whose bits share bytes and words while the frontend
+    /// clears the log now and then: with an atomic OR no mark made after a clear is ever lost.
+    /// </summary>
+    [Fact]
+    public void Concurrent_marks_sharing_a_word_are_never_lost()
+    {
+        const int Threads = 4, Rounds = 300;
+        for (int round = 0; round < Rounds; round++)
+        {
+            Bytes.Clear();
+            using var start = new Barrier(Threads);
+            var threads = Enumerable.Range(0, Threads).Select(t => new Thread(() =>
+            {
+                start.SignalAndWait();
+                for (int p = t; p < 64; p += Threads)
+                    _log.MarkDirty((ulong)p * 4096, 1); // page p: bit p of word 0, shared by every thread
+            })).ToArray();
+            foreach (Thread th in threads)
+                th.Start();
+            foreach (Thread th in threads)
+                th.Join();
+            Assert.Equal(Enumerable.Range(0, 64).Select(p => (ulong)p).ToArray(), SetPages(Bytes[..8]));
+        }
+    }
 }
