@@ -133,7 +133,9 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
             return new
             {
                 vtep = r.LocalVtep.ToString(),
+                sendMode = service.UnderlaySockets!.SendMode.ToString(),
                 receivedPackets = c.PacketsIn,
+                coalescedReads = r.CoalescedReads,
                 receiveTruncated = c[DropReason.UnderlayTruncated],
                 receiveErrors = c[DropReason.UnderlayReceiveError],
                 counters = Json(c),

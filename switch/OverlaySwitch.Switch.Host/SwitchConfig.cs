@@ -6,6 +6,7 @@ using OverlaySwitch.Agent;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Ports;
+using OverlaySwitch.Underlay;
 using OverlaySwitch.VhostUser;
 using OverlaySwitch.Wire;
 using PortKind = OverlaySwitch.Contracts.PortKind;
@@ -22,6 +23,9 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
 {
     /// <summary>Where the desired state comes from when not from this file; null for a static switch.</summary>
     public ControllerConnection? Controller { get; init; }
+
+    /// <summary>How the underlay's sockets send and receive.</summary>
+    public UnderlayIoOptions UnderlayIo { get; init; } = new();
 
     /// <summary>What vhost-user frontends may hand the switch and how fast they may talk.</summary>
     public VhostUserPortOptions VhostUser { get; init; } = new();
@@ -79,6 +83,9 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
         };
         if (o.Underlay.Mtu is < LocalHostConfig.MinUnderlayMtu or > LocalHostConfig.MaxUnderlayMtu)
             e.Add($"Switch:Underlay:Mtu: {o.Underlay.Mtu} is outside {LocalHostConfig.MinUnderlayMtu}..{LocalHostConfig.MaxUnderlayMtu}.");
+        if (o.Underlay.SourcePorts is < 1 or > UnderlaySourcePorts.MaxCount)
+            e.Add($"Switch:Underlay:SourcePorts: {o.Underlay.SourcePorts} is outside 1..{UnderlaySourcePorts.MaxCount}.");
+        var underlayIo = new UnderlayIoOptions(ParseEnum<UnderlaySendMode>(o.Underlay.Send, "Switch:Underlay:Send", e), o.Underlay.SourcePorts, o.Underlay.ReceiveCoalesced);
 
         var networks = new List<NetworkConfig>();
         for (int i = 0; i < o.Networks.Count; i++)
@@ -220,7 +227,7 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
         };
         return new SwitchConfig(o.HostName, o.SocketDirectory, o.DataplaneThreads, o.DataplaneCpus, mode, o.SocketUid, o.SocketGid, local, networks, ports,
             vteps, remotes)
-        { Controller = controller, VhostUser = vhostUser, TapOffloads = o.TapOffloads };
+        { Controller = controller, VhostUser = vhostUser, TapOffloads = o.TapOffloads, UnderlayIo = underlayIo };
     }
 
     private static int Positive(int value, string at, List<string> errors)

@@ -87,6 +87,12 @@ public sealed class UnderlayOptions
     public string? VtepV6 { get; set; }
     public int Mtu { get; set; } = 1500;
     public ushort UdpPort { get; set; } = 4789;
+    /// <summary>"Gso" (UDP sockets with UDP_SEGMENT, runs of datagrams per trip through the stack; the default) or "Raw" (a raw socket, one datagram per trip).</summary>
+    public string Send { get; set; } = "Gso";
+    /// <summary>Gso: how many outer UDP source ports the flows are spread over.</summary>
+    public int SourcePorts { get; set; } = 16;
+    /// <summary>Receive runs of datagrams coalesced by the kernel (UDP_GRO).</summary>
+    public bool ReceiveCoalesced { get; set; } = true;
 }
 
 public sealed class NetworkOptions

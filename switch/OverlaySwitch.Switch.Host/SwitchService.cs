@@ -84,7 +84,7 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IActi
             _activationThread.Start();
             if (_config.HasUnderlay)
             {
-                _underlaySockets = new UnderlaySockets(_config.Local, _dataplane.Workers.Count);
+                _underlaySockets = new UnderlaySockets(_config.Local, _dataplane.Workers.Count, _config.UnderlayIo);
                 _dataplane.AttachUnderlay(_underlaySockets.Receivers, _underlaySockets.Senders);
             }
             Apply(SwitchStateChange.Between(SwitchState.Empty, _config.State));
@@ -109,11 +109,12 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IActi
                 Log.ReloadRefused(_logger, why, string.Join(Environment.NewLine, errors));
                 return;
             }
-            if (next.DataplaneThreads != _config.DataplaneThreads || !next.Local.Equals(_config.Local) || next.Controller != _config.Controller)
+            if (next.DataplaneThreads != _config.DataplaneThreads || !next.Local.Equals(_config.Local) || next.UnderlayIo != _config.UnderlayIo
+                || next.Controller != _config.Controller)
                 Log.RestartNeeded(_logger);
             // With a controller the file holds no networks or ports (Parse refuses them), so this
             // changes only local settings; the controller's state stays as the agent applied it.
-            next = next with { DataplaneThreads = _config.DataplaneThreads, Local = _config.Local, Controller = _config.Controller };
+            next = next with { DataplaneThreads = _config.DataplaneThreads, Local = _config.Local, UnderlayIo = _config.UnderlayIo, Controller = _config.Controller };
             SwitchConfig previous = _config;
             try
             {

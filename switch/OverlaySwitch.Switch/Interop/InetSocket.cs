@@ -5,13 +5,15 @@ namespace OverlaySwitch.Interop;
 
 /// <summary>
 /// IPv4/IPv6 sockets for the underlay: a UDP socket to receive VXLAN (the kernel checks UDP
-/// checksums and demultiplexes), and a raw socket to send it with headers we build ourselves
-/// (per-flow source ports, DF, the tunnel's template), both batched with recvmmsg/sendmmsg.
+/// checksums and demultiplexes, and with UDP_GRO hands over coalesced runs), UDP sockets bound to
+/// source ports to send it with UDP_SEGMENT, and the raw socket that sends it with headers we
+/// build ourselves (per-flow source ports, DF, the tunnel's template), batched with recvmmsg/sendmmsg.
 /// </summary>
 public static class InetSocket
 {
     /// <summary>A non-blocking UDP socket bound to <paramref name="address"/>:<paramref name="port"/> with a large receive buffer.</summary>
-    public static FileDescriptor BindUdp(IPAddress address, ushort port, int receiveBufferBytes)
+    /// <param name="coalesce">Turns UDP_GRO on: a read may return several datagrams of one size back to back.</param>
+    public static FileDescriptor BindUdp(IPAddress address, ushort port, int receiveBufferBytes, bool coalesce = false)
     {
         bool v6 = address.AddressFamily == AddressFamily.InterNetworkV6;
         var fd = Create(v6 ? Libc.AF_INET6 : Libc.AF_INET, Libc.SOCK_DGRAM | Libc.SOCK_NONBLOCK | Libc.SOCK_CLOEXEC, Libc.IPPROTO_UDP, $"udp {address}");
@@ -20,17 +22,9 @@ public static class InetSocket
             if (v6)
                 SetInt(fd, Libc.IPPROTO_IPV6, Libc.IPV6_V6ONLY, 1, "IPV6_V6ONLY");
             SetBuffer(fd, receive: true, receiveBufferBytes);
-            Libc.SockAddrIn6 sockaddr = ToSockAddr(address, port, out uint length);
-            using FileDescriptor.Lease f = fd.Acquire();
-            int result;
-            // SAFETY: the pointer is to a local of this frame; length (16 or 28) <= sizeof(SockAddrIn6),
-            // so the kernel reads only inside it.
-            unsafe
-            {
-                result = Libc.bind(f.Fd, (byte*)&sockaddr, length);
-            }
-            if (result != 0)
-                throw LinuxException.Last("bind", $"udp {Format(address, port)}");
+            if (coalesce)
+                SetInt(fd, Libc.IPPROTO_UDP, Libc.UDP_GRO, 1, "UDP_GRO");
+            Bind(fd, address, port);
             return fd;
         }
         catch
@@ -38,6 +32,60 @@ public static class InetSocket
             fd.Dispose();
             throw;
         }
+    }
+
+    /// <summary>
+    /// A non-blocking UDP socket that sends VXLAN from <paramref name="address"/>:<paramref name="port"/>
+    /// (SO_REUSEPORT: every worker's pool binds the same source ports). DF is set and the kernel
+    /// never fragments, measured against the device MTU as the raw socket is (IP_PMTUDISC_PROBE);
+    /// the TTL / hop limit is <paramref name="ttl"/>. It is never read: its receive buffer is the smallest.
+    /// Fails with ENOPROTOOPT on a kernel without UDP_SEGMENT (before 4.18).
+    /// </summary>
+    public static FileDescriptor BindUdpSender(IPAddress address, ushort port, int sendBufferBytes, byte ttl)
+    {
+        bool v6 = address.AddressFamily == AddressFamily.InterNetworkV6;
+        var fd = Create(v6 ? Libc.AF_INET6 : Libc.AF_INET, Libc.SOCK_DGRAM | Libc.SOCK_NONBLOCK | Libc.SOCK_CLOEXEC, Libc.IPPROTO_UDP, $"udp {address}");
+        try
+        {
+            if (v6)
+            {
+                SetInt(fd, Libc.IPPROTO_IPV6, Libc.IPV6_V6ONLY, 1, "IPV6_V6ONLY");
+                SetInt(fd, Libc.IPPROTO_IPV6, Libc.IPV6_MTU_DISCOVER, Libc.IPV6_PMTUDISC_PROBE, "IPV6_MTU_DISCOVER");
+                SetInt(fd, Libc.IPPROTO_IPV6, Libc.IPV6_UNICAST_HOPS, ttl, "IPV6_UNICAST_HOPS");
+            }
+            else
+            {
+                SetInt(fd, Libc.IPPROTO_IP, Libc.IP_MTU_DISCOVER, Libc.IP_PMTUDISC_PROBE, "IP_MTU_DISCOVER");
+                SetInt(fd, Libc.IPPROTO_IP, Libc.IP_TTL, ttl, "IP_TTL");
+            }
+            // Probes UDP_SEGMENT (0: no default segment size; each send names its own in a cmsg).
+            SetInt(fd, Libc.IPPROTO_UDP, Libc.UDP_SEGMENT, 0, "UDP_SEGMENT");
+            SetInt(fd, 1, Libc.SO_REUSEPORT, 1, "SO_REUSEPORT");
+            SetBuffer(fd, receive: false, sendBufferBytes);
+            SetBuffer(fd, receive: true, 0);
+            Bind(fd, address, port);
+            return fd;
+        }
+        catch
+        {
+            fd.Dispose();
+            throw;
+        }
+    }
+
+    private static void Bind(FileDescriptor fd, IPAddress address, ushort port)
+    {
+        Libc.SockAddrIn6 sockaddr = ToSockAddr(address, port, out uint length);
+        using FileDescriptor.Lease f = fd.Acquire();
+        int result;
+        // SAFETY: the pointer is to a local of this frame; length (16 or 28) <= sizeof(SockAddrIn6),
+        // so the kernel reads only inside it.
+        unsafe
+        {
+            result = Libc.bind(f.Fd, (byte*)&sockaddr, length);
+        }
+        if (result != 0)
+            throw LinuxException.Last("bind", $"udp {Format(address, port)}");
     }
 
     /// <summary>

@@ -16,15 +16,25 @@ internal static unsafe partial class Libc
     public const int IPPROTO_UDP = 17;
     public const int IPPROTO_RAW = 255;
     public const int SO_REUSEADDR = 2;
+    public const int SO_REUSEPORT = 15;
     public const int SO_SNDBUF = 7;
     public const int SO_RCVBUF = 8;
     public const int SO_SNDBUFFORCE = 32;
     public const int SO_RCVBUFFORCE = 33;
+    public const int IP_TTL = 2;
     public const int IP_MTU_DISCOVER = 10;
     public const int IP_PMTUDISC_DO = 2;
+    /// <summary>DF set, never fragmented locally, sized by the device MTU and not by learned path MTUs.</summary>
+    public const int IP_PMTUDISC_PROBE = 3;
+    public const int IPV6_UNICAST_HOPS = 16;
     public const int IPV6_V6ONLY = 26;
     public const int IPV6_MTU_DISCOVER = 23;
     public const int IPV6_PMTUDISC_DO = 2;
+    public const int IPV6_PMTUDISC_PROBE = 3;
+    /// <summary>Linux 4.18+ (SOL_UDP): a cmsg or option with the segment size; one send carries several datagrams.</summary>
+    public const int UDP_SEGMENT = 103;
+    /// <summary>Linux 5.0+ (SOL_UDP): reads may return coalesced datagrams, with a UDP_GRO cmsg giving their size.</summary>
+    public const int UDP_GRO = 104;
     /// <summary>Linux 4.5+: the caller supplies the IPv6 header on a raw socket.</summary>
     public const int IPV6_HDRINCL = 36;
     public const int MSG_DONTWAIT = 0x40;

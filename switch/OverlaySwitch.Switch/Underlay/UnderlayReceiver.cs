@@ -10,12 +10,19 @@ namespace OverlaySwitch.Underlay;
 
 /// <summary>
 /// Receives VXLAN on one local VTEP address: a UDP socket read with recvmmsg in batches, each
-/// datagram handed with its source to the overlay's decapsulation. Polled by one worker.
+/// datagram handed with its source to the overlay's decapsulation. With UDP_GRO (the default) the
+/// kernel may hand over a run of equal-size datagrams from one source in one buffer (a sender's
+/// UDP_SEGMENT send, or what GRO coalesced on the way in) with their size in a cmsg; the run is
+/// split here and each datagram decapsulated on its own. Polled by one worker.
 /// Runs on: its worker. Allocates nothing per datagram.
 /// </summary>
 public sealed class UnderlayReceiver : IPollable, IDisposable
 {
     private const int BatchSize = 32;
+    /// <summary>The largest coalesced read: a whole IP packet's worth of datagrams.</summary>
+    private const int CoalescedLength = 65536;
+    /// <summary>CMSG_SPACE(sizeof(int)): the UDP_GRO cmsg's segment size.</summary>
+    private static readonly int ControlLength = Libc.CmsgSpace(sizeof(int));
 
     private readonly FileDescriptor _socket;
     private readonly int _fd;
@@ -26,18 +33,22 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
     private readonly unsafe Libc.IoVec* _iov;
     private readonly unsafe Libc.SockAddrIn6* _sources;
     private readonly unsafe Libc.MultiMessageHeader* _messages;
+    private readonly unsafe byte* _control;
+    private long _coalescedReads;
 
     // SAFETY: allocates the native arrays with sizeof of their element types and links message i to
-    // slot i, iovec i and address i only, for i < BatchSize.
-    public unsafe UnderlayReceiver(IPAddress localVtep, ushort port, int maxDatagramLength, int receiveBufferBytes, int workerCount)
+    // slot i, iovec i, address i and control buffer i only, for i < BatchSize.
+    /// <param name="coalesce">Reads runs of datagrams coalesced by the kernel (UDP_GRO).</param>
+    public unsafe UnderlayReceiver(IPAddress localVtep, ushort port, int maxDatagramLength, int receiveBufferBytes, int workerCount, bool coalesce = true)
     {
         LocalVtep = localVtep;
         Traffic = new TrafficCounters(workerCount);
         Drops = new DropCounters(workerCount);
-        _socket = InetSocket.BindUdp(localVtep, port, receiveBufferBytes);
+        _socket = InetSocket.BindUdp(localVtep, port, receiveBufferBytes, coalesce);
         // SAFETY: the socket lives as long as this receiver, which workers stop polling before disposing it.
         _fd = (int)_socket.DangerousGetHandle();
-        _slotLength = maxDatagramLength;
+        _slotLength = coalesce ? Math.Max(maxDatagramLength, CoalescedLength) : maxDatagramLength;
+        _control = coalesce ? (byte*)NativeMemory.AllocZeroed((nuint)(BatchSize * ControlLength)) : null;
         _slots = (byte*)NativeMemory.AllocZeroed((nuint)(BatchSize * _slotLength));
         _iov = (Libc.IoVec*)NativeMemory.AllocZeroed((nuint)(BatchSize * sizeof(Libc.IoVec)));
         _sources = (Libc.SockAddrIn6*)NativeMemory.AllocZeroed((nuint)(BatchSize * sizeof(Libc.SockAddrIn6)));
@@ -49,6 +60,7 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
             _messages[i].Header.Iov = &_iov[i];
             _messages[i].Header.IovLength = 1;
             _messages[i].Header.Name = &_sources[i];
+            _messages[i].Header.Control = _control is null ? null : _control + i * ControlLength;
         }
     }
 
@@ -57,6 +69,8 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
     public TrafficCounters Traffic { get; }
     /// <summary>Drops at the socket itself (truncated datagrams, receive errors); the overlay's are its processor's.</summary>
     public DropCounters Drops { get; }
+    /// <summary>Reads that returned more than one datagram (UDP_GRO).</summary>
+    public long CoalescedReads => Volatile.Read(ref _coalescedReads);
 
     // SAFETY: indexes the native arrays below want <= BatchSize, and reads a slot only for the
     // length the kernel reported for it (<= _slotLength, longer datagrams come back MSG_TRUNC).
@@ -67,6 +81,7 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
         {
             _messages[i].Header.NameLength = (uint)sizeof(Libc.SockAddrIn6);
             _messages[i].Header.Flags = 0;
+            _messages[i].Header.ControlLength = _control is null ? 0 : (nuint)ControlLength;
         }
         int n;
         do
@@ -90,15 +105,50 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
                 continue;
             }
             int length = (int)m->Length;
-            Traffic.CountIn(context.Worker, length);
             Libc.SockAddrIn6* source = _sources + i;
             Ipv6Address from = source->Family == Libc.AF_INET
                 ? VtepKey.From(new Ipv4Address(BinaryPrimitives.ReverseEndianness(source->FlowInfoOrIpv4)))
                 : Ipv6Address.Read(new ReadOnlySpan<byte>(source->Address, 16));
             // SAFETY: the kernel wrote length <= _slotLength bytes into slot i.
-            context.Processor.FromUnderlay(from, new Span<byte>(_slots + i * _slotLength, length), context.Output);
+            var run = new Span<byte>(_slots + i * _slotLength, length);
+            int segment = SegmentLength(&m->Header);
+            if (segment <= 0 || segment >= length)
+            {
+                Traffic.CountIn(context.Worker, length);
+                context.Processor.FromUnderlay(from, run, context.Output);
+                continue;
+            }
+            _coalescedReads++;
+            // A run: datagrams of `segment` bytes back to back, the last one possibly shorter.
+            for (int offset = 0; offset < length; offset += segment)
+            {
+                Span<byte> datagram = run.Slice(offset, Math.Min(segment, length - offset));
+                Traffic.CountIn(context.Worker, datagram.Length);
+                context.Processor.FromUnderlay(from, datagram, context.Output);
+            }
         }
         return n;
+    }
+
+    /// <summary>The segment size of a coalesced read (the UDP_GRO cmsg), or 0.</summary>
+    // SAFETY: walks only the control bytes the kernel reported (ControlLength, at most the buffer's),
+    // reading a cmsghdr only where a whole one fits and its data only within its own length.
+    private static unsafe int SegmentLength(Libc.MessageHeader* header)
+    {
+        if (header->Control is null)
+            return 0;
+        byte* control = (byte*)header->Control;
+        nuint total = header->ControlLength, offset = 0;
+        while (offset + (nuint)Libc.CmsgDataOffset <= total)
+        {
+            var cmsg = (Libc.ControlMessageHeader*)(control + offset);
+            if (cmsg->Length < (nuint)Libc.CmsgDataOffset || offset + cmsg->Length > total)
+                return 0;
+            if (cmsg->Level == Libc.IPPROTO_UDP && cmsg->Type == Libc.UDP_GRO && cmsg->Length >= (nuint)(Libc.CmsgDataOffset + sizeof(int)))
+                return *(int*)(control + offset + (nuint)Libc.CmsgDataOffset);
+            offset += Libc.CmsgAlign(cmsg->Length);
+        }
+        return 0;
     }
 
     public void CollectWakeupFds(List<WakeupFd> fds) => fds.Add(new WakeupFd(_socket, IsEventFd: false));
@@ -119,5 +169,6 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
         NativeMemory.Free(_iov);
         NativeMemory.Free(_sources);
         NativeMemory.Free(_messages);
+        NativeMemory.Free(_control);
     }
 }

@@ -1,30 +1,42 @@
+using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
 
 namespace OverlaySwitch.Underlay;
 
+/// <summary>How the underlay's sockets move datagrams (local configuration, not the controller's).</summary>
+/// <param name="Send">UDP_SEGMENT sockets (default: measured 2 to 3 times the raw socket's rate at a third to two thirds of its CPU per packet, tests/bench/run-encap-bench.sh) or the raw socket.</param>
+/// <param name="SourcePorts">With <see cref="UnderlaySendMode.Gso"/>: how many outer UDP source ports carry the flows.</param>
+/// <param name="ReceiveCoalesced">Receive with UDP_GRO: runs of datagrams in one read.</param>
+public sealed record UnderlayIoOptions(UnderlaySendMode Send = UnderlaySendMode.Gso, int SourcePorts = UnderlaySourcePorts.DefaultCount, bool ReceiveCoalesced = true);
+
 /// <summary>
-/// This host's underlay: a receiving UDP socket per local VTEP address and a batched raw sender
-/// per dataplane worker. The host opens it, attaches it to the dataplane
+/// This host's underlay: a receiving UDP socket per local VTEP address and a batched sender per
+/// dataplane worker (UDP_SEGMENT sockets, or the raw socket where asked for or where the kernel
+/// has no UDP_SEGMENT; before Linux 6.11 also where the route's device has no TX checksum offload,
+/// since those kernels refuse UDP_SEGMENT sends there with EIO). The host opens it, attaches it to the dataplane
 /// (<c>DataplaneService.AttachUnderlay(Receivers, Senders)</c>) and disposes it after the dataplane.
 /// </summary>
 public sealed class UnderlaySockets : IDisposable
 {
     private const int ReceiveBuffer = 8 << 20, SendBuffer = 4 << 20;
     private readonly List<UnderlayReceiver> _receivers = [];
-    private readonly List<UnderlaySender> _senders = [];
+    private readonly List<IUnderlaySender> _senders = [];
 
     /// <summary>Opens the sockets. Fails clearly (e.g. the address is not on this host), leaving nothing open.</summary>
-    public UnderlaySockets(LocalHostConfig local, int workerCount)
+    public UnderlaySockets(LocalHostConfig local, int workerCount, UnderlayIoOptions? options = null)
     {
+        options ??= new UnderlayIoOptions();
         try
         {
             // Datagrams up to the local MTU, but at least jumbo-sized: external VTEPs may not know ours.
             int maxDatagram = Math.Max(local.UnderlayMtu, 9216);
             foreach (System.Net.IPAddress? vtep in new[] { local.VtepV4, local.VtepV6 })
                 if (vtep is not null)
-                    _receivers.Add(new UnderlayReceiver(vtep, local.UdpPort, maxDatagram, ReceiveBuffer, workerCount));
+                    _receivers.Add(new UnderlayReceiver(vtep, local.UdpPort, maxDatagram, ReceiveBuffer, workerCount, options.ReceiveCoalesced));
+            SendMode = options.Send;
+            var ports = new UnderlaySourcePorts(options.SourcePorts);
             for (int i = 0; i < workerCount; i++)
-                _senders.Add(new UnderlaySender(local.VtepV4 is not null, local.VtepV6 is not null, local.UnderlayMtu, SendBuffer, workerCount));
+                _senders.Add(OpenSender(local, ports, workerCount));
         }
         catch
         {
@@ -37,13 +49,33 @@ public sealed class UnderlaySockets : IDisposable
     public IReadOnlyList<UnderlayReceiver> Receivers => _receivers;
 
     /// <summary>One per dataplane worker, in the workers' order.</summary>
-    public IReadOnlyList<UnderlaySender> Senders => _senders;
+    public IReadOnlyList<IUnderlaySender> Senders => _senders;
+
+    /// <summary>How the senders send: as configured, or <see cref="UnderlaySendMode.Raw"/> where the kernel has no UDP_SEGMENT.</summary>
+    public UnderlaySendMode SendMode { get; private set; }
+
+    private IUnderlaySender OpenSender(LocalHostConfig local, UnderlaySourcePorts ports, int workerCount)
+    {
+        if (SendMode == UnderlaySendMode.Gso)
+        {
+            try
+            {
+                return new GsoUnderlaySender(local.VtepV4, local.VtepV6, ports, local.UnderlayMtu, SendBuffer, local.OuterTtl, workerCount);
+            }
+            catch (LinuxException e) when (e.Errno == Errno.ENOPROTOOPT && _senders.Count == 0)
+            {
+                // A kernel before 4.18: the raw socket still works everywhere.
+                SendMode = UnderlaySendMode.Raw;
+            }
+        }
+        return new RawUnderlaySender(local.VtepV4 is not null, local.VtepV6 is not null, local.UnderlayMtu, SendBuffer, workerCount);
+    }
 
     public void Dispose()
     {
         foreach (UnderlayReceiver receiver in _receivers)
             receiver.Dispose();
-        foreach (UnderlaySender sender in _senders)
+        foreach (IUnderlaySender sender in _senders)
             sender.Dispose();
     }
 }

@@ -139,7 +139,16 @@ internal sealed partial class ChildProcess : IDisposable
         _process.StandardInput.Flush();
     }
 
-    public bool WaitForExit(TimeSpan timeout) => _process.WaitForExit(timeout);
+    // The timed wait may return at exit before the output readers are done; the untimed one drains
+    // them, so Output has the last lines (a ping's summary was once missing). Bounded: a grandchild
+    // could hold the pipe open.
+    public bool WaitForExit(TimeSpan timeout)
+    {
+        if (!_process.WaitForExit(timeout))
+            return false;
+        Task.Run(() => _process.WaitForExit()).Wait(TimeSpan.FromSeconds(5));
+        return true;
+    }
 
     /// <summary>The last <paramref name="lines"/> lines of the output.</summary>
     public string Tail(int lines = 40) => TailOf(Output, lines);

@@ -38,6 +38,8 @@ public sealed record OverlaySwitchConfig(string HostName, string? VtepV4, string
     public List<(OverlayEndpoint Endpoint, string Vtep)> Remotes { get; init; } = [];
     /// <summary>Empty: the scheduler places the dataplane thread (several switches share the 2 cores).</summary>
     public int[] DataplaneCpus { get; init; } = [];
+    /// <summary>Switch:Underlay:Send ("Gso" or "Raw"); null: the switch's default.</summary>
+    public string? UnderlaySend { get; init; }
 
     public string ToJson(string socketDirectory)
     {
@@ -47,6 +49,8 @@ public sealed record OverlaySwitchConfig(string HostName, string? VtepV4, string
             underlay["VtepV4"] = VtepV4;
         if (VtepV6 is not null)
             underlay["VtepV6"] = VtepV6;
+        if (UnderlaySend is not null)
+            underlay["Send"] = UnderlaySend;
         var root = new JsonObject
         {
             ["Switch"] = new JsonObject

@@ -12,10 +12,12 @@ namespace OverlaySwitch.Underlay;
 /// Sends encapsulated frames on the underlay in batches: each frame's outer headers and inner
 /// frame are copied into a slot, and <see cref="Flush"/> hands the batch to the kernel with one
 /// sendmmsg per address family on a raw socket (the headers are ours: template, per-flow source
-/// port, DF). One per dataplane worker; not thread-safe.
+/// port over the whole dynamic range, DF, zero IPv4 UDP checksums). The kernel does its whole
+/// per-packet work for each datagram: <see cref="GsoUnderlaySender"/> is the batched alternative
+/// (opt-in for now); this one stays the default and the fallback for kernels without UDP_SEGMENT. One per dataplane worker; not thread-safe.
 /// Runs on: its worker. Allocates nothing per frame.
 /// </summary>
-public sealed class UnderlaySender : ITunnelSender, IDisposable
+public sealed class RawUnderlaySender : IUnderlaySender
 {
     private const int BatchSize = 32;
 
@@ -23,7 +25,7 @@ public sealed class UnderlaySender : ITunnelSender, IDisposable
     private readonly Batch? _v6;
 
     /// <param name="maxDatagramLength">The largest datagram to send: the local underlay MTU.</param>
-    public UnderlaySender(bool ipv4, bool ipv6, int maxDatagramLength, int sendBufferBytes, int workerCount)
+    public RawUnderlaySender(bool ipv4, bool ipv6, int maxDatagramLength, int sendBufferBytes, int workerCount)
     {
         Traffic = new TrafficCounters(workerCount);
         Drops = new DropCounters(workerCount);
@@ -84,12 +86,12 @@ public sealed class UnderlaySender : ITunnelSender, IDisposable
         private readonly unsafe Libc.MultiMessageHeader* _messages;
         /// <summary>The tunnel of each queued datagram, to count one the kernel refuses on it.</summary>
         private readonly Tunnel?[] _tunnels = new Tunnel?[BatchSize];
-        private readonly UnderlaySender _owner;
+        private readonly RawUnderlaySender _owner;
         private int _count;
 
         // SAFETY: allocates the native arrays with sizeof of their element types and links message i
         // to slot i, iovec i and address i only, for i < BatchSize.
-        public unsafe Batch(AddressFamily family, int slotLength, int sendBufferBytes, UnderlaySender owner)
+        public unsafe Batch(AddressFamily family, int slotLength, int sendBufferBytes, RawUnderlaySender owner)
         {
             _v6 = family == AddressFamily.InterNetworkV6;
             _socket = InetSocket.CreateRawSender(family, sendBufferBytes);
