@@ -6,6 +6,8 @@ public sealed class SwitchOptions
     public string HostName { get; set; } = Environment.MachineName;
     /// <summary>Where vhost-user sockets are created (server role) or found (client role), and the status socket.</summary>
     public string SocketDirectory { get; set; } = "/run/overlay-switch";
+    /// <summary>What the switch keeps across restarts (its last applied controller view, enrolled credentials); created mode 0700.</summary>
+    public string StateDirectory { get; set; } = "/var/lib/overlay-switch";
     public int DataplaneThreads { get; set; } = 1;
     /// <summary>CPUs to pin dataplane workers to, in order; empty leaves them to the scheduler.</summary>
     public List<int> DataplaneCpus { get; set; } = [];

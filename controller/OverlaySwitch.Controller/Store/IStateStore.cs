@@ -32,7 +32,18 @@ public interface IStateStore : IAsyncDisposable
 
     /// <summary>Drops the change records up to and including <paramref name="throughRevision"/>.</summary>
     Task CompactAsync(long throughRevision, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Asks the store whether it can serve reads and writes now (readiness): returns what it knows
+    /// of its own revision, or throws <see cref="StoreException"/> saying why it cannot.
+    /// </summary>
+    Task<StoreProbe> ProbeAsync(CancellationToken cancellationToken);
 }
+
+/// <summary>A store's answer to a readiness probe.</summary>
+/// <param name="Revision">The store's current global revision as the store itself reports it.</param>
+/// <param name="Description">Where the store is, for people (a file, a cluster's endpoints).</param>
+public sealed record StoreProbe(long Revision, string Description);
 
 /// <summary>The store's revision moved under the caller (another writer): reload and retry.</summary>
 public sealed class StoreConflictException(string message) : Exception(message);

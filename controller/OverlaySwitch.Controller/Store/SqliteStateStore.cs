@@ -232,6 +232,24 @@ public sealed partial class SqliteStateStore : IStateStore
         return Task.CompletedTask;
     }
 
+    public Task<StoreProbe> ProbeAsync(CancellationToken cancellationToken)
+    {
+        if (_connection is null)
+            throw new StoreException($"The state database {_path} is not open.");
+        // Its own read-only connection: the writer's connection belongs to the (serialized) commits.
+        try
+        {
+            using var connection = new SqliteConnection(new SqliteConnectionStringBuilder { DataSource = _path, Mode = SqliteOpenMode.ReadOnly, Pooling = false }.ToString());
+            connection.Open();
+            long revision = (long)Scalar(connection, "SELECT value FROM meta WHERE key = 'revision';")!;
+            return Task.FromResult(new StoreProbe(revision, $"SQLite {_path}"));
+        }
+        catch (SqliteException e)
+        {
+            throw new StoreException($"The state database {_path} cannot be read: {e.Message}", e);
+        }
+    }
+
     private static ObjectKind ParseKind(string text) =>
         Enum.TryParse(text, out ObjectKind kind) ? kind : throw new StoreException($"The state database holds an object of unknown kind '{text}'.");
 

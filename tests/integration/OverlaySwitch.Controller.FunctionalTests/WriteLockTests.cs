@@ -101,6 +101,8 @@ public sealed class WriteLockTests
 
             public Task CompactAsync(long throughRevision, CancellationToken cancellationToken) => inner.CompactAsync(throughRevision, cancellationToken);
 
+            public Task<StoreProbe> ProbeAsync(CancellationToken cancellationToken) => inner.ProbeAsync(cancellationToken);
+
             public ValueTask DisposeAsync() => inner.DisposeAsync();
         }
     }

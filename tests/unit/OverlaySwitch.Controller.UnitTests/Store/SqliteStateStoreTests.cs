@@ -55,6 +55,23 @@ public sealed class SqliteStateStoreTests : IDisposable
     }
 
     [Fact]
+    public async Task AProbeReportsTheCommittedRevisionAndAnUnreadableFile()
+    {
+        await using SqliteStateStore store = Open();
+        await Assert.ThrowsAsync<StoreException>(() => store.ProbeAsync(default)); // not open yet
+        await store.LoadAsync(default);
+        var tenant = new Tenant("tenant-1", "acme", 1);
+        await store.CommitAsync(1, [StateChange.Upsert<Tenant>(ObjectKind.Tenant, tenant.Id, null, tenant)], default);
+        StoreProbe probe = await store.ProbeAsync(default);
+        Assert.Equal(1, probe.Revision);
+        Assert.Contains(DatabasePath, probe.Description, StringComparison.Ordinal);
+
+        File.Move(DatabasePath, DatabasePath + ".gone");
+        StoreException e = await Assert.ThrowsAsync<StoreException>(() => store.ProbeAsync(default));
+        Assert.Contains("cannot be read", e.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
     public async Task ACommitOutOfOrderIsAConflictAndWritesNothing()
     {
         await using SqliteStateStore store = Open();
