@@ -11,6 +11,7 @@ namespace OverlaySwitch.Controller;
 ///          20–29  authentication
 ///          30–39  watch stream
 ///          40–49  port migrations
+///         100–149 etcd store and replicas
 ///         900–909 reserved: OverlaySwitch.Contracts' watch client, loaded here with the records it
 ///                 shares; its ids are overlay-switchd's (switch/OverlaySwitch.Switch.Host/LogEvents.cs)
 /// </remarks>
@@ -46,4 +47,15 @@ internal static class LogEvents
     public const int MigrationCompleted = 45;
     public const int MigrationRedirects = 46;
     public const int MigrationSweepFailed = 47;
+
+    // EtcdStateStore and the replica that follows it
+    public const int EtcdMemberUnreachable = 100;
+    public const int EtcdCompacted = 101;
+    public const int EtcdWatchRestarted = 102;
+    public const int EtcdFollowInterrupted = 103;
+    public const int ReplicaFollowing = 110;
+    public const int ReplicaReloaded = 111;
+    public const int ReplicaCommitRetried = 112;
+    public const int ReplicaFollowFailed = 113;
+    public const int AdminTokenShared = 120;
 }

@@ -27,17 +27,28 @@ public static class ServiceSetup
         services.AddProblemDetails();
         services.AddExceptionHandler<ProblemExceptionHandler>();
         services.AddSingleton(TimeProvider.System);
-        services.AddSingleton<IStateStore>(sp => new SqliteStateStore(
-            sp.GetRequiredService<IOptions<ControllerOptions>>().Value.DatabasePath,
-            sp.GetRequiredService<ILogger<SqliteStateStore>>()));
+        services.AddSingleton<IStateStore>(sp =>
+        {
+            ControllerOptions options = sp.GetRequiredService<IOptions<ControllerOptions>>().Value;
+            return options.UsesEtcd
+                ? new EtcdStateStore(options.Etcd, sp.GetRequiredService<ILogger<EtcdStateStore>>())
+                : new SqliteStateStore(options.DatabasePath, sp.GetRequiredService<ILogger<SqliteStateStore>>());
+        });
         services.AddSingleton<WatchDispatcher>();
         services.AddSingleton<StateService>();
         services.AddSingleton<ICurrentState>(sp => sp.GetRequiredService<StateService>());
         services.AddSingleton<RealizationTracker>();
         services.AddHostedService<MigrationSweeper>();
-        services.AddSingleton(sp => AdminToken.LoadOrCreate(
-            sp.GetRequiredService<IOptions<ControllerOptions>>().Value.AdminTokenFile,
-            sp.GetRequiredService<ILogger<AdminToken>>()));
+        services.AddSingleton(sp =>
+        {
+            string path = sp.GetRequiredService<IOptions<ControllerOptions>>().Value.AdminTokenFile;
+            ILogger<AdminToken> logger = sp.GetRequiredService<ILogger<AdminToken>>();
+            // Resolved once at startup (Program asks for it before serving), so blocking here blocks no request.
+            return sp.GetRequiredService<IStateStore>() is IReplicatedStateStore replicated
+                ? SharedAdminToken.AgreeAsync(replicated, path, logger, CancellationToken.None).GetAwaiter().GetResult()
+                : AdminToken.LoadOrCreate(path, logger);
+        });
+        services.AddHealthChecks().AddCheck<ReplicaReadiness>("replica", tags: ["ready"]);
         services.AddAuthentication(BearerTokenHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, BearerTokenHandler>(BearerTokenHandler.SchemeName, null);
         services.AddAuthorization();

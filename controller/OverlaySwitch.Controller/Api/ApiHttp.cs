@@ -84,6 +84,7 @@ public static class ApiHttp
             StateErrorKind.NotFound => (StatusCodes.Status404NotFound, "The resource does not exist."),
             StateErrorKind.Conflict => (StatusCodes.Status409Conflict, "The request conflicts with the current state."),
             StateErrorKind.PreconditionFailed => (StatusCodes.Status412PreconditionFailed, "The resource has changed."),
+            StateErrorKind.Unavailable => (StatusCodes.Status503ServiceUnavailable, "The store is unavailable; retry."),
             _ => throw new ArgumentOutOfRangeException(nameof(e), e.Kind, "a kind of refusal the API has no status for"),
         };
         var problem = new ProblemDetails { Status = status, Title = title, Detail = e.Message };

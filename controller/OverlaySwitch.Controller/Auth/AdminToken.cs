@@ -13,7 +13,13 @@ public sealed partial class AdminToken
 
     public string Hash { get; }
 
-    public static AdminToken LoadOrCreate(string path, ILogger logger)
+    /// <summary>The admin token another replica stored (its hash only; this replica has no file of it).</summary>
+    public static AdminToken FromHash(string hash) => new(hash);
+
+    public static AdminToken LoadOrCreate(string path, ILogger logger) => TryLoad(path, logger) ?? Create(path, logger);
+
+    /// <summary>The token in <paramref name="path"/>, or null when there is no such file.</summary>
+    public static AdminToken? TryLoad(string path, ILogger logger)
     {
         path = Path.GetFullPath(path);
         if (File.Exists(path))
@@ -30,7 +36,13 @@ public sealed partial class AdminToken
             Log.Loaded(logger, path);
             return new AdminToken(Tokens.Hash(token));
         }
+        return null;
+    }
 
+    /// <summary>Generates a token and writes it to <paramref name="path"/> (which must not exist).</summary>
+    public static AdminToken Create(string path, ILogger logger)
+    {
+        path = Path.GetFullPath(path);
         string? directory = Path.GetDirectoryName(path);
         if (directory is not null && !Directory.Exists(directory))
             Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);

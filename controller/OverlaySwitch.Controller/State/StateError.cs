@@ -13,6 +13,8 @@ public enum StateErrorKind
     Conflict,
     /// <summary>If-Match named a revision that is not the resource's current one.</summary>
     PreconditionFailed,
+    /// <summary>The store cannot be reached, or this replica cannot catch up with it: retry later (the write may or may not have happened).</summary>
+    Unavailable,
 }
 
 /// <summary>
@@ -43,6 +45,8 @@ public sealed class StateError : Exception
     public static StateError NotFound(string kind, string id) => new(StateErrorKind.NotFound, $"{kind} {UserText.Quote(id)} does not exist.");
 
     public static StateError Conflict(string detail) => new(StateErrorKind.Conflict, detail);
+
+    public static StateError Unavailable(string detail) => new(StateErrorKind.Unavailable, detail);
 
     public static StateError PreconditionFailed(string kind, string id, long current) =>
         new(StateErrorKind.PreconditionFailed, $"{kind} '{id}' is at revision {current}; If-Match did not name it. Read it again and retry.");

@@ -46,7 +46,11 @@ public interface IStateStore : IAsyncDisposable
 public sealed record StoreProbe(long Revision, string Description);
 
 /// <summary>The store's revision moved under the caller (another writer): reload and retry.</summary>
-public sealed class StoreConflictException(string message) : Exception(message);
+public sealed class StoreConflictException(string message) : Exception(message)
+{
+    /// <summary>The revision the store is at, when it said (the caller catches up to it before retrying).</summary>
+    public long? StoredRevision { get; init; }
+}
 
 /// <summary>The store cannot be used as it is (newer schema, corrupt data); the message says why.</summary>
 public sealed class StoreException(string message, Exception? inner = null) : Exception(message, inner);

@@ -22,6 +22,7 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
     private sealed record DetachWork(WatchSession Session) : Work;
     private sealed record HeartbeatWork : Work;
     private sealed record ResyncWork(string HostId, string Reason) : Work;
+    private sealed record ResetWork(DesiredState State, IReadOnlyList<StoredChangeSet> Retained, long CompactedRevision) : Work;
 
     private readonly Channel<Work> _work = Channel.CreateUnbounded<Work>(new UnboundedChannelOptions { SingleReader = true });
     private readonly ControllerOptions _options;
@@ -65,6 +66,14 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
 
     /// <summary>Queues a committed change set. Called under the state service's write lock, so in revision order.</summary>
     public void Publish(ChangeSet set) => _work.Writer.TryWrite(new PublishWork(set));
+
+    /// <summary>
+    /// Replaces the state and the retained log wholesale (a replica reloaded from the store after
+    /// missing revisions it can no longer replay): every watch ends, its agent reconnects and resumes
+    /// from the new log or gets a snapshot.
+    /// </summary>
+    public void Reset(DesiredState state, IReadOnlyList<StoredChangeSet> retained, long compactedRevision) =>
+        _work.Writer.TryWrite(new ResetWork(state, retained, compactedRevision));
 
     /// <summary>
     /// Starts a watch of <paramref name="hostId"/> from <paramref name="fromRevision"/> (0: snapshot),
@@ -121,6 +130,9 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
                         case ResyncWork r:
                             OnResync(r.HostId, r.Reason);
                             break;
+                        case ResetWork r:
+                            OnReset(r);
+                            break;
                     }
                 }
                 catch (Exception e)
@@ -176,6 +188,18 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
         foreach (WatchSession session in overflowed ?? [])
             OnDetach(session, session.EndReason ?? "overflow");
         Volatile.Write(ref _revision, set.Revision);
+    }
+
+    private void OnReset(ResetWork reset)
+    {
+        foreach (WatchSession s in _sessions.ToArray())
+            OnDetach(s, "the controller reloaded its state from the store");
+        _state = reset.State;
+        _log.Clear();
+        foreach (StoredChangeSet set in reset.Retained)
+            _log.AddLast(set);
+        Volatile.Write(ref _floor, Math.Max(reset.CompactedRevision, _log.First is { } first ? first.Value.Revision - 1 : reset.State.Revision));
+        Volatile.Write(ref _revision, reset.State.Revision);
     }
 
     private void OnAttach(WatchSession session)
