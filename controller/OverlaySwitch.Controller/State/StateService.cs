@@ -38,6 +38,7 @@ public sealed partial class StateService : ICurrentState, IAsyncDisposable
     private DesiredState _state = DesiredState.Empty;
     private long _compactedRevision;
     private long _followFailedSince;
+    private int _disposed;
 
     public StateService(IStateStore store, WatchDispatcher dispatcher, IOptions<ControllerOptions> options, ILogger<StateService> logger, TimeProvider time)
     {
@@ -341,6 +342,9 @@ public sealed partial class StateService : ICurrentState, IAsyncDisposable
 
     public async ValueTask DisposeAsync()
     {
+        // The host may dispose its services more than once.
+        if (Interlocked.Exchange(ref _disposed, 1) != 0)
+            return;
         await _stop.CancelAsync().ConfigureAwait(false);
         await _follower.ConfigureAwait(false);
         _stop.Dispose();

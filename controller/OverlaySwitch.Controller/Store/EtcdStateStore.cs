@@ -381,8 +381,10 @@ public sealed partial class EtcdStateStore : IReplicatedStateStore
                                     batch.Add(ParseChanges(e.Kv));
                             }
                         }
-                        catch (RpcException e) when (!cancellationToken.IsCancellationRequested)
+                        catch (RpcException e)
                         {
+                            // Cancelled by the caller: the gRPC client reports it as a status, not as cancellation.
+                            cancellationToken.ThrowIfCancellationRequested();
                             failure = e;
                             break;
                         }

@@ -5,7 +5,7 @@ using OverlaySwitch.Contracts;
 namespace OverlaySwitch.Controller.Tests;
 
 /// <summary>An agent reports the local ports it serves and whether each is attached; the API shows them, per tenant.</summary>
-public sealed class AgentPortsTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
+public class AgentPortsTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
 {
     [Fact]
     public async Task AReportedPortShowsAttachedAndEachTenantSeesOnlyItsPorts()

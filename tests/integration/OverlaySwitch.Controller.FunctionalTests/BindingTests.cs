@@ -9,7 +9,7 @@ namespace OverlaySwitch.Controller.Tests;
 /// or socket name is derived from its id: no tenant chooses where its port runs or what host
 /// object it touches, and a host cannot take another host's or an unbound port.
 /// </summary>
-public sealed class BindingTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
+public class BindingTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
 {
     private async Task<(ApiClient Admin, ApiClient Tenant, Network Network, SwitchHost Host)> SetUpAsync()
     {

@@ -5,7 +5,7 @@ using OverlaySwitch.Contracts;
 
 namespace OverlaySwitch.Controller.Tests;
 
-public sealed class ConditionalAndPagingTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
+public class ConditionalAndPagingTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
 {
     [Fact]
     public async Task ETagsFollowRevisionsAndAStaleIfMatchIs412()

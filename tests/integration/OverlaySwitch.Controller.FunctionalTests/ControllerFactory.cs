@@ -11,7 +11,7 @@ namespace OverlaySwitch.Controller.Tests;
 /// The controller in-process on its own temporary SQLite file and admin token file. Settings
 /// override the configuration (e.g. a short heartbeat). Everything it logs is kept in <see cref="Logs"/>.
 /// </summary>
-public sealed class ControllerFactory : WebApplicationFactory<Program>
+public class ControllerFactory : WebApplicationFactory<Program>
 {
     private readonly Dictionary<string, string?> _settings;
     private readonly Action<IServiceCollection>? _services;
@@ -25,7 +25,7 @@ public sealed class ControllerFactory : WebApplicationFactory<Program>
     public static ControllerFactory Create(string? directory = null, Dictionary<string, string?>? settings = null, Action<IServiceCollection>? services = null) =>
         new(directory, settings, services);
 
-    private ControllerFactory(string? directory, Dictionary<string, string?>? settings, Action<IServiceCollection>? services = null)
+    protected ControllerFactory(string? directory, Dictionary<string, string?>? settings, Action<IServiceCollection>? services = null)
     {
         _services = services;
         Directory = directory ?? Path.Combine(Path.GetTempPath(), "overlay-controller-tests", Guid.NewGuid().ToString("N"));
@@ -66,7 +66,7 @@ public sealed class ControllerFactory : WebApplicationFactory<Program>
             builder.ConfigureTestServices(_services);
     }
 
-    private sealed class ListLoggerProvider(ConcurrentQueue<string> lines) : ILoggerProvider
+    protected sealed class ListLoggerProvider(ConcurrentQueue<string> lines) : ILoggerProvider
     {
         public ILogger CreateLogger(string categoryName) => new ListLogger(lines, categoryName);
         public void Dispose() { }

@@ -11,7 +11,7 @@ namespace OverlaySwitch.Controller.Tests;
 /// with the field named (and the allowed values listed), bodies are capped, refused input is never
 /// echoed back whole, and addresses a subnet reserves are no host's.
 /// </summary>
-public sealed class InputTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
+public class InputTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
 {
     private async Task<(ApiClient Admin, Tenant Tenant, Network Network)> NetworkAsync()
     {

@@ -4,7 +4,7 @@ using OverlaySwitch.Contracts;
 namespace OverlaySwitch.Controller.Tests;
 
 /// <summary>A tenant sees and changes only its own resources; another tenant's are 404, exactly like missing ones.</summary>
-public sealed class TenancyTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
+public class TenancyTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
 {
     private sealed record Victim(Tenant Tenant, Network Network, Port Port, ExternalEndpoint External, SwitchHost Host);
 

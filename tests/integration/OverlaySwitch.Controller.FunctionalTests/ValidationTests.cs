@@ -5,7 +5,7 @@ using OverlaySwitch.Contracts;
 namespace OverlaySwitch.Controller.Tests;
 
 /// <summary>400 for invalid input and 409 for duplicates, as problem details that name the field and the reason.</summary>
-public sealed class ValidationTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
+public class ValidationTests(ControllerFactory controller) : IClassFixture<ControllerFactory>
 {
     private async Task<(ApiClient Admin, Network Network)> NetworkAsync(string? gateway = "10.0.0.1")
     {
