@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Threading.Channels;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
@@ -30,6 +31,8 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
     private readonly CancellationTokenSource _stop = new();
     // Owned by the loop.
     private readonly List<WatchSession> _sessions = [];
+    // Replicated: watches from a revision this replica has not reached yet (an agent that moved here from a replica ahead of it).
+    private readonly List<(WatchSession Session, long Deadline)> _waiting = [];
     private readonly LinkedList<StoredChangeSet> _log = new();
     private DesiredState _state = DesiredState.Empty;
     private long _floor;
@@ -148,7 +151,7 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
         catch (OperationCanceledException) when (_stop.IsCancellationRequested)
         {
         }
-        foreach (WatchSession s in _sessions)
+        foreach (WatchSession s in _sessions.Concat(_waiting.Select(w => w.Session)))
             s.End("the controller is stopping");
     }
 
@@ -188,10 +191,14 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
         foreach (WatchSession session in overflowed ?? [])
             OnDetach(session, session.EndReason ?? "overflow");
         Volatile.Write(ref _revision, set.Revision);
+        if (_waiting.Count > 0)
+            AttachWaiting(expiredToo: false);
     }
 
     private void OnReset(ResetWork reset)
     {
+        foreach ((WatchSession s, _) in _waiting.ToArray())
+            OnDetach(s, "the controller reloaded its state from the store");
         foreach (WatchSession s in _sessions.ToArray())
             OnDetach(s, "the controller reloaded its state from the store");
         _state = reset.State;
@@ -202,7 +209,34 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
         Volatile.Write(ref _revision, reset.State.Revision);
     }
 
+    /// <summary>How long a watch from a revision this replica has not reached waits for it before it gets a snapshot.</summary>
+    private static readonly TimeSpan CatchUpWait = TimeSpan.FromSeconds(5);
+
     private void OnAttach(WatchSession session)
+    {
+        // Another replica was ahead: wait for this one to reach the agent's revision, so it resumes rather than goes back.
+        if (_options.UsesEtcd && session.FromRevision > _state.Revision)
+        {
+            _waiting.Add((session, Stopwatch.GetTimestamp() + (long)(CatchUpWait.TotalSeconds * Stopwatch.Frequency)));
+            return;
+        }
+        AttachNow(session);
+    }
+
+    private void AttachWaiting(bool expiredToo)
+    {
+        for (int i = _waiting.Count - 1; i >= 0; i--)
+        {
+            (WatchSession session, long deadline) = _waiting[i];
+            if (session.FromRevision <= _state.Revision || (expiredToo && Stopwatch.GetTimestamp() >= deadline))
+            {
+                _waiting.RemoveAt(i);
+                AttachNow(session);
+            }
+        }
+    }
+
+    private void AttachNow(WatchSession session)
     {
         // The token was checked when the request came in; it may have been revoked since (that revision is applied already).
         if (session.TokenId is string token && !_state.Tokens.Contains(token))
@@ -247,6 +281,13 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
 
     private void OnDetach(WatchSession session, string reason)
     {
+        int waiting = _waiting.FindIndex(w => w.Session == session);
+        if (waiting >= 0)
+        {
+            _waiting.RemoveAt(waiting);
+            session.End(reason);
+            return;
+        }
         if (!_sessions.Remove(session))
             return;
         session.End(reason);
@@ -264,6 +305,8 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
 
     private void OnHeartbeat()
     {
+        if (_waiting.Count > 0)
+            AttachWaiting(expiredToo: true);
         if (_sessions.Count == 0)
             return;
         byte[] line = WatchLines.Heartbeat(_state.Revision);

@@ -142,7 +142,7 @@ public sealed class EtcdCluster : IAsyncDisposable
     public async Task KillAsync(int member)
     {
         Process p = _members[member].Process!;
-        using (Process kill = Process.Start("kill", ["-9", p.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])!)
+        using (Process kill = Process.Start("kill", ["-9", p.Id.ToString(global::System.Globalization.CultureInfo.InvariantCulture)])!)
             await kill.WaitForExitAsync();
         await p.WaitForExitAsync();
         p.Dispose();
