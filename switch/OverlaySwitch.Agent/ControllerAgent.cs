@@ -24,7 +24,7 @@ namespace OverlaySwitch.Agent;
 /// <param name="local">This host's underlay: registered, and which VTEP address families it can reach.</param>
 /// <param name="socketDirectory">Where the sockets of the vhost-user ports bound here go.</param>
 public sealed partial class ControllerAgent(ISwitchTarget target, string hostName, LocalHostConfig local, string socketDirectory,
-    ControllerConnection controller, ILoggerFactory loggers) : BackgroundService
+    ControllerConnection controller, ILoggerFactory loggers, string? stateDirectory = null) : BackgroundService
 {
     private readonly ILogger _logger = loggers.CreateLogger<ControllerAgent>();
     private readonly ViewApplier _applier = new(new AgentHost(controller.HostId, local, socketDirectory, controller.VhostUserRole), target);
@@ -32,8 +32,38 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
     /// <summary>The last revision applied to the switch, for status and tests.</summary>
     public long AppliedRevision { get; private set; }
 
+    /// <summary>Where the applied state came from: nothing yet, the state file (controller not heard from since), or the controller.</summary>
+    public AgentStateSource StateSource { get; private set; }
+
+    /// <summary>The revision restored from the state file at start; null when nothing was restored.</summary>
+    public long? RestoredRevision { get; private set; }
+
+    /// <summary>Why the state file was not used at start (corrupt, another schema, ...); null when it was, or there was none.</summary>
+    public string? StateFileProblem { get; private set; }
+
+    /// <summary>Snapshots the controller sent (a watch from 0, or a resume it could not serve from its history).</summary>
+    public int SnapshotsReceived { get; private set; }
+
+    /// <summary>The controller URL requests go to now; null before the agent started.</summary>
+    public Uri? CurrentController => _failover?.Current;
+
+    /// <summary>How often the agent moved on to another controller URL.</summary>
+    public long Failovers => _failover?.Failovers ?? 0;
+
+    /// <summary>The writer of the state file; null without a state directory.</summary>
+    public LocalStateWriter? StateWriter { get; private set; }
+
+    private ControllerFailover? _failover;
+
+    /// <summary>Completes once the saved state was looked at (restored, or found missing or unusable), before any controller is asked.</summary>
+    public Task StateLoaded => _stateLoaded.Task;
+    private readonly TaskCompletionSource _stateLoaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+
     /// <summary>How often the local ports are looked at for a change to report.</summary>
     public static readonly TimeSpan PortPollInterval = TimeSpan.FromSeconds(1);
+
+    /// <summary>How long a connection attempt to one controller URL may take before the next URL is tried.</summary>
+    public static readonly TimeSpan ConnectTimeout = TimeSpan.FromSeconds(3);
 
     /// <summary>Serializes reports (after an applied revision, and from the port poll).</summary>
     private readonly SemaphoreSlim _reportLock = new(1, 1);
@@ -49,34 +79,57 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
-        using var http = new HttpClient(ControllerHttp.CreateHandler(controller.CaCertificateFile))
+        using LocalStateStore? store = stateDirectory is null ? null : new LocalStateStore(stateDirectory);
+        var view = new WatchedView();
+        if (store is not null)
+            view = Restore(store);
+        await using LocalStateWriter? writer = store is null ? null : new LocalStateWriter(store, _logger);
+        StateWriter = writer;
+        _stateLoaded.TrySetResult();
+
+        SocketsHttpHandler handler = ControllerHttp.CreateHandler(controller.CaCertificateFile);
+        handler.ConnectTimeout = ConnectTimeout;
+        _failover = new ControllerFailover(controller.Urls, handler, _logger);
+        using var http = new HttpClient(_failover)
         {
-            BaseAddress = controller.Url,
+            BaseAddress = ControllerFailover.BaseAddress,
             Timeout = Timeout.InfiniteTimeSpan,
         };
-        await RegisterAsync(http, stoppingToken);
-
         var watch = new WatchClient(http, controller.HostId, new WatchClientOptions { Token = controller.Token }, loggers.CreateLogger<WatchClient>());
-        var view = new WatchedView();
         using var stopPolling = CancellationTokenSource.CreateLinkedTokenSource(stoppingToken);
-        Task polling = PollPortsAsync(watch, stopPolling.Token);
-        var activationReporter = new ActivationReporter(http, controller.Token, target, loggers.CreateLogger<ActivationReporter>());
+        Task polling = Task.CompletedTask, activating = Task.CompletedTask, expiring = Task.CompletedTask;
         Action onActivated = () => _activations.Release();
         target.Activated += onActivated;
-        Task activating = ReportActivationsAsync(activationReporter, watch, stopPolling.Token);
-        Task expiring = ExpireRedirectsAsync(watch, stopPolling.Token);
         try
         {
-            await foreach (WatchEvent e in watch.WatchAsync(0, stoppingToken))
+            await RegisterAsync(http, stoppingToken);
+            polling = PollPortsAsync(watch, stopPolling.Token);
+            var activationReporter = new ActivationReporter(http, controller.Token, target, loggers.CreateLogger<ActivationReporter>());
+            activating = ReportActivationsAsync(activationReporter, watch, stopPolling.Token);
+            expiring = ExpireRedirectsAsync(watch, stopPolling.Token);
+            // A restored state resumes where it was: the controller sends only what changed since, when its history allows.
+            await foreach (WatchEvent e in watch.WatchAsync(AppliedRevision, stoppingToken))
             {
+                if (e.Type == WatchEventType.Snapshot)
+                {
+                    SnapshotsReceived++;
+                    Log.Snapshot(_logger, e.Revision, AppliedRevision);
+                    // A snapshot replaces everything, also a view from a revision the controller no longer knows (its store was replaced).
+                    if (e.Revision < view.Revision)
+                        view = new WatchedView();
+                }
                 view.Apply(e);
+                StateSource = AgentStateSource.Controller;
                 // Only a revision the switch really applied is reported: "realized" must mean it.
                 bool applied;
                 lock (_applyGate)
                     applied = e.Type == WatchEventType.Heartbeat ? !_failed : Apply(view, e.Revision);
                 if (applied)
                 {
+                    bool advanced = e.Revision != AppliedRevision;
                     AppliedRevision = e.Revision;
+                    if (writer is not null && (advanced || e.Type != WatchEventType.Heartbeat))
+                        writer.Submit(Capture(view));
                     await ReportAsync(watch, e.Revision, always: true, stoppingToken);
                 }
             }
@@ -98,6 +151,62 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
             await expiring;
         }
     }
+
+    /// <summary>
+    /// Brings the switch to the state saved in the state file (ports, tables, VTEPs), so it forwards
+    /// before any controller answers; the watch resumes from its revision. An unusable file is
+    /// reported and set aside, and the switch starts empty.
+    /// </summary>
+    private WatchedView Restore(LocalStateStore store)
+    {
+        var view = new WatchedView();
+        LocalState? saved;
+        try
+        {
+            saved = store.Load(controller.HostId);
+        }
+        catch (LocalStateUnusableException e)
+        {
+            StateFileProblem = e.Message;
+            string? aside = null;
+            try
+            {
+                aside = store.SetAside();
+            }
+            catch (IOException moveFailed)
+            {
+                StateFileProblem += $" (could not set it aside: {moveFailed.Message})";
+            }
+            Log.StateUnusable(_logger, e.Message, aside ?? "(left in place)");
+            return view;
+        }
+        if (saved is null)
+        {
+            Log.NoState(_logger, store.FilePath);
+            return view;
+        }
+        view.Apply(new WatchEvent(WatchEventType.Snapshot, saved.Revision) { Snapshot = saved.View });
+        bool applied;
+        lock (_applyGate)
+            applied = Apply(view, saved.Revision);
+        if (applied)
+        {
+            AppliedRevision = saved.Revision;
+            RestoredRevision = saved.Revision;
+            StateSource = AgentStateSource.StateFile;
+            Log.Restored(_logger, saved.Revision, store.FilePath, saved.SavedAt, saved.View.Ports.Count);
+            return view;
+        }
+        // The switch refused the saved state (it was applied before, so this is rare): start empty.
+        StateFileProblem = $"the switch refused the saved state of revision {saved.Revision}";
+        return new WatchedView();
+    }
+
+    /// <summary>The state to save: the view as applied (a copy, the watch loop goes on changing its own) and the local ports now.</summary>
+    private LocalState Capture(WatchedView view) =>
+        new(controller.HostId, view.Revision,
+            new HostView(controller.HostId, [.. view.Networks.Values], [.. view.Ports.Values], [.. view.Hosts.Values], [.. view.ExternalEndpoints.Values]),
+            target.LocalPorts(), DateTimeOffset.UtcNow);
 
     /// <summary>
     /// Tells the controller of every activation the switch reports, at once and each once at a time
@@ -252,7 +361,7 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
                 using HttpResponseMessage response = await http.SendAsync(request, cancellationToken);
                 if (response.IsSuccessStatusCode)
                 {
-                    Log.Registered(_logger, controller.ToString());
+                    Log.Registered(_logger, $"{_failover!.Current} as host {controller.HostId}");
                     return;
                 }
                 string body = await response.Content.ReadAsStringAsync(cancellationToken);
@@ -328,5 +437,28 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
 
         [LoggerMessage(EventId = LogEvents.AgentReportFailed, Level = LogLevel.Warning, Message = "Reporting revision {Revision} failed: {Error}")]
         public static partial void ReportFailed(ILogger logger, long revision, string error);
+
+        [LoggerMessage(EventId = LogEvents.LocalStateRestored, Level = LogLevel.Information, Message = "Restored controller revision {Revision} from {File} (saved {SavedAt:O}, {Ports} ports in the view); forwarding with it until the controller answers")]
+        public static partial void Restored(ILogger logger, long revision, string file, DateTimeOffset savedAt, int ports);
+
+        [LoggerMessage(EventId = LogEvents.LocalStateUnusable, Level = LogLevel.Error, Message = "The saved state cannot be used and is ignored; starting empty until the controller answers: {Error}. The file was moved to {Aside}")]
+        public static partial void StateUnusable(ILogger logger, string error, string aside);
+
+        [LoggerMessage(EventId = LogEvents.LocalStateNone, Level = LogLevel.Information, Message = "No saved state in {File}; starting empty until the controller answers")]
+        public static partial void NoState(ILogger logger, string file);
+
+        [LoggerMessage(EventId = LogEvents.AgentWatchSnapshot, Level = LogLevel.Information, Message = "The controller sent a snapshot at revision {Revision} (the agent was at {Applied})")]
+        public static partial void Snapshot(ILogger logger, long revision, long applied);
     }
+}
+
+/// <summary>Where the state a switch's agent applied came from.</summary>
+public enum AgentStateSource
+{
+    /// <summary>Nothing applied yet: no saved state, and the controller has not answered.</summary>
+    None,
+    /// <summary>The state file, at start; the controller has not answered since.</summary>
+    StateFile,
+    /// <summary>The controller's watch stream.</summary>
+    Controller,
 }

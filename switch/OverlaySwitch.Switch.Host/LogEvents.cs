@@ -8,7 +8,8 @@ namespace OverlaySwitch.Host;
 /// or an event uses an id not listed here.
 /// </summary>
 /// <remarks>
-/// Ranges:   1–99  the daemon (service 1–19, status socket 20–39, controller agent 40–59)
+/// Ranges:   1–99  the daemon (service 1–19, status socket 20–39, controller agent 40–59,
+///                 failover and local state 60–79)
 ///         100–199 vhost-user protocol
 ///         200–299 dataplane workers
 ///         300–399 ports (vhost-user 300–319, tap 320–339)
@@ -45,6 +46,14 @@ internal static class LogEvents
     public const int AgentActivationAccepted = 47;
     public const int AgentActivationRefused = 48;
     public const int AgentActivationRetrying = 49;
+
+    // Agent: controller failover and the switch's local state (ControllerFailover, ControllerAgent, LocalStateWriter)
+    public const int AgentControllerFailover = 60;
+    public const int LocalStateRestored = 61;
+    public const int LocalStateUnusable = 62;
+    public const int LocalStateSaveFailed = 63;
+    public const int LocalStateNone = 64;
+    public const int AgentWatchSnapshot = 65;
 
     // VhostUserNetDevice (RequestRefusals), VhostUserConnection
     public const int VhostUserRequestRefused = 100;

@@ -38,8 +38,10 @@ builder.Services.AddHostedService(sp => sp.GetRequiredService<SwitchService>());
 builder.Services.AddHostedService<StatusServer>();
 if (config.Controller is ControllerConnection controller)
 {
-    builder.Services.AddHostedService(sp => new ControllerAgent(sp.GetRequiredService<SwitchService>(), config.HostName, config.Local,
-        config.SocketDirectory, controller, sp.GetRequiredService<ILoggerFactory>()));
+    // A singleton as well as a hosted service: the status socket shows where its state came from.
+    builder.Services.AddSingleton(sp => new ControllerAgent(sp.GetRequiredService<SwitchService>(), config.HostName, config.Local,
+        config.SocketDirectory, controller, sp.GetRequiredService<ILoggerFactory>(), Path.GetFullPath(options.StateDirectory)));
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<ControllerAgent>());
 }
 builder.Services.AddSingleton<IHostLifetime, Microsoft.Extensions.Hosting.Internal.ConsoleLifetime>();
 

@@ -13,7 +13,7 @@ namespace OverlaySwitch.Host;
 /// "status\n" and reads one JSON document until end of stream. `overlayctl status` and the system
 /// tests use it. Runs on: its own thread, one request at a time.
 /// </summary>
-public sealed partial class StatusServer(SwitchService service, SwitchConfig config, ILogger<StatusServer> logger) : IHostedService
+public sealed partial class StatusServer(SwitchService service, SwitchConfig config, ILogger<StatusServer> logger, Agent.ControllerAgent? agent = null) : IHostedService
 {
     public const string FileName = "overlay-switchd.ctl";
     private FileDescriptor? _listener;
@@ -173,9 +173,42 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
         // Moved ports' redirects (the source's) and handed-over ports': frames passed on and the VTEPs that still sent them.
         var redirects = service.Redirects().Select(r => new { endpoint = r.EndpointId, frames = r.Frames, senders = r.Senders.Select(a => a.ToString()).ToArray() }).ToArray();
         // The controller the switch follows (null: its own file's state); the token stays out.
-        var controller = config.Controller is { } c ? new { url = c.Url.ToString(), hostId = c.HostId } : null;
-        return JsonSerializer.Serialize(new { host = config.HostName, revision = tables.Revision, controller, ports, failedPorts, networks, tunnels, underlay, drops, workers, redirects },
+        var controller = config.Controller is { } c ? new { url = c.Url.ToString(), hostId = c.HostId, urls = c.Urls.Select(u => u.ToString()).ToArray() } : null;
+        return JsonSerializer.Serialize(new { host = config.HostName, revision = tables.Revision, controller, ports, failedPorts, networks, tunnels, underlay, drops, workers, redirects, agent = AgentStatus() },
             Indented);
+    }
+
+    /// <summary>
+    /// The controller agent: which controller URL it uses, and where its applied state came from —
+    /// "stateFile" (restored from the state file at start, the controller not heard from since),
+    /// "controller" or "none" — with the revision restored, snapshots received and the state file's last save.
+    /// </summary>
+    private object? AgentStatus()
+    {
+        if (agent is null)
+            return null;
+        Agent.LocalStateWriter? writer = agent.StateWriter;
+        return new
+        {
+            source = agent.StateSource switch
+            {
+                Agent.AgentStateSource.StateFile => "stateFile",
+                Agent.AgentStateSource.Controller => "controller",
+                _ => "none",
+            },
+            appliedRevision = agent.AppliedRevision,
+            restoredRevision = agent.RestoredRevision,
+            stateFileProblem = agent.StateFileProblem,
+            snapshots = agent.SnapshotsReceived,
+            controllerUrl = agent.CurrentController?.ToString(),
+            failovers = agent.Failovers,
+            stateFile = writer is null ? null : new
+            {
+                savedRevision = writer.SavedRevision,
+                writes = writer.Writes,
+                lastWriteMs = Math.Round(writer.LastWriteTime.TotalMilliseconds, 3),
+            },
+        };
     }
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };

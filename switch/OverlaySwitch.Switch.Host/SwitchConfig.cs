@@ -169,8 +169,7 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
         ControllerConnection? controller = null;
         if (o.Controller is ControllerOptions c)
         {
-            if (!Uri.TryCreate(c.Url, UriKind.Absolute, out Uri? url) || url.Scheme is not ("http" or "https"))
-                e.Add($"Switch:Controller:Url: '{c.Url}' is not an http(s) URL.");
+            List<Uri> urls = ParseControllerUrls(c, e);
             if (string.IsNullOrWhiteSpace(c.HostId))
                 e.Add("Switch:Controller:HostId: must be set.");
             string? token = c.Token;
@@ -192,8 +191,8 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             VhostUserSocketRole role = ParseEnum<VhostUserSocketRole>(c.VhostUserRole, "Switch:Controller:VhostUserRole", e);
             if (c.CaCertificateFile is not null && !File.Exists(c.CaCertificateFile))
                 e.Add($"Switch:Controller:CaCertificateFile: '{c.CaCertificateFile}' does not exist.");
-            if (url is not null && token is not null)
-                controller = new ControllerConnection(url, c.HostId, token, role, c.CaCertificateFile);
+            if (urls.Count > 0 && token is not null)
+                controller = new ControllerConnection(urls, c.HostId, token, role, c.CaCertificateFile);
             if (!string.IsNullOrWhiteSpace(o.SocketDirectory))
                 CheckSocketPath(Path.Combine(o.SocketDirectory, ControllerPortSocketFile), "Switch:SocketDirectory", "the sockets of the controller's ports", e);
         }
@@ -228,6 +227,43 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
         return new SwitchConfig(o.HostName, o.SocketDirectory, o.DataplaneThreads, o.DataplaneCpus, mode, o.SocketUid, o.SocketGid, local, networks, ports,
             vteps, remotes)
         { Controller = controller, VhostUser = vhostUser, TapOffloads = o.TapOffloads, UnderlayIo = underlayIo };
+    }
+
+    /// <summary>
+    /// Switch:Controller:Url, or Switch:Controller:Urls (a list, failed over in order): one of them,
+    /// not both (which one would win is not obvious). Each an http(s) URL, no duplicates; each
+    /// ends in "/" so the API's paths go under it.
+    /// </summary>
+    private static List<Uri> ParseControllerUrls(ControllerOptions c, List<string> errors)
+    {
+        bool single = !string.IsNullOrWhiteSpace(c.Url);
+        if (single && c.Urls.Count > 0)
+        {
+            errors.Add("Switch:Controller: give Url or Urls, not both.");
+            return [];
+        }
+        if (!single && c.Urls.Count == 0)
+        {
+            errors.Add("Switch:Controller:Url: '' is not an http(s) URL (give Url, or a list in Urls).");
+            return [];
+        }
+        var texts = single ? [(c.Url, "Switch:Controller:Url")] : c.Urls.Select((u, i) => (u, $"Switch:Controller:Urls:{i}")).ToList();
+        var urls = new List<Uri>();
+        foreach ((string text, string at) in texts)
+        {
+            if (!Uri.TryCreate(text, UriKind.Absolute, out Uri? url) || url.Scheme is not ("http" or "https"))
+            {
+                errors.Add($"{at}: '{text}' is not an http(s) URL.");
+                continue;
+            }
+            if (!url.AbsolutePath.EndsWith('/'))
+                url = new Uri(url.GetLeftPart(UriPartial.Path) + "/");
+            if (urls.Contains(url))
+                errors.Add($"{at}: '{text}' is given twice.");
+            else
+                urls.Add(url);
+        }
+        return urls.Count == texts.Count ? urls : [];
     }
 
     private static int Positive(int value, string at, List<string> errors)

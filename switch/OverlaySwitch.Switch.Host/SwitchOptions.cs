@@ -53,6 +53,12 @@ public sealed class ControllerOptions
     /// <summary>The controller's base address, e.g. http://controller:8080/ or https://controller:8443/.</summary>
     public string Url { get; set; } = "";
     /// <summary>
+    /// Several base addresses of one controller (replicas sharing a store), instead of <see cref="Url"/>
+    /// (giving both is an error): the agent uses the first that answers and moves on to the next when
+    /// it cannot reach the one it uses.
+    /// </summary>
+    public List<string> Urls { get; set; } = [];
+    /// <summary>
     /// For an https controller whose certificate the system does not trust: a PEM file with the
     /// controller's certificate (self-signed) or the CA that issued it. The server's certificate
     /// must chain to it and match the URL's host name.

@@ -238,55 +238,72 @@ public sealed partial class OverlayController : IDiagnosable, IDisposable
 /// controller (URL, host id, token file): no networks, ports, remote endpoints or VTEPs. Ready once
 /// its status socket answers. Stopped by PID at the end of the test.
 /// </summary>
-public sealed class AgentSwitch : IDiagnosable, IDisposable
+public sealed partial class AgentSwitch : IDiagnosable, IDisposable
 {
-    private readonly ChildProcess _process;
+    private const int SigKill = 9;
+    private ChildProcess _process;
+    private readonly List<ChildProcess> _killed = [];
+    private readonly SystemTestScope _scope;
+    private readonly string _hostName;
+    private readonly string _configPath;
+    private int _starts = 1;
 
-    private AgentSwitch(UnderlayHost host, string directory, ChildProcess process)
+    private AgentSwitch(SystemTestScope scope, UnderlayHost host, string hostName, string directory, string configPath, ChildProcess process)
     {
+        _scope = scope;
         Host = host;
+        _hostName = hostName;
         Directory = directory;
+        _configPath = configPath;
         _process = process;
     }
 
     public UnderlayHost Host { get; }
     public string Directory { get; }
     public string StatusSocket => Path.Combine(Directory, SwitchDaemon.StatusSocketName);
-    public string Output => _process.Output;
+    /// <summary>Switch:StateDirectory: where the switch keeps its last applied state (state.db).</summary>
+    public string StateDirectory => Path.Combine(Directory, "state");
+    /// <summary>Everything the switch printed in all its runs.</summary>
+    public string Output => string.Concat(_killed.Select(p => p.Output).Append(_process.Output));
+    /// <summary>What the switch printed in its current run.</summary>
+    public string CurrentOutput => _process.Output;
     public int Pid => _process.Pid;
 
-    public static AgentSwitch Start(SystemTestScope scope, UnderlayHost host, string hostName, string hostId, string tokenFile)
+    /// <summary>SIGKILL by PID (`kill -9`): none of the switch's shutdown runs (its taps and sockets stay); waits until it is gone.</summary>
+    public void Kill()
     {
-        string directory = Path.Combine(scope.Dir, hostName);
-        global::System.IO.Directory.CreateDirectory(directory);
-        var underlay = new JsonObject { ["Mtu"] = 1500 };
-        if (host.V4 is not null)
-            underlay["VtepV4"] = host.V4;
-        if (host.V6 is not null)
-            underlay["VtepV6"] = host.V6;
-        var config = new JsonObject
-        {
-            ["Switch"] = new JsonObject
-            {
-                ["HostName"] = hostName,
-                ["SocketDirectory"] = directory,
-                ["DataplaneThreads"] = 1,
-                ["Underlay"] = underlay,
-                ["Controller"] = new JsonObject
-                {
-                    ["Url"] = OverlayController.UrlFor(host).ToString(),
-                    ["HostId"] = hostId,
-                    ["TokenFile"] = tokenFile,
-                },
-            },
-        };
-        string configPath = Path.Combine(directory, "switch.json");
-        File.WriteAllText(configPath, config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        ChildProcess process = ChildProcess.Start($"overlay-switchd {hostName}", "ip",
+        if (!_process.HasExited)
+            _ = KillProcess(_process.Pid, SigKill);
+        if (!_process.WaitForExit(_scope.Bound(TimeSpan.FromSeconds(10))))
+            throw _scope.Failure($"overlay-switchd {_hostName} (pid {Pid}) still runs 10 s after SIGKILL");
+        _process.AppendNote("killed with SIGKILL by the test");
+        _killed.Add(_process);
+        _scope.Log($"overlay-switchd {_hostName} pid {Pid} killed (SIGKILL)");
+    }
+
+    /// <summary>Starts the switch again with the same configuration and directories (after <see cref="Kill"/>); waits for its status socket.</summary>
+    public void Restart()
+    {
+        if (!_process.HasExited)
+            throw new InvalidOperationException("the switch still runs");
+        _process = Launch(_scope, Host, _hostName, Directory, _configPath, ++_starts);
+        WaitAnswering(_scope, this, _process, _hostName);
+    }
+
+    [LibraryImport("libc", EntryPoint = "kill", SetLastError = true)]
+    private static partial int KillProcess(int pid, int signal);
+
+    private static ChildProcess Launch(SystemTestScope scope, UnderlayHost host, string hostName, string directory, string configPath, int start)
+    {
+        ChildProcess process = ChildProcess.Start($"overlay-switchd {hostName}{(start > 1 ? $" (start {start})" : "")}", "ip",
             ["netns", "exec", host.Namespace.Name, "dotnet", SystemEnvironment.SwitchDaemonDll, "--config", configPath],
-            Path.Combine(directory, "switchd.log"), environment: new Dictionary<string, string> { ["DOTNET_NOLOGO"] = "1" });
-        scope.Log($"overlay-switchd {hostName} pid {process.Pid} in {host.Namespace.Name}, controller {OverlayController.UrlFor(host)}");
-        var sw = scope.Track(new AgentSwitch(host, directory, process));
+            Path.Combine(directory, start > 1 ? $"switchd-{start}.log" : "switchd.log"), environment: new Dictionary<string, string> { ["DOTNET_NOLOGO"] = "1" });
+        scope.Log($"overlay-switchd {hostName} pid {process.Pid} in {host.Namespace.Name}, controller {OverlayController.UrlFor(host)}{(start > 1 ? $" (start {start})" : "")}");
+        return process;
+    }
+
+    private static void WaitAnswering(SystemTestScope scope, AgentSwitch sw, ChildProcess process, string hostName)
+    {
         string? lastError = null;
         scope.WaitUntil(() =>
         {
@@ -303,6 +320,39 @@ public sealed class AgentSwitch : IDiagnosable, IDisposable
                 return false;
             }
         }, TimeSpan.FromSeconds(30), $"overlay-switchd {hostName} to answer on its status socket", () => $"last error: {lastError}");
+    }
+
+    public static AgentSwitch Start(SystemTestScope scope, UnderlayHost host, string hostName, string hostId, string tokenFile)
+    {
+        string directory = Path.Combine(scope.Dir, hostName);
+        global::System.IO.Directory.CreateDirectory(directory);
+        var underlay = new JsonObject { ["Mtu"] = 1500 };
+        if (host.V4 is not null)
+            underlay["VtepV4"] = host.V4;
+        if (host.V6 is not null)
+            underlay["VtepV6"] = host.V6;
+        var config = new JsonObject
+        {
+            ["Switch"] = new JsonObject
+            {
+                ["HostName"] = hostName,
+                ["SocketDirectory"] = directory,
+                ["StateDirectory"] = Path.Combine(directory, "state"),
+                ["DataplaneThreads"] = 1,
+                ["Underlay"] = underlay,
+                ["Controller"] = new JsonObject
+                {
+                    ["Url"] = OverlayController.UrlFor(host).ToString(),
+                    ["HostId"] = hostId,
+                    ["TokenFile"] = tokenFile,
+                },
+            },
+        };
+        string configPath = Path.Combine(directory, "switch.json");
+        File.WriteAllText(configPath, config.ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        ChildProcess process = Launch(scope, host, hostName, directory, configPath, 1);
+        var sw = scope.Track(new AgentSwitch(scope, host, hostName, directory, configPath, process));
+        WaitAnswering(scope, sw, process, hostName);
         return sw;
     }
 
@@ -332,6 +382,8 @@ public sealed class AgentSwitch : IDiagnosable, IDisposable
     {
         _process.Stop(TimeSpan.FromSeconds(10));
         _process.Dispose();
+        foreach (ChildProcess old in _killed)
+            old.Dispose();
     }
 }
 
