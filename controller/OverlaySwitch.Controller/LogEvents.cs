@@ -11,6 +11,7 @@ namespace OverlaySwitch.Controller;
 ///          20–29  authentication
 ///          30–39  watch stream
 ///          40–49  port migrations
+///         150–169 host enrollment
 ///         900–909 reserved: OverlaySwitch.Contracts' watch client, loaded here with the records it
 ///                 shares; its ids are overlay-switchd's (switch/OverlaySwitch.Switch.Host/LogEvents.cs)
 /// </remarks>
@@ -46,4 +47,9 @@ internal static class LogEvents
     public const int MigrationCompleted = 45;
     public const int MigrationRedirects = 46;
     public const int MigrationSweepFailed = 47;
+
+    // StateService: host enrollment
+    public const int EnrollmentTokenCreated = 150;
+    public const int HostEnrolled = 151;
+    public const int EnrollmentRefused = 152;
 }
