@@ -12,6 +12,7 @@ namespace OverlaySwitch.Controller;
 ///          30–39  watch stream
 ///          40–49  port migrations
 ///         100–149 etcd store and replicas
+///         150–169 host enrollment
 ///         900–909 reserved: OverlaySwitch.Contracts' watch client, loaded here with the records it
 ///                 shares; its ids are overlay-switchd's (switch/OverlaySwitch.Switch.Host/LogEvents.cs)
 /// </remarks>
@@ -58,4 +59,8 @@ internal static class LogEvents
     public const int ReplicaCommitRetried = 112;
     public const int ReplicaFollowFailed = 113;
     public const int AdminTokenShared = 120;
+    // StateService: host enrollment
+    public const int EnrollmentTokenCreated = 150;
+    public const int HostEnrolled = 151;
+    public const int EnrollmentRefused = 152;
 }

@@ -18,6 +18,7 @@ using OverlaySwitch.Controller.Watch;
 WebApplicationBuilder builder = WebApplication.CreateBuilder(new WebApplicationOptions { Args = args, ContentRootPath = AppContext.BaseDirectory });
 builder.Configuration.AddEnvironmentVariables("OVERLAY_CONTROLLER_");
 builder.Services.AddOverlayController(builder.Configuration);
+builder.Services.AddSystemd(); // Type=notify: READY=1 once the host has started (Kestrel listening); journal log format under systemd
 
 WebApplication app = builder.Build();
 ControllerOptions options = app.Services.GetRequiredService<IOptions<ControllerOptions>>().Value;
@@ -42,7 +43,9 @@ app.MapGroup("/api/v1").RequireAuthorization()
     .MapPortsApi()
     .MapMigrationsApi()
     .MapExternalVtepsApi()
-    .MapWatchApi();
+    .MapWatchApi()
+    .MapEnrollmentTokensApi();
+app.MapEnrollmentApi();
 await app.RunAsync();
 return 0;
 

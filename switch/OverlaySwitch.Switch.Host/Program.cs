@@ -28,6 +28,39 @@ builder.Services.Configure<SwitchOptions>(builder.Configuration.GetSection("Swit
 builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(10));
 
 SwitchOptions options = builder.Configuration.GetSection("Switch").Get<SwitchOptions>() ?? new SwitchOptions();
+if (options.Controller is { HostId: "", Token: null, TokenFile: null } controllerOptions && Uri.TryCreate(controllerOptions.Url, UriKind.Absolute, out Uri? controllerUrl))
+{
+    // Enrolled hosts find their id and token in the state directory; the configuration names neither.
+    try
+    {
+        EnrolledHost? enrolled = Enrollment.Load(options.StateDirectory);
+        if (enrolled is null && EnrollmentToken(controllerOptions) is { Length: > 0 } enrollmentToken)
+        {
+            enrolled = await Enrollment.EnrollAsync(controllerUrl, controllerOptions.CaCertificateFile, enrollmentToken,
+                new OverlaySwitch.Contracts.EnrollmentRequest(options.HostName, options.Underlay.VtepV4, options.Underlay.VtepV6, options.Underlay.Mtu),
+                options.StateDirectory, CancellationToken.None);
+            Console.WriteLine($"overlay-switchd: enrolled host '{enrolled.HostName}' as {enrolled.HostId}; its token is in {enrolled.TokenFile}");
+        }
+        if (enrolled is not null)
+        {
+            builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+            {
+                ["Switch:Controller:HostId"] = enrolled.HostId,
+                ["Switch:Controller:TokenFile"] = enrolled.TokenFile,
+            });
+            options = builder.Configuration.GetSection("Switch").Get<SwitchOptions>() ?? options;
+        }
+    }
+    catch (EnrollmentException e)
+    {
+        // Refused: a restart cannot help (exit 2, which the unit does not restart on); unreachable: it may (exit 1).
+        return Fail(e.Message, e.Refused ? 2 : 1);
+    }
+    catch (IOException e)
+    {
+        return Fail($"Switch:Controller:EnrollmentTokenFile: {e.Message}");
+    }
+}
 SwitchConfig config = SwitchConfig.Parse(options, out List<string> errors);
 if (errors.Count > 0)
     return Fail("Invalid configuration:" + Environment.NewLine + string.Join(Environment.NewLine, errors.Select(e => "  " + e)));
@@ -44,6 +77,9 @@ if (config.Controller is ControllerConnection controller)
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ControllerAgent>());
 }
 builder.Services.AddSingleton<IHostLifetime, Microsoft.Extensions.Hosting.Internal.ConsoleLifetime>();
+// Under systemd (Type=notify): READY=1 once every hosted service started (ports open, dataplane
+// running, status socket listening), STOPPING=1 on the way down, journal log levels. Elsewhere nothing.
+builder.Services.AddSystemd();
 
 using IHost host = builder.Build();
 SwitchService service = host.Services.GetRequiredService<SwitchService>();
@@ -63,8 +99,11 @@ catch (Exception e) when (e is OverlaySwitch.Interop.LinuxException or OverlaySw
     return Fail(e.Message);
 }
 
-static int Fail(string message)
+static int Fail(string message, int exitCode = 2)
 {
     Console.Error.WriteLine($"overlay-switchd: {message}");
-    return 2;
+    return exitCode;
 }
+
+static string? EnrollmentToken(ControllerOptions controller) =>
+    controller.EnrollmentToken ?? (controller.EnrollmentTokenFile is string file ? File.ReadAllText(file).Trim() : null);

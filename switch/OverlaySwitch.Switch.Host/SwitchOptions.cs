@@ -69,6 +69,13 @@ public sealed class ControllerOptions
     /// <summary>The host's bearer token, or a file holding it (mode 0600, as the controller issued it).</summary>
     public string? Token { get; set; }
     public string? TokenFile { get; set; }
+    /// <summary>
+    /// Without HostId and Token/TokenFile: a one-time enrollment token (or a file holding it) the
+    /// switch enrolls its host with at its first start; the host id and token it receives are kept
+    /// in the state directory (host.json, host.token) and used from then on.
+    /// </summary>
+    public string? EnrollmentToken { get; set; }
+    public string? EnrollmentTokenFile { get; set; }
     /// <summary>The socket role of vhost-user ports the controller binds here (the controller does not say).</summary>
     public string VhostUserRole { get; set; } = "Server";
 }

@@ -20,7 +20,11 @@ public enum ObjectKind
 }
 
 /// <summary>An API token as stored: only the SHA-256 of the secret, never the secret.</summary>
-public sealed record TokenRecord(string Id, string Hash, string Role, string? TenantId, string? HostId, string? Name, long Revision);
+public sealed record TokenRecord(string Id, string Hash, string Role, string? TenantId, string? HostId, string? Name, long Revision)
+{
+    /// <summary>For an enrollment token (<see cref="Role"/> "Enrollment"): its terms and whether it was used; null for others.</summary>
+    public EnrollmentTerms? Enrollment { get; init; }
+}
 
 /// <summary>One object created (Before null), replaced, or deleted (After null) by a write.</summary>
 public sealed record StateChange(ObjectKind Kind, string Id, object? Before, object? After)
