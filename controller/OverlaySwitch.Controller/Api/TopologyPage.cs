@@ -19,9 +19,11 @@ public static class TopologyPage
 
     public static IEndpointRouteBuilder MapTopologyPage(this IEndpointRouteBuilder endpoints)
     {
-        endpoints.MapGet("/ui", () => Results.Redirect("/ui/")).ExcludeFromDescription();
         endpoints.MapGet("/ui/{file?}", (string? file, HttpContext http) =>
         {
+            // Routing matches /ui and /ui/ alike; the page's relative links need the slash.
+            if (file is null && http.Request.Path.Value?.EndsWith('/') != true)
+                return Results.Redirect("/ui/");
             if (!Files.TryGetValue(string.IsNullOrEmpty(file) ? "index.html" : file, out var f))
                 return Results.NotFound();
             http.Response.Headers.ContentSecurityPolicy = Policy;
