@@ -30,6 +30,7 @@ if (options.Validate().ToList() is { Count: > 0 } errors)
 await app.Services.GetRequiredService<StateService>().InitializeAsync(CancellationToken.None);
 _ = app.Services.GetRequiredService<AdminToken>(); // created (or read) now, not at the first request
 
+app.UseControllerMetrics(); // first: counts what clients get, failures included
 app.UseExceptionHandler(new ExceptionHandlerOptions { SuppressDiagnosticsCallback = c => c.Exception is StateError or BadHttpRequestException });
 app.UseStatusCodePages();
 app.UseAuthentication();
@@ -44,8 +45,10 @@ app.MapGroup("/api/v1").RequireAuthorization()
     .MapMigrationsApi()
     .MapExternalVtepsApi()
     .MapWatchApi()
-    .MapEnrollmentTokensApi();
+    .MapEnrollmentTokensApi()
+    .MapTopologyApi();
 app.MapEnrollmentApi();
+app.MapControllerHealth().MapControllerMetrics().MapTopologyPage();
 await app.RunAsync();
 return 0;
 

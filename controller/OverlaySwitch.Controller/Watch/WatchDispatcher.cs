@@ -55,6 +55,9 @@ public sealed partial class WatchDispatcher : IAsyncDisposable
 
     public int SessionCount => Volatile.Read(ref _sessionCount);
 
+    /// <summary>Whether the loop was started and has not stopped (readiness).</summary>
+    public bool IsRunning => !Volatile.Read(ref _loop).IsCompleted;
+
     /// <summary>Starts the loop at <paramref name="state"/>, with the retained change log of the store.</summary>
     public void Start(DesiredState state, IReadOnlyList<StoredChangeSet> retained, long compactedRevision)
     {
