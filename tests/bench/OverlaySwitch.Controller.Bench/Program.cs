@@ -7,6 +7,7 @@ using OverlaySwitch.Contracts;
 
 // overlay-controller propagation benchmark (prints figures; not a test).
 //   --url http://127.0.0.1:PORT/ --token ADMIN --agents 1000 --ports 10000 --networks 500 --updates 300 --get-url-file PATH
+//   [--agent-urls URL,URL,...]  (controller replicas: agents attach to them in turn; writes go to --url)
 // Creates hosts, networks and ports (each port bound to a random host), attaches one simulated
 // agent (WatchClient) per host, then updates ports one at a time and measures the time from
 // sending the update to the last agent that needs it receiving it.
@@ -82,14 +83,18 @@ for (int i = 0; i < portCount; i++)
     set.Add(ports[i].HostId!);
 }
 
+// Replicas: agent i watches replica i mod n, so an update written on one replica reaches agents through all of them.
+HttpClient[] agentHttp = [.. Option("agent-urls", baseAddress.ToString()).Split(',', StringSplitOptions.RemoveEmptyEntries).Select(u => new HttpClient(
+    new SocketsHttpHandler { MaxConnectionsPerServer = int.MaxValue, PooledConnectionLifetime = Timeout.InfiniteTimeSpan }) { BaseAddress = new Uri(u), Timeout = TimeSpan.FromSeconds(60) })];
+
 // Agents: one watch stream per host. Each records when it received each revision.
 var arrivals = new ConcurrentDictionary<long, (int Count, long LastTicks)>();
 var ready = new CountdownEvent(agentCount);
 using var stop = new CancellationTokenSource();
 var attach = Stopwatch.StartNew();
-Task[] agents = [.. hosts.Select(host => Task.Run(async () =>
+Task[] agents = [.. hosts.Select((host, index) => Task.Run(async () =>
 {
-    var client = new WatchClient(http, host.Id, new WatchClientOptions { Token = token, IdleTimeout = TimeSpan.FromSeconds(60) });
+    var client = new WatchClient(agentHttp[index % agentHttp.Length], host.Id, new WatchClientOptions { Token = token, IdleTimeout = TimeSpan.FromSeconds(60) });
     bool first = true;
     try
     {
