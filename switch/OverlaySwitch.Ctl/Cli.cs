@@ -55,6 +55,7 @@ public static class Cli
             return Ok;
         });
         root.Add(status);
+        root.Add(ControllerCommand.Create(json, output, error));
 
         ParseResult parsed = root.Parse(args);
         if (parsed.Errors.Count > 0)
