@@ -32,6 +32,7 @@ public sealed class LiveOverlay
     private readonly Dictionary<string, string> _portIds = new(StringComparer.Ordinal);
     private readonly Dictionary<string, QemuVm> _vms = new(StringComparer.Ordinal);
     private ControllerApi? _api;
+    private readonly List<ControllerApi> _replicaApis = [];
 
     /// <param name="name">Prefix of everything created (namespaces, state directory): one overlay per name per machine.</param>
     /// <param name="daemon">Path of overlay-switchd.dll.</param>
@@ -233,7 +234,23 @@ public sealed class LiveOverlay
                 WriteSecret(tokenFile, File.ReadAllText(AdminTokenFile)); // the replicas share the first one's admin token
             StartReplica(i, socket, tokenFile, store);
         }
-        Api.UseToken(File.ReadAllText(AdminTokenFile).Trim());
+        foreach (ControllerApi api in _replicaApis)
+            api.UseToken(File.ReadAllText(AdminTokenFile).Trim());
+    }
+
+    /// <summary>
+    /// Whether a port is realized on every host that needs it. A replica knows the realization
+    /// reports of the agents that follow it only (they are not in the store), so with several
+    /// replicas a host is pending only when no replica has its report.
+    /// </summary>
+    public RealizationStatus PortStatus(string portId)
+    {
+        RealizationStatus first = Api.PortStatusAsync(portId).GetAwaiter().GetResult();
+        IEnumerable<string> pending = first.PendingHosts;
+        foreach (ControllerApi replica in _replicaApis.Skip(1))
+            pending = pending.Intersect(replica.PortStatusAsync(portId).GetAwaiter().GetResult().PendingHosts, StringComparer.Ordinal);
+        List<string> stillPending = [.. pending];
+        return first with { Realized = stillPending.Count == 0, PendingHosts = stillPending };
     }
 
     /// <summary>One controller process (replica <paramref name="index"/> on port 8080 + index), waited for until it serves.</summary>
@@ -248,6 +265,7 @@ public sealed class LiveOverlay
         var api = new ControllerApi(socket);
         if (index == 0)
             _api = api;
+        _replicaApis.Add(api);
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         while (!api.IsServingAsync().GetAwaiter().GetResult())
         {
@@ -467,7 +485,7 @@ public sealed class LiveOverlay
             RealizationStatus? last = null;
             foreach (string id in pending.ToList())
             {
-                last = Api.PortStatusAsync(id).GetAwaiter().GetResult();
+                last = PortStatus(id);
                 if (last.Realized)
                     pending.Remove(id);
             }
