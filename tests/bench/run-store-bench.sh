@@ -132,8 +132,10 @@ run_load etcd "http://127.0.0.1:${replica_ports[0]}/" "$agent_urls" "${replica_p
 # Agent failover: the cluster system test measures it (its watcher's SIGKILL-to-next-event time).
 echo "== agent failover (tests/system ClusterTests)"
 dotnet build tests/system/OverlaySwitch.Controller.SystemTests --nologo -v quiet
-failover=$(dotnet test tests/system/OverlaySwitch.Controller.SystemTests --no-build --filter "FullyQualifiedName~ClusterTests" \
-  --logger "console;verbosity=detailed" 2>&1 | tee "$dir/failover.log" | sed -n 's/.*watcher failover: \(.*\)$/\1/p' | head -1)
+dotnet test tests/system/OverlaySwitch.Controller.SystemTests --no-build --filter "FullyQualifiedName~ClusterTests" \
+  --logger "console;verbosity=detailed" >"$dir/failover.log" 2>&1 || echo "ClusterTests failed: $(grep -m1 -A3 'Error Message' "$dir/failover.log")"
+failover=$(sed -n 's/^ *watcher failover: \(.*\)$/\1/p' "$dir/failover.log" | head -1)
+grep -E '^ *(writers|watcher):' "$dir/failover.log" | sed 's/^ */  /' | sort -u
 
 figure() { sed -n "$2" "$dir/$1" | head -1; }
 writes() { figure "$1.bench" 's/.*(\([0-9]*\) writes\/s.*/\1/p'; }

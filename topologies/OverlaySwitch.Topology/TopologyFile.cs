@@ -6,6 +6,21 @@ using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Topology;
 
+public enum ControllerStore
+{
+    Sqlite,
+    Etcd,
+}
+
+/// <summary>
+/// The controller <c>overlay up</c> runs: one process on SQLite (the default), or several replicas on
+/// an etcd cluster of as many members (<c>controller: {replicas: 3, store: etcd}</c>).
+/// </summary>
+public sealed record TopologyController(int Replicas, ControllerStore Store)
+{
+    public static readonly TopologyController Default = new(1, ControllerStore.Sqlite);
+}
+
 /// <summary>A machine running one switch: its VTEP address(es) on the underlay.</summary>
 /// <param name="Subnet">A label for the underlay subnet the host sits in; documentation for the reader and the runner.</param>
 public sealed record TopologyHost(string Name, IPAddress? VtepV4, IPAddress? VtepV6, int UnderlayMtu, string? Subnet)
@@ -52,8 +67,9 @@ public sealed record TopologyPort(string Name, string Network, string Host, MacA
 /// </summary>
 public sealed class TopologyFile
 {
-    internal TopologyFile(string source, ImmutableArray<TopologyHost> hosts, ImmutableArray<TopologyNetwork> networks, ImmutableArray<TopologyPort> ports)
+    internal TopologyFile(string source, ImmutableArray<TopologyHost> hosts, ImmutableArray<TopologyNetwork> networks, ImmutableArray<TopologyPort> ports, TopologyController controller)
     {
+        Controller = controller;
         Source = source;
         Hosts = hosts;
         Networks = networks;
@@ -65,6 +81,8 @@ public sealed class TopologyFile
     public ImmutableArray<TopologyHost> Hosts { get; }
     public ImmutableArray<TopologyNetwork> Networks { get; }
     public ImmutableArray<TopologyPort> Ports { get; }
+    /// <summary>How <c>overlay up</c> runs the controller (the simulation has none).</summary>
+    public TopologyController Controller { get; }
 
     /// <exception cref="TopologyException">The file is not valid YAML or not a valid topology; lists every problem.</exception>
     public static TopologyFile Load(string path)

@@ -17,7 +17,8 @@ namespace OverlaySwitch.Topology;
 /// </summary>
 internal sealed partial class TopologyReader(string source)
 {
-    private static readonly string[] TopKeys = ["hosts", "networks", "ports"];
+    private static readonly string[] TopKeys = ["hosts", "networks", "ports", "controller"];
+    private static readonly string[] ControllerKeys = ["replicas", "store"];
     private static readonly string[] HostKeys = ["name", "vtepV4", "vtepV6", "underlayMtu", "subnet"];
     private static readonly string[] NetworkKeys = ["name", "tenant", "vni", "mtu", "unknownTarget", "pmtu", "gatewayV4", "gatewayV6"];
     private static readonly string[] PortKeys = ["name", "network", "host", "mac", "ips", "kind"];
@@ -54,8 +55,11 @@ internal sealed partial class TopologyReader(string source)
         var hosts = ImmutableArray.CreateBuilder<TopologyHost>();
         var networks = ImmutableArray.CreateBuilder<TopologyNetwork>();
         var ports = ImmutableArray.CreateBuilder<TopologyPort>();
+        TopologyController controller = TopologyController.Default;
         if (Mapping(stream.Documents[0].RootNode, "", TopKeys) is YamlMappingNode root)
         {
+            if (Get(root, "controller") is YamlNode node && Mapping(node, "controller", ControllerKeys) is YamlMappingNode map)
+                controller = ReadController(map);
             // Hosts and networks first: ports refer to them by name.
             ReadList(root, "hosts", HostKeys, required: true, ReadHost, hosts);
             ReadList(root, "networks", NetworkKeys, required: true, ReadNetwork, networks);
@@ -63,7 +67,17 @@ internal sealed partial class TopologyReader(string source)
         }
         if (_errors.Count > 0)
             throw new TopologyException(source, _errors.OrderBy(e => e.Line).ToList());
-        return new TopologyFile(source, hosts.ToImmutable(), networks.ToImmutable(), ports.ToImmutable());
+        return new TopologyFile(source, hosts.ToImmutable(), networks.ToImmutable(), ports.ToImmutable(), controller);
+    }
+
+    private TopologyController ReadController(YamlMappingNode map)
+    {
+        ControllerStore store = Choice(map, "controller", "store", ControllerStore.Sqlite, ("sqlite", ControllerStore.Sqlite), ("etcd", ControllerStore.Etcd));
+        int replicas = Integer(map, "controller", "replicas", 1, 1, 5);
+        // SQLite is one process's file: replicas need the shared store.
+        if (replicas > 1 && store != ControllerStore.Etcd)
+            Error("controller.replicas", Get(map, "replicas")!, $"{replicas} replicas need store: etcd (SQLite is one controller's file)");
+        return new TopologyController(replicas, store);
     }
 
     private void ReadList<T>(YamlMappingNode root, string key, string[] keys, bool required, Func<YamlMappingNode, string, T?> read, ImmutableArray<T>.Builder into)

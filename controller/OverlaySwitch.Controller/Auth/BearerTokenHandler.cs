@@ -26,26 +26,42 @@ public sealed class BearerTokenHandler(
 
     private static readonly ClaimsPrincipal AdminPrincipal = new(new ClaimsIdentity([new Claim(Caller.RoleClaim, nameof(CallerRole.Admin))], SchemeName));
 
-    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         string? header = Request.Headers.Authorization;
         if (string.IsNullOrEmpty(header))
-            return Task.FromResult(AuthenticateResult.NoResult());
+            return AuthenticateResult.NoResult();
         if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase) || header.Length <= 7)
-            return Task.FromResult(AuthenticateResult.Fail("The Authorization header is not 'Bearer <token>'."));
+            return AuthenticateResult.Fail("The Authorization header is not 'Bearer <token>'.");
         string hash = Tokens.Hash(header[7..].Trim());
         if (hash == admin.Hash)
-            return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(AdminPrincipal, SchemeName)));
+            return AuthenticateResult.Success(new AuthenticationTicket(AdminPrincipal, SchemeName));
         Caller? caller = Caller.ForToken(state.Current, hash);
+        // A token issued a moment ago on another replica: look again once this one has caught up with the store.
+        if (caller is null && await CaughtUpAsync().ConfigureAwait(false))
+            caller = Caller.ForToken(state.Current, hash);
         if (caller is null)
-            return Task.FromResult(AuthenticateResult.Fail("The token is not valid (unknown or revoked)."));
+            return AuthenticateResult.Fail("The token is not valid (unknown or revoked).");
         var claims = new List<Claim> { new(Caller.RoleClaim, caller.Role.ToString()), new(Caller.TokenClaim, caller.TokenId!) };
         if (caller.TenantId is not null)
             claims.Add(new Claim(Caller.TenantClaim, caller.TenantId));
         if (caller.HostId is not null)
             claims.Add(new Claim(Caller.HostClaim, caller.HostId));
         var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName));
-        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName)));
+        return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
+    }
+
+    private async Task<bool> CaughtUpAsync()
+    {
+        try
+        {
+            return await state.CatchUpAsync(Context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (Exception e) when (e is not OperationCanceledException)
+        {
+            // The store cannot say: the token stays unknown (401), as on a replica that is cut off.
+            return false;
+        }
     }
 
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)

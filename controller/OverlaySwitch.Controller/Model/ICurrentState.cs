@@ -8,4 +8,10 @@ namespace OverlaySwitch.Controller.Model;
 public interface ICurrentState
 {
     DesiredState Current { get; }
+
+    /// <summary>
+    /// With replicas on one store: waits until this replica has applied every revision the store
+    /// has, returning whether there was any to wait for (false at once for the only writer).
+    /// </summary>
+    Task<bool> CatchUpAsync(CancellationToken cancellationToken) => Task.FromResult(false);
 }

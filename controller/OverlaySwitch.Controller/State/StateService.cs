@@ -167,6 +167,8 @@ public sealed partial class StateService : ICurrentState, IAsyncDisposable
         return true;
     }
 
+    Task<bool> ICurrentState.CatchUpAsync(CancellationToken cancellationToken) => CatchUpAsync(Current.Revision, cancellationToken);
+
     private TimeSpan CatchUpTimeout => TimeSpan.FromSeconds(2 * _options.Etcd.RequestTimeoutSeconds);
 
     /// <summary>

@@ -27,8 +27,15 @@ public sealed class EtcdControllerFactory : ControllerFactory
 
     public override async ValueTask DisposeAsync()
     {
-        await base.DisposeAsync();
-        await _etcd.DisposeAsync();
+        try
+        {
+            await base.DisposeAsync();
+        }
+        finally
+        {
+            // Killed even when the controller's shutdown fails: no etcd outlives its fixture.
+            await _etcd.DisposeAsync();
+        }
         GC.SuppressFinalize(this);
     }
 }

@@ -6,9 +6,12 @@ using OverlaySwitch.Contracts;
 
 namespace OverlaySwitch.Controller.Tests.System;
 
-public sealed class DurabilityTests : IDisposable
+public class DurabilityTests : IDisposable
 {
     private readonly string _directory = Path.Combine(Path.GetTempPath(), "overlay-controller-system", Guid.NewGuid().ToString("N"));
+
+    /// <summary>The controller on this test's store (the SQLite file in the directory here; a subclass adds another store).</summary>
+    protected virtual Task<ControllerProcess> StartControllerAsync(string directory, int port = 0) => ControllerProcess.StartAsync(directory, port);
 
     private static async Task<T> PostAsync<T>(HttpClient http, string url, object body)
     {
@@ -36,7 +39,7 @@ public sealed class DurabilityTests : IDisposable
     [Fact]
     public async Task EveryAcknowledgedWriteSurvivesKillDashNine()
     {
-        ControllerProcess controller = await ControllerProcess.StartAsync(_directory);
+        ControllerProcess controller = await StartControllerAsync(_directory);
         int port = controller.Port;
         string admin = controller.AdminToken;
         Tenant tenant;
@@ -106,7 +109,7 @@ public sealed class DurabilityTests : IDisposable
             await Task.Delay(200); // writers hit the dead controller
             await controller.DisposeAsync();
 
-            controller = await ControllerProcess.StartAsync(_directory, port);
+            controller = await StartControllerAsync(_directory, port);
             await stop.CancelAsync();
             await Task.WhenAll(writers);
 
@@ -138,7 +141,7 @@ public sealed class DurabilityTests : IDisposable
     [Fact]
     public async Task AWatchingAgentResumesAfterKillDashNine()
     {
-        ControllerProcess controller = await ControllerProcess.StartAsync(_directory);
+        ControllerProcess controller = await StartControllerAsync(_directory);
         int port = controller.Port;
         using HttpClient admin = controller.Client(controller.AdminToken);
         Tenant tenant = await PostAsync<Tenant>(admin, "api/v1/tenants", new TenantSpec("agents"));
@@ -167,7 +170,7 @@ public sealed class DurabilityTests : IDisposable
 
         await controller.KillAsync();
         await controller.DisposeAsync();
-        controller = await ControllerProcess.StartAsync(_directory, port);
+        controller = await StartControllerAsync(_directory, port);
         Port second = await BoundPortAsync(admin, new PortSpec(network.Id, "second", "02:00:00:00:00:02", [], null), host.Id);
 
         types.Clear();
@@ -181,6 +184,12 @@ public sealed class DurabilityTests : IDisposable
     }
 
     public void Dispose()
+    {
+        Dispose(true);
+        GC.SuppressFinalize(this);
+    }
+
+    protected virtual void Dispose(bool disposing)
     {
         if (Directory.Exists(_directory))
             Directory.Delete(_directory, recursive: true);

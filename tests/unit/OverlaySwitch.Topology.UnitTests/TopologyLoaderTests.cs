@@ -259,11 +259,11 @@ public class TopologyLoaderTests
 
     [Theory]
     [InlineData("", "expected one YAML document, found 0")]
-    [InlineData("- just\n- a list\n", "expected a mapping with keys hosts, networks, ports")]
+    [InlineData("- just\n- a list\n", "expected a mapping with keys hosts, networks, ports, controller")]
     [InlineData("hosts: []\nnetworks: []\n", "at least one entry is required")]
     [InlineData("hosts: x\nnetworks:\n  - name: n\n", "expected a list")]
     [InlineData("hosts:\n  - name: [a, b]\n", "expected a single value, not a list or mapping")]
-    [InlineData("flavour: vanilla\n", "unknown key (expected hosts, networks, ports)")]
+    [InlineData("flavour: vanilla\n", "unknown key (expected hosts, networks, ports, controller)")]
     public void Structural_errors_say_what_was_expected(string yaml, string message)
     {
         var e = Assert.Throws<TopologyException>(() => TopologyFile.Parse(yaml));

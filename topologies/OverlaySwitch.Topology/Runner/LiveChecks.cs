@@ -125,7 +125,7 @@ public sealed partial class LiveChecks(TopologyFile topology, LiveOverlay overla
                 return new LiveCheck("control plane", name, false, $"created and bound through REST (after {Ms(created)}), but no tap {port.Device} appeared in {ns} within 5 s");
             overlay.ConfigureGuest(added, quiet: true);
             RealizationStatus status = null!;
-            TimeSpan? realized = WaitFor(() => (status = overlay.Api.PortStatusAsync(port.Id).GetAwaiter().GetResult()).Realized, clock, TimeSpan.FromSeconds(5));
+            TimeSpan? realized = WaitFor(() => (status = overlay.PortStatus(port.Id)).Realized, clock, TimeSpan.FromSeconds(5));
             TimeSpan? answered = null, pingTook = TimeSpan.Zero;
             string rtt = "";
             Shell.Result last = new(-1, "");

@@ -32,6 +32,7 @@ public sealed class LiveOverlay
     private readonly Dictionary<string, string> _portIds = new(StringComparer.Ordinal);
     private readonly Dictionary<string, QemuVm> _vms = new(StringComparer.Ordinal);
     private ControllerApi? _api;
+    private readonly List<ControllerApi> _replicaApis = [];
 
     /// <param name="name">Prefix of everything created (namespaces, state directory): one overlay per name per machine.</param>
     /// <param name="daemon">Path of overlay-switchd.dll.</param>
@@ -67,12 +68,16 @@ public sealed class LiveOverlay
     public string GuestDevice(TopologyPort port) => PortNames.TapDevice(_portIds[port.Name]);
 
     /// <summary>The address a host's agent reaches the controller at: its default gateway, the router (IPv4 where the host has it).</summary>
-    public static Uri ControllerUrl(TopologyHost host)
+    public static Uri ControllerUrl(TopologyHost host, int port = ControllerPort)
     {
         IPAddress gateway = RouterAddress(host.VtepV4 ?? host.VtepV6!);
         string literal = gateway.AddressFamily == AddressFamily.InterNetworkV6 ? $"[{gateway}]" : gateway.ToString();
-        return new Uri($"http://{literal}:{ControllerPort}/");
+        return new Uri($"http://{literal}:{port}/");
     }
+
+    /// <summary>With several controller replicas (ports 8080, 8081, ...), host i's agent follows replica i mod n.</summary>
+    private Uri AgentControllerUrl(TopologyHost host) =>
+        ControllerUrl(host, ControllerPort + (_topology.Hosts.IndexOf(host) % _topology.Controller.Replicas));
 
     /// <summary>Brings the whole overlay up; on failure it tears down what it made and rethrows.</summary>
     public void Up()
@@ -219,24 +224,89 @@ public sealed class LiveOverlay
     /// </summary>
     private void StartController()
     {
-        File.Delete(ControllerSocket); // a socket left by a controller that was killed would refuse the bind
-        Process process = StartLogged(RouterNamespace, Path.Combine(StateDirectory, "controller.log"),
-            "dotnet", _controller, "--urls", $"http://[::]:{ControllerPort};http://unix:{ControllerSocket}",
+        TopologyController shape = _topology.Controller;
+        string[] store = shape.Store == ControllerStore.Etcd ? StartEtcd(shape.Replicas) : [];
+        for (int i = 0; i < shape.Replicas; i++)
+        {
+            string socket = i == 0 ? ControllerSocket : Path.Combine(StateDirectory, $"controller-{i}.sock");
+            string tokenFile = i == 0 ? AdminTokenFile : Path.Combine(StateDirectory, $"admin-{i}.token");
+            if (i > 0)
+                WriteSecret(tokenFile, File.ReadAllText(AdminTokenFile)); // the replicas share the first one's admin token
+            StartReplica(i, socket, tokenFile, store);
+        }
+        foreach (ControllerApi api in _replicaApis)
+            api.UseToken(File.ReadAllText(AdminTokenFile).Trim());
+    }
+
+    /// <summary>
+    /// Whether a port is realized on every host that needs it. A replica knows the realization
+    /// reports of the agents that follow it only (they are not in the store), so with several
+    /// replicas a host is pending only when no replica has its report.
+    /// </summary>
+    public RealizationStatus PortStatus(string portId)
+    {
+        RealizationStatus first = Api.PortStatusAsync(portId).GetAwaiter().GetResult();
+        IEnumerable<string> pending = first.PendingHosts;
+        foreach (ControllerApi replica in _replicaApis.Skip(1))
+            pending = pending.Intersect(replica.PortStatusAsync(portId).GetAwaiter().GetResult().PendingHosts, StringComparer.Ordinal);
+        List<string> stillPending = [.. pending];
+        return first with { Realized = stillPending.Count == 0, PendingHosts = stillPending };
+    }
+
+    /// <summary>One controller process (replica <paramref name="index"/> on port 8080 + index), waited for until it serves.</summary>
+    private void StartReplica(int index, string socket, string tokenFile, string[] store)
+    {
+        string log = Path.Combine(StateDirectory, index == 0 ? "controller.log" : $"controller-{index}.log");
+        File.Delete(socket); // a socket left by a controller that was killed would refuse the bind
+        Process process = StartLogged(RouterNamespace, log,
+            ["dotnet", _controller, "--urls", $"http://[::]:{ControllerPort + index};http://unix:{socket}",
             $"--Controller:DatabasePath={Path.Combine(StateDirectory, "controller.db")}",
-            $"--Controller:AdminTokenFile={AdminTokenFile}");
-        var api = new ControllerApi(ControllerSocket);
-        _api = api;
-        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+            $"--Controller:AdminTokenFile={tokenFile}", .. store]);
+        var api = new ControllerApi(socket);
+        if (index == 0)
+            _api = api;
+        _replicaApis.Add(api);
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(60);
         while (!api.IsServingAsync().GetAwaiter().GetResult())
         {
             if (process.HasExited)
-                throw new InvalidOperationException($"overlay-controller exited ({process.ExitCode}); see {Path.Combine(StateDirectory, "controller.log")}");
+                throw new InvalidOperationException($"overlay-controller exited ({process.ExitCode}); see {log}");
             if (DateTime.UtcNow > deadline)
-                throw new InvalidOperationException($"overlay-controller did not answer on {ControllerSocket} in 30 s; see {Path.Combine(StateDirectory, "controller.log")}");
+                throw new InvalidOperationException($"overlay-controller did not answer on {socket} in 60 s; see {log}");
             Thread.Sleep(100);
         }
-        api.UseToken(File.ReadAllText(AdminTokenFile).Trim());
-        _log.WriteLine($"  controller: overlay-controller up (pid {process.Id}) in namespace {RouterNamespace} on port {ControllerPort} and {ControllerSocket}, SQLite store in {StateDirectory}");
+        _log.WriteLine(store.Length == 0
+            ? $"  controller: overlay-controller up (pid {process.Id}) in namespace {RouterNamespace} on port {ControllerPort} and {socket}, SQLite store in {StateDirectory}"
+            : $"  controller: replica {index} up (pid {process.Id}) in namespace {RouterNamespace} on port {ControllerPort + index} and {socket}, etcd store");
+    }
+
+    /// <summary>
+    /// An etcd cluster of <paramref name="members"/> members on the router namespace's loopback
+    /// (clients on 2379, 2381, ..., peers on 2380, 2382, ...), data in the state directory; returns
+    /// the controller's arguments for it.
+    /// </summary>
+    private string[] StartEtcd(int members)
+    {
+        string initial = string.Join(',', Enumerable.Range(0, members).Select(i => $"m{i}=http://127.0.0.1:{2380 + 2 * i}"));
+        string[] endpoints = [.. Enumerable.Range(0, members).Select(i => $"http://127.0.0.1:{2379 + 2 * i}")];
+        for (int i = 0; i < members; i++)
+        {
+            Process process = StartLogged(RouterNamespace, Path.Combine(StateDirectory, $"etcd{i}.log"),
+                "etcd", "--name", $"m{i}", "--data-dir", Path.Combine(StateDirectory, $"etcd{i}"),
+                "--listen-client-urls", endpoints[i], "--advertise-client-urls", endpoints[i],
+                "--listen-peer-urls", $"http://127.0.0.1:{2380 + 2 * i}", "--initial-advertise-peer-urls", $"http://127.0.0.1:{2380 + 2 * i}",
+                "--initial-cluster", initial, "--initial-cluster-state", "new", "--initial-cluster-token", _name,
+                "--auto-compaction-mode", "revision", "--auto-compaction-retention", "10000");
+            _log.WriteLine($"  controller: etcd member m{i} (pid {process.Id}) on {endpoints[i]} in namespace {RouterNamespace}");
+        }
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(30);
+        while (!Shell.Run("ip", ["netns", "exec", RouterNamespace, "etcdctl", "--endpoints", string.Join(',', endpoints), "--command-timeout=2s", "endpoint", "health"]).Ok)
+        {
+            if (DateTime.UtcNow > deadline)
+                throw new InvalidOperationException($"the etcd cluster did not become healthy in 30 s; see {Path.Combine(StateDirectory, "etcd0.log")}");
+            Thread.Sleep(200);
+        }
+        return ["--Controller:Store=Etcd", .. endpoints.Select((e, i) => $"--Controller:Etcd:Endpoints:{i}={e}")];
     }
 
     /// <summary>The topology's tenants, networks and hosts through the REST API, and a token file (mode 0600) per host for its agent.</summary>
@@ -415,7 +485,7 @@ public sealed class LiveOverlay
             RealizationStatus? last = null;
             foreach (string id in pending.ToList())
             {
-                last = Api.PortStatusAsync(id).GetAwaiter().GetResult();
+                last = PortStatus(id);
                 if (last.Realized)
                     pending.Remove(id);
             }
@@ -467,7 +537,7 @@ public sealed class LiveOverlay
                 throw new InvalidOperationException($"overlay-switchd of {host.Name} exited ({process.ExitCode}); see {Path.Combine(StateDirectory, host.Name, "switch.log")}");
             if (File.Exists(statusSocket))
             {
-                _log.WriteLine($"  switch: {host.Name} up (pid {process.Id}), controller {ControllerUrl(host)}, status: {statusSocket}");
+                _log.WriteLine($"  switch: {host.Name} up (pid {process.Id}), controller {AgentControllerUrl(host)}, status: {statusSocket}");
                 return;
             }
             Thread.Sleep(100);
@@ -489,7 +559,7 @@ public sealed class LiveOverlay
                 SocketDirectory = directory,
                 DataplaneThreads = 1,
                 Underlay = new { VtepV4 = host.VtepV4?.ToString(), VtepV6 = host.VtepV6?.ToString(), Mtu = host.UnderlayMtu },
-                Controller = new { Url = ControllerUrl(host).ToString(), HostId = HostId(host.Name), TokenFile = Path.Combine(directory, "host.token") },
+                Controller = new { Url = AgentControllerUrl(host).ToString(), HostId = HostId(host.Name), TokenFile = Path.Combine(directory, "host.token") },
             },
         };
         return JsonSerializer.Serialize(document, IndentedSkippingNulls);

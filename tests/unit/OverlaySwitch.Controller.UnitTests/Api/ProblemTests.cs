@@ -17,6 +17,7 @@ public sealed class ProblemTests
             StateError.PreconditionFailed("network", "net-1", 12), 412, "The resource has changed.",
             "network 'net-1' is at revision 12; If-Match did not name it. Read it again and retry."
         },
+        { StateError.Unavailable("No etcd member answered."), 503, "The store is unavailable; retry.", "No etcd member answered." },
     };
 
     [Theory]
