@@ -1,9 +1,9 @@
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
-using JsonSerializer = System.Text.Json.JsonSerializer;
 using LiteDB;
 using OverlaySwitch.Contracts;
+using JsonSerializer = System.Text.Json.JsonSerializer;
 
 namespace OverlaySwitch.Agent;
 

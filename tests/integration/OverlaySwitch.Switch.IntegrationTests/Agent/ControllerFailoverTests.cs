@@ -88,7 +88,7 @@ public sealed class ControllerFailoverTests : IDisposable
 
     private static async Task<T> Post<T>(HttpClient http, string path, object body)
     {
-        using HttpResponseMessage response = await http.PostAsJsonAsync(path, body, body.GetType(), ContractsJson.Options);
+        using HttpResponseMessage response = await http.PostAsync(path, JsonContent.Create(body, body.GetType(), options: ContractsJson.Options));
         string text = await response.Content.ReadAsStringAsync();
         Assert.True(response.IsSuccessStatusCode, $"POST {path}: {(int)response.StatusCode} {text}");
         return System.Text.Json.JsonSerializer.Deserialize<T>(text, ContractsJson.Options)!;
