@@ -24,6 +24,8 @@ system_packages=(qemu-system-x86 dpdk-dev busybox-static linux-image-amd64 iputi
 # captures (tcpdump, dissected by tshark), TCP transfers (socat), ARP broadcasts (arping), offload
 # settings (ethtool); iperf3 and netcat for tests/bench/run-underlay-bench.sh.
 system_packages+=(tcpdump socat iputils-arping ethtool iperf3 netcat-openbsd)
+# deploy/ system tests: the REST calls of deploy/README.md (curl, jq); setpriv is util-linux's.
+system_packages+=(curl jq)
 # 2 MiB hugepages the system layer reserves for testpmd's virtio-user ports.
 system_hugepages=1024
 all_layers=(unit integration system)
