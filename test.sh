@@ -28,6 +28,8 @@ system_packages=(qemu-system-x86 dpdk-dev busybox-static linux-image-amd64 iputi
 system_packages+=(tcpdump socat iputils-arping ethtool iperf3 netcat-openbsd)
 # The controller's topology page is tested in a real headless browser (Playwright drives Debian's chromium).
 system_packages+=(chromium)
+# deploy/ system tests: the REST calls of deploy/README.md (curl, jq); setpriv is util-linux's.
+system_packages+=(curl jq)
 # 2 MiB hugepages the system layer reserves for testpmd's virtio-user ports.
 system_hugepages=1024
 all_layers=(unit integration system)

@@ -78,7 +78,7 @@ run() {
 # Records an installed path in the manifest: "<kind> <path> [sha256]" (kind: file, dir, link, user, conf).
 record() {
   ((dry_run)) && return 0
-  printf '%s\n' "$*" >>"$prefix$manifest.new"
+  grep -qxF "$*" "$prefix$manifest.new" 2>/dev/null || printf '%s\n' "$*" >>"$prefix$manifest.new"
 }
 
 publish() {
@@ -102,7 +102,9 @@ if ((uninstall)); then
     exit 1
   fi
   # Reverse order: files before the directories that hold them, users last.
-  tac "$prefix$manifest" | while read -r kind path sum; do
+  entries=$(tac "$prefix$manifest")
+  run rm -f "$prefix$manifest"
+  while read -r kind path sum; do
     case $kind in
       file | link) [[ -e $prefix$path || -L $prefix$path ]] && run rm -f "$prefix$path" ;;
       conf)
@@ -121,9 +123,7 @@ if ((uninstall)); then
       user) getent passwd "$path" >/dev/null && run userdel "$path" ;;
       group) getent group "$path" >/dev/null && run groupdel "$path" ;;
     esac
-  done
-  run rm -f "$prefix$manifest"
-  [[ -d $prefix$opt ]] && [[ -z $(ls -A "$prefix$opt") ]] && run rmdir "$prefix$opt"
+  done <<<"$entries"
   echo "install.sh: uninstalled${prefix:+ from $prefix}"
   exit 0
 fi
@@ -166,7 +166,18 @@ if ((!dry_run)); then
   done
 fi
 
-((dry_run)) || { mkdir -p "$prefix$opt"; : >"$prefix$manifest.new"; }
+# The manifest lives in /opt/overlayswitch: record the directories of that path this run creates first.
+new_dirs=()
+if ((!dry_run)); then
+  d=""
+  for part in opt overlayswitch; do
+    d="$d/$part"
+    [[ -d $prefix$d ]] || new_dirs+=("$d")
+  done
+  mkdir -p "$prefix$opt"
+  : >"$prefix$manifest.new"
+  for d in "${new_dirs[@]}"; do record dir "$d"; done
+fi
 
 # Users (only into the real root): system users without a login or home directory.
 if [[ -z $prefix ]]; then
