@@ -129,27 +129,14 @@ public sealed class PropagationClock(Histogram histogram)
     }
 }
 
-/// <summary>The store with each commit timed (<see cref="ControllerMetrics.StoreCommitSeconds"/>) and recorded for the propagation clock.</summary>
-internal sealed class MeasuredStateStore(IStateStore inner, ControllerMetrics metrics, IServiceProvider services) : IStateStore
+/// <summary>Each commit timed (<see cref="ControllerMetrics.StoreCommitSeconds"/>) and recorded for the propagation clock.</summary>
+internal sealed class CommitMetrics(ControllerMetrics metrics) : ICommitObserver
 {
-    public Task<StoredState> LoadAsync(CancellationToken cancellationToken) => inner.LoadAsync(cancellationToken);
-
-    public async Task CommitAsync(long revision, IReadOnlyList<StateChange> changes, CancellationToken cancellationToken)
+    public void Committed(long revision, IReadOnlyList<StateChange> changes, DesiredState before, long commitStarted, long committed)
     {
-        // Resolved here, not in the constructor: the state service itself depends on the store.
-        DesiredState before = services.GetRequiredService<ICurrentState>().Current;
-        long start = Stopwatch.GetTimestamp();
-        await inner.CommitAsync(revision, changes, cancellationToken).ConfigureAwait(false);
-        long committed = Stopwatch.GetTimestamp();
-        metrics.StoreCommitSeconds.Observe(Stopwatch.GetElapsedTime(start, committed).TotalSeconds);
+        metrics.StoreCommitSeconds.Observe(Stopwatch.GetElapsedTime(commitStarted, committed).TotalSeconds);
         metrics.Propagation.Committed(revision, PropagationClock.HostsChangedBy(before, changes), committed);
     }
-
-    public Task CompactAsync(long throughRevision, CancellationToken cancellationToken) => inner.CompactAsync(throughRevision, cancellationToken);
-
-    public Task<StoreProbe> ProbeAsync(CancellationToken cancellationToken) => inner.ProbeAsync(cancellationToken);
-
-    public ValueTask DisposeAsync() => inner.DisposeAsync();
 }
 
 public static class MetricsSetup
@@ -157,20 +144,14 @@ public static class MetricsSetup
     /// <summary>The name the agents' status report endpoint has (WatchApi), whose answers move the propagation clock.</summary>
     private const string AgentReportEndpoint = "ReportAgentStatus";
 
-    /// <summary>The metrics, the admin-only policy for /metrics, and the store (whichever is registered) wrapped to time commits. Call after the store is registered.</summary>
+    /// <summary>The metrics, the admin-only policy for /metrics, and the commit observer that times the store's commits.</summary>
     public static IServiceCollection AddControllerMetrics(this IServiceCollection services)
     {
         services.AddSingleton<ControllerMetrics>();
         services.AddAuthorizationBuilder().AddPolicy(ControllerMetrics.AdminOnlyPolicy, p => p.RequireClaim(Caller.RoleClaim, nameof(CallerRole.Admin)));
-        ServiceDescriptor store = services.LastOrDefault(d => d.ServiceType == typeof(IStateStore))
-            ?? throw new InvalidOperationException("register the state store before the metrics that wrap it");
-        services.RemoveAll<IStateStore>();
-        services.AddSingleton<IStateStore>(sp => new MeasuredStateStore(Create(sp, store), sp.GetRequiredService<ControllerMetrics>(), sp));
+        services.AddSingleton<ICommitObserver, CommitMetrics>();
         return services;
     }
-
-    private static IStateStore Create(IServiceProvider sp, ServiceDescriptor d) =>
-        (IStateStore)(d.ImplementationInstance ?? d.ImplementationFactory?.Invoke(sp) ?? ActivatorUtilities.CreateInstance(sp, d.ImplementationType!));
 
     /// <summary>
     /// Requests by route template, method and status (prometheus-net's http_requests_received_total,

@@ -58,7 +58,7 @@ public static class ServiceSetup
             document.Info.Description = "Desired state of the overlay (tenants, networks, hosts, ports, external endpoints) and the watch stream to switch agents. Bearer tokens: admin, tenant, host.";
             return Task.CompletedTask;
         }));
-        services.AddControllerHealth().AddControllerMetrics(); // last: the metrics wrap whichever store is registered above
+        services.AddControllerHealth().AddControllerMetrics();
         return services;
     }
 }

@@ -1,4 +1,5 @@
 using System.Collections.Immutable;
+using System.Diagnostics;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
 using OverlaySwitch.Controller.Auth;
@@ -30,6 +31,7 @@ public sealed partial class StateService : ICurrentState, IAsyncDisposable
     private readonly ControllerOptions _options;
     private readonly ILogger _logger;
     private readonly TimeProvider _time;
+    private readonly ICommitObserver? _commitObserver;
     private readonly SemaphoreSlim _write = new(1, 1);
     private readonly Lock _apply = new();
     private readonly CancellationTokenSource _stop = new();
@@ -40,8 +42,10 @@ public sealed partial class StateService : ICurrentState, IAsyncDisposable
     private long _followFailedSince;
     private int _disposed;
 
-    public StateService(IStateStore store, WatchDispatcher dispatcher, IOptions<ControllerOptions> options, ILogger<StateService> logger, TimeProvider time)
+    public StateService(IStateStore store, WatchDispatcher dispatcher, IOptions<ControllerOptions> options, ILogger<StateService> logger, TimeProvider time,
+        ICommitObserver? commitObserver = null)
     {
+        _commitObserver = commitObserver;
         _time = time;
         _store = store;
         _replicated = store as IReplicatedStateStore;
@@ -261,9 +265,11 @@ public sealed partial class StateService : ICurrentState, IAsyncDisposable
                 }
                 if (changes.Count == 0)
                     return result;
+                long commitStarted;
                 try
                 {
                     // Not cancellable from here: a commit the client stopped waiting for still happens whole or not at all.
+                    commitStarted = Stopwatch.GetTimestamp();
                     await _store.CommitAsync(revision, changes, CancellationToken.None).ConfigureAwait(false);
                 }
                 catch (StoreConflictException e) when (_replicated is not null && attempt < MaxAttempts)
@@ -277,7 +283,9 @@ public sealed partial class StateService : ICurrentState, IAsyncDisposable
                 {
                     throw StateError.Unavailable(e.Message);
                 }
+                long committed = Stopwatch.GetTimestamp();
                 ApplyCommitted(revision, [.. changes]);
+                _commitObserver?.Committed(revision, changes, current, commitStarted, committed);
                 await CompactIfDueAsync(revision).ConfigureAwait(false);
                 return result;
             }

@@ -25,7 +25,7 @@ public sealed class HealthTests
 
         (HttpStatusCode readyStatus, JsonElement ready) = await GetAsync(anonymous, "/health/ready");
         Assert.Equal(HttpStatusCode.OK, readyStatus);
-        Assert.Equal(["state", "store", "watch"], ready.GetProperty("checks").EnumerateArray().Select(c => c.GetProperty("name").GetString()));
+        Assert.Equal(["replica", "state", "store", "watch"], ready.GetProperty("checks").EnumerateArray().Select(c => c.GetProperty("name").GetString()));
         Assert.All(ready.GetProperty("checks").EnumerateArray(), c => Assert.Equal("Healthy", c.GetProperty("status").GetString()));
         // Anonymous: the store's location (a file path) is not in it.
         Assert.DoesNotContain(controller.Directory, ready.ToString(), StringComparison.Ordinal);
