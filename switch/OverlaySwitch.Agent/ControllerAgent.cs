@@ -32,6 +32,12 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
     /// <summary>The last revision applied to the switch, for status and tests.</summary>
     public long AppliedRevision { get; private set; }
 
+    /// <summary>The newest revision the controller told of (every watch event carries one, heartbeats too); with <see cref="AppliedRevision"/>, the lag.</summary>
+    public long LatestRevision { get; private set; }
+
+    /// <summary>Whether the agent applied the controller's state at least once since start (readiness).</summary>
+    public bool HasApplied { get; private set; }
+
     /// <summary>How often the local ports are looked at for a change to report.</summary>
     public static readonly TimeSpan PortPollInterval = TimeSpan.FromSeconds(1);
 
@@ -70,6 +76,7 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
             await foreach (WatchEvent e in watch.WatchAsync(0, stoppingToken))
             {
                 view.Apply(e);
+                LatestRevision = Math.Max(LatestRevision, e.Revision);
                 // Only a revision the switch really applied is reported: "realized" must mean it.
                 bool applied;
                 lock (_applyGate)
@@ -77,6 +84,7 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
                 if (applied)
                 {
                     AppliedRevision = e.Revision;
+                    HasApplied = true;
                     await ReportAsync(watch, e.Revision, always: true, stoppingToken);
                 }
             }

@@ -36,10 +36,12 @@ builder.Services.AddSingleton(config);
 builder.Services.AddSingleton<SwitchService>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<SwitchService>());
 builder.Services.AddHostedService<StatusServer>();
+builder.Services.AddHostedService<MetricsServer>();
 if (config.Controller is ControllerConnection controller)
 {
-    builder.Services.AddHostedService(sp => new ControllerAgent(sp.GetRequiredService<SwitchService>(), config.HostName, config.Local,
+    builder.Services.AddSingleton(sp => new ControllerAgent(sp.GetRequiredService<SwitchService>(), config.HostName, config.Local,
         config.SocketDirectory, controller, sp.GetRequiredService<ILoggerFactory>()));
+    builder.Services.AddHostedService(sp => sp.GetRequiredService<ControllerAgent>()); // the status and metrics read its revisions
 }
 builder.Services.AddSingleton<IHostLifetime, Microsoft.Extensions.Hosting.Internal.ConsoleLifetime>();
 
