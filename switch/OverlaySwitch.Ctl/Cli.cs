@@ -73,7 +73,9 @@ public static class Cli
         root.Add(CompletionCommandLine(output));
 
         ParseResult parsed = root.Parse(args);
-        if (parsed.Errors.Count > 0)
+        // [suggest:N] (the completion script's question) parses a partial line, whose errors are expected.
+        bool suggest = args.Length > 0 && args[0].StartsWith("[suggest", StringComparison.Ordinal);
+        if (parsed.Errors.Count > 0 && !suggest)
         {
             foreach (var e in parsed.Errors)
                 error.WriteLine($"overlayctl: {e.Message}");
