@@ -17,6 +17,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 # Debian packages the tests drive as real peers (python3 also runs the burst tests' UDP receiver;
 # iproute2 brings tc, which the migration tests use to cut a host off the controller).
 packages=(tshark python3 python3-scapy iproute2)
+# overlayctl capture and trace --pcap: SharpPcap writes and reads through libpcap; curl reads the switch's metrics.
+packages+=(libpcap0.8 curl)
 # What the system layer boots and drives: QEMU guests (TCG) built from the Debian kernel, busybox and
 # iputils ping, and DPDK testpmd (Debian 12 ships dpdk-testpmd in dpdk-dev, not in dpdk).
 system_packages=(qemu-system-x86 dpdk-dev busybox-static linux-image-amd64 iputils-ping cpio gzip)

@@ -53,10 +53,10 @@ internal static class StatusClient
 
     private static DaemonUnreachableException Unreachable(string socketPath, SocketException e) =>
         new(e.SocketErrorCode switch
-            {
-                SocketError.ConnectionRefused => $"{socketPath} refuses connections: overlay-switchd is not running (the socket file is left from an earlier run)",
-                SocketError.AccessDenied => $"permission denied on {socketPath}: the status socket is mode 0600; run as the daemon's user or root",
-                SocketError.TimedOut or SocketError.WouldBlock => $"overlay-switchd did not answer on {socketPath} within {Timeout.TotalSeconds:0} s",
-                _ => $"cannot talk to overlay-switchd on {socketPath}: {e.Message}",
-            }, e);
+        {
+            SocketError.ConnectionRefused => $"{socketPath} refuses connections: overlay-switchd is not running (the socket file is left from an earlier run)",
+            SocketError.AccessDenied => $"permission denied on {socketPath}: the status socket is mode 0600; run as the daemon's user or root",
+            SocketError.TimedOut or SocketError.WouldBlock => $"overlay-switchd did not answer on {socketPath} within {Timeout.TotalSeconds:0} s",
+            _ => $"cannot talk to overlay-switchd on {socketPath}: {e.Message}",
+        }, e);
 }

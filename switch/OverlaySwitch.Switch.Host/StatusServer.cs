@@ -1,10 +1,10 @@
 using System.Net.Sockets;
 using System.Text;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using Microsoft.Extensions.Options;
-using Microsoft.Extensions.DependencyInjection;
 using OverlaySwitch.Agent;
 using OverlaySwitch.Dataplane;
 using OverlaySwitch.Interop;

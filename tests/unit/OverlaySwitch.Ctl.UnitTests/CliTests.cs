@@ -108,7 +108,11 @@ public sealed class CliTests
         JsonObject status = JsonNode.Parse(Recorded)!.AsObject();
         status["controller"] = new JsonObject
         {
-            ["url"] = "http://controller:8080/", ["hostId"] = "host-1", ["appliedRevision"] = 40, ["latestRevision"] = 42, ["lag"] = 2,
+            ["url"] = "http://controller:8080/",
+            ["hostId"] = "host-1",
+            ["appliedRevision"] = 40,
+            ["latestRevision"] = 42,
+            ["lag"] = 2,
         };
         Assert.EndsWith("http://controller:8080/  host-1        40      42    2\n", Run(status.ToJsonString(), "agent").Output, StringComparison.Ordinal);
         JsonNode json = JsonNode.Parse(Run(status.ToJsonString(), "agent", "--json").Output)!;
