@@ -20,7 +20,7 @@ public class CaptureBenchmarks
     private OverlayProcessor _processor = null!;
     private readonly CapturePoint _port = new();
     private HookedOutput _hooked = null!;
-    private readonly CountingOutput _plain = new();
+    private readonly PlainOutput _plain = new();
     private CaptureRing _ring = null!;
     private readonly byte[] _drain = new byte[CaptureSession.SnapLength];
     private byte[] _frame = null!;
@@ -78,6 +78,17 @@ public class CaptureBenchmarks
             underlay.Offer(outerHeaders, innerFrame, CaptureKind.UnderlayOut);
             _counting.ToTunnel(tunnel, outerHeaders, innerFrame);
         }
+    }
+
+    /// <summary>The same output without the hook, so the baseline differs from <see cref="HookedOutput"/> only by the capture point.</summary>
+    private sealed class PlainOutput : IOverlayOutput
+    {
+        private readonly CountingOutput _counting = new();
+
+        public void ToPort(int port, ReadOnlySpan<byte> frame) => _counting.ToPort(port, frame);
+
+        public void ToTunnel(Tunnel tunnel, ReadOnlySpan<byte> outerHeaders, ReadOnlySpan<byte> innerFrame) =>
+            _counting.ToTunnel(tunnel, outerHeaders, innerFrame);
     }
 
     private static class CaptureSession
