@@ -19,6 +19,8 @@ cd "$(dirname "${BASH_SOURCE[0]}")"
 packages=(tshark python3 python3-scapy iproute2)
 # The controller's etcd store: the integration layer runs a single-member etcd, the system layer a 3-member cluster.
 packages+=(etcd-server etcd-client)
+# overlayctl capture and trace --pcap: SharpPcap writes and reads through libpcap; curl reads the switch's metrics.
+packages+=(libpcap0.8 curl)
 # What the system layer boots and drives: QEMU guests (TCG) built from the Debian kernel, busybox and
 # iputils ping, and DPDK testpmd (Debian 12 ships dpdk-testpmd in dpdk-dev, not in dpdk).
 system_packages=(qemu-system-x86 dpdk-dev busybox-static linux-image-amd64 iputils-ping cpio gzip)

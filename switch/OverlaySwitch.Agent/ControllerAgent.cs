@@ -58,6 +58,11 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
     /// <summary>Completes once the saved state was looked at (restored, or found missing or unusable), before any controller is asked.</summary>
     public Task StateLoaded => _stateLoaded.Task;
     private readonly TaskCompletionSource _stateLoaded = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    /// <summary>The newest revision the controller told of (every watch event carries one, heartbeats too); with <see cref="AppliedRevision"/>, the lag.</summary>
+    public long LatestRevision { get; private set; }
+
+    /// <summary>Whether the agent applied the controller's state at least once since start (readiness).</summary>
+    public bool HasApplied { get; private set; }
 
     /// <summary>How often the local ports are looked at for a change to report.</summary>
     public static readonly TimeSpan PortPollInterval = TimeSpan.FromSeconds(1);
@@ -120,6 +125,7 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
                 }
                 view.Apply(e);
                 StateSource = AgentStateSource.Controller;
+                LatestRevision = Math.Max(LatestRevision, e.Revision);
                 // Only a revision the switch really applied is reported: "realized" must mean it.
                 bool applied;
                 lock (_applyGate)
@@ -130,6 +136,7 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
                     AppliedRevision = e.Revision;
                     if (writer is not null && (advanced || e.Type != WatchEventType.Heartbeat))
                         writer.Submit(Capture(view));
+                    HasApplied = true;
                     await ReportAsync(watch, e.Revision, always: true, stoppingToken);
                 }
             }

@@ -82,13 +82,16 @@ internal static class Views
         return new View(table.Render(), new JsonObject { ["drops"] = rows });
     }
 
-    /// <summary>The switch's controller (if it follows one) and the revision of the tables it forwards with.</summary>
+    /// <summary>
+    /// The controller the switch follows (if any), the revision the agent applied, the newest the
+    /// controller told of and the lag between them, and the revision of the tables it forwards with.
+    /// </summary>
     public static View Agent(JsonObject status)
     {
         JsonObject? controller = status["controller"] as JsonObject;
-        var table = new Table("HOST", "REVISION", "CONTROLLER", "HOST-ID");
+        var table = new Table("HOST", "REVISION", "CONTROLLER", "HOST-ID", "APPLIED", "LATEST", "LAG");
         table.Add(Str(status, "host"), Long(status, "revision"), controller is null ? "none (static configuration)" : Str(controller, "url"),
-            controller is null ? null : Str(controller, "hostId"));
+            controller is null ? null : Str(controller, "hostId"), Long(controller, "appliedRevision"), Long(controller, "latestRevision"), Long(controller, "lag"));
         return new View(table.Render(), new JsonObject
         {
             ["host"] = status["host"]?.DeepClone(),
@@ -97,7 +100,44 @@ internal static class Views
         });
     }
 
-    public static JsonObject Parse(string document)
+    /// <summary>The forwarding database: per VNI, each MAC and where frames to it go, and where the entry came from.</summary>
+    public static View Fdb(JsonObject document, uint? vni)
+    {
+        JsonArray rows = Rows(document, "fdb", vni);
+        var table = new Table("VNI", "MAC", "TYPE", "TARGET", "ENDPOINT", "SOURCE");
+        foreach (JsonObject e in rows.OfType<JsonObject>())
+            table.Add(Long(e, "vni"), Str(e, "mac"), Str(e, "type"), Str(e, "port") is string port ? $"port {port}" : Str(e, "vtep") is string vtep ? $"vtep {vtep}" : null,
+                Str(e, "endpoint"), Str(e, "source"));
+        return new View(table.Render(), new JsonObject { ["fdb"] = rows });
+    }
+
+    /// <summary>The ARP/ND responder's table: per VNI, address → MAC, where that MAC is and where the entry came from.</summary>
+    public static View Neighbors(JsonObject document, uint? vni)
+    {
+        JsonArray rows = Rows(document, "neighbors", vni);
+        var table = new Table("VNI", "ADDRESS", "MAC", "WHERE", "ENDPOINT", "SOURCE");
+        foreach (JsonObject e in rows.OfType<JsonObject>())
+            table.Add(Long(e, "vni"), Str(e, "ip"), Str(e, "mac"), Str(e, "source"), Str(e, "endpoint"), Str(e, "origin"));
+        return new View(table.Render(), new JsonObject { ["neighbors"] = rows });
+    }
+
+    /// <summary>The effective configuration (secrets redacted by the daemon), as indented JSON either way.</summary>
+    public static View Config(JsonObject document)
+    {
+        JsonNode config = document["config"] ?? throw new FormatException("the daemon's reply has no \"config\"");
+        return new View(config.ToJsonString(IndentedJson) + "\n", config.DeepClone());
+    }
+
+    private static readonly JsonSerializerOptions IndentedJson = new() { WriteIndented = true };
+
+    private static JsonArray Rows(JsonObject document, string name, uint? vni)
+    {
+        JsonArray all = document[name] as JsonArray ?? throw new FormatException($"the daemon's reply has no \"{name}\" list");
+        return [.. all.OfType<JsonObject>().Where(e => vni is null || Long(e, "vni") == vni).Select(e => e.DeepClone())];
+    }
+
+    /// <summary>A reply that is a JSON object and not an error.</summary>
+    public static JsonObject ParseObject(string document)
     {
         JsonNode? node;
         try
@@ -108,10 +148,16 @@ internal static class Views
         {
             throw new FormatException($"the daemon's reply is not JSON: {e.Message}", e);
         }
-        if (node is not JsonObject status)
+        if (node is not JsonObject o)
             throw new FormatException("the daemon's reply is not a JSON object");
-        if (Str(status, "error") is string error)
+        if (Str(o, "error") is string error)
             throw new FormatException($"overlay-switchd: {error}");
+        return o;
+    }
+
+    public static JsonObject Parse(string document)
+    {
+        JsonObject status = ParseObject(document);
         if (status["ports"] is not JsonArray)
             throw new FormatException("the daemon's reply is not a status document (no \"ports\")");
         return status;

@@ -81,6 +81,12 @@ internal static class LogEvents
     public const int TapHandedOver = 325;
     public const int TapTakenOver = 326;
 
+    // Operations (opssw, 400-449): captures (StatusServer), the metrics and health server (MetricsServer)
+    public const int CaptureStarted = 400;
+    public const int CaptureEnded = 401;
+    public const int MetricsListening = 410;
+    public const int MetricsRequestFailed = 411;
+
     // WatchClient (OverlaySwitch.Contracts)
     public const int WatchConnected = 900;
     public const int WatchDisconnected = 901;

@@ -69,9 +69,10 @@ builder.Services.AddSingleton(config);
 builder.Services.AddSingleton<SwitchService>();
 builder.Services.AddHostedService(sp => sp.GetRequiredService<SwitchService>());
 builder.Services.AddHostedService<StatusServer>();
+builder.Services.AddHostedService<MetricsServer>();
 if (config.Controller is ControllerConnection controller)
 {
-    // A singleton as well as a hosted service: the status socket shows where its state came from.
+    // A singleton as well as a hosted service: the status socket and the metrics read its state and revisions.
     builder.Services.AddSingleton(sp => new ControllerAgent(sp.GetRequiredService<SwitchService>(), config.HostName, config.Local,
         config.SocketDirectory, controller, sp.GetRequiredService<ILoggerFactory>(), Path.GetFullPath(options.StateDirectory)));
     builder.Services.AddHostedService(sp => sp.GetRequiredService<ControllerAgent>());

@@ -32,6 +32,22 @@ public sealed class SwitchOptions
     /// leave for a tunnel. False: one plain frame at a time.
     /// </summary>
     public bool TapOffloads { get; set; } = true;
+    /// <summary>
+    /// The status socket (overlayctl's) is mode 0600, for root and the daemon's user; a group name or
+    /// gid here gives it that group and mode 0660, so the group's members may use overlayctl.
+    /// </summary>
+    public string? StatusSocketGroup { get; set; }
+    /// <summary>Prometheus metrics and health endpoints (section "Switch:Metrics").</summary>
+    public MetricsOptions Metrics { get; set; } = new();
+}
+
+/// <summary>Section "Switch:Metrics": where /metrics, /health/live and /health/ready are served over HTTP.</summary>
+public sealed class MetricsOptions
+{
+    /// <summary>address:port, e.g. 127.0.0.1:9464 or [::1]:9464; empty (the default): not served.</summary>
+    public string? Listen { get; set; }
+    /// <summary>The endpoints have no authentication: an address other than loopback is refused unless this is true.</summary>
+    public bool AllowNonLoopback { get; set; }
 }
 
 /// <summary>Section "Switch:VhostUser"; the defaults are safe against a hostile frontend (see VhostUserPortOptions).</summary>

@@ -154,6 +154,16 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IActi
         }
     }
 
+    /// <summary>Runs on: any thread. The overlay's desired state as applied (endpoints by id, networks, VTEPs); null before start.</summary>
+    public OverlayConfig? OverlayState
+    {
+        get
+        {
+            lock (_lock)
+                return _builder?.Config;
+        }
+    }
+
     /// <summary>The ports the switch should serve and could not open, each with why, sorted by name.</summary>
     public IReadOnlyList<(string Name, string Error)> FailedPorts
     {

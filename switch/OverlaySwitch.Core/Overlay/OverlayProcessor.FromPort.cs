@@ -62,7 +62,7 @@ public sealed partial class OverlayProcessor
     /// </summary>
     private void Proved(LocalPort port, GuestProof proof, IOverlayOutput output)
     {
-        if (port.Activation is { IsActivated: false } activation && activation.TrySignal(proof))
+        if (!_dryRun && port.Activation is { IsActivated: false } activation && activation.TrySignal(proof))
         {
             Stats.Activations++;
             Announce(port, output);
@@ -272,7 +272,8 @@ public sealed partial class OverlayProcessor
     private void Encapsulate(Tunnel tunnel, uint vni, ReadOnlySpan<byte> frame, uint flowHash, IOverlayOutput output)
     {
         int length = tunnel.WriteOuterHeaders(_outer, vni, flowHash, frame);
-        tunnel.Traffic.CountOut(_worker, length + frame.Length);
+        if (!_dryRun)
+            tunnel.Traffic.CountOut(_worker, length + frame.Length);
         output.ToTunnel(tunnel, _outer.AsSpan(0, length), frame);
         Stats.Encapsulated++;
     }

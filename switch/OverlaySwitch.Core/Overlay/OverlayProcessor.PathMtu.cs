@@ -17,7 +17,7 @@ public sealed partial class OverlayProcessor
     private DropReason? SendToTunnel(LocalPort port, Tunnel tunnel, Span<byte> frame, uint flowHash, ref bool icmpSent, IOverlayOutput output)
     {
         DropReason? dropped = FitToTunnel(port, tunnel, frame, flowHash, ref icmpSent, output);
-        if (dropped is DropReason reason)
+        if (dropped is DropReason reason && !_dryRun)
             tunnel.Drops.Increment(_worker, reason);
         return dropped;
     }

@@ -47,11 +47,22 @@ public sealed partial class OverlayProcessor
     private readonly byte[] _scratch = new byte[ScratchLength];
     private readonly byte[] _outer = new byte[Tunnel.OuterLengthV6];
     private readonly IcmpRateLimiter _icmpLimiter;
+    /// <summary>
+    /// A trace's processor (see <see cref="PacketTrace"/>): the same decisions, but nothing shared
+    /// changes (ports', networks' and tunnels' counters, activations); only its own counters move.
+    /// </summary>
+    private readonly bool _dryRun;
 
     /// <param name="worker">This processor's index among the dataplane workers, 0-based; selects its counter slots.</param>
     /// <param name="icmpErrorsPerSecond">Generated ICMP errors allowed per second (burst of a tenth of a second), so a guest cannot make the switch an amplifier.</param>
     public OverlayProcessor(TablePublisher tables, int worker = 0, int workerCount = 1, int icmpErrorsPerSecond = 1000)
+        : this(tables, worker, workerCount, icmpErrorsPerSecond, dryRun: false)
     {
+    }
+
+    private OverlayProcessor(TablePublisher tables, int worker, int workerCount, int icmpErrorsPerSecond, bool dryRun)
+    {
+        _dryRun = dryRun;
         _tables = tables;
         _worker = worker;
         Drops = new DropCounters(workerCount);
@@ -63,9 +74,14 @@ public sealed partial class OverlayProcessor
 
     public OverlayStats Stats { get; } = new();
 
+    /// <summary>A processor for a dry run: its decisions change nothing but its own <see cref="Drops"/> and <see cref="Stats"/>.</summary>
+    internal static OverlayProcessor ForDryRun(TablePublisher tables) => new(tables, 0, 1, 1000, dryRun: true);
+
     private void Drop(DropReason reason, LocalPort? port = null, NetworkTable? network = null)
     {
         Drops.Increment(_worker, reason);
+        if (_dryRun)
+            return;
         port?.Drops.Increment(_worker, reason);
         network?.Drops.Increment(_worker, reason);
     }

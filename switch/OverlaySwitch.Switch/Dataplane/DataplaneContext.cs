@@ -23,6 +23,8 @@ public sealed class DataplaneContext
     /// <summary>This worker's batched underlay sender; null when the switch has no underlay (one host).</summary>
     public ITunnelSender? TunnelSender { get; internal set; }
     public OverlayProcessor Processor { get; }
+    /// <summary>The underlay's capture point (datagrams sent and received), shared by every worker.</summary>
+    public Diagnostics.CapturePoint UnderlayCapture { get; init; } = new();
     public IOverlayOutput Output { get; }
     public byte[] FrameBuffer { get; } = new byte[FrameBufferLength];
     /// <summary>Receive-side ports that got frames in this batch and need a flush.</summary>

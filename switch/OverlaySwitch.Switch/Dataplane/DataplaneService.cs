@@ -22,10 +22,12 @@ public sealed class DataplaneService : IDataplaneQuiescer, IDisposable
         ILogger logger = loggers.CreateLogger("OverlaySwitch.Dataplane");
         _workers = new DataplaneWorker[workerCount];
         for (int i = 0; i < workerCount; i++)
-            _workers[i] = new DataplaneWorker(i, PortTable, Tables, workerCount, cpus is not null && i < cpus.Count ? cpus[i] : null, logger);
+            _workers[i] = new DataplaneWorker(i, PortTable, Tables, workerCount, cpus is not null && i < cpus.Count ? cpus[i] : null, logger, UnderlayCapture);
     }
 
     public TablePublisher Tables { get; } = new();
+    /// <summary>Where `overlayctl capture --underlay` attaches: every VXLAN datagram sent or received, on any worker.</summary>
+    public Diagnostics.CapturePoint UnderlayCapture { get; } = new();
     public PortTable PortTable { get; } = new();
     public IReadOnlyList<DataplaneWorker> Workers => _workers;
 

@@ -32,7 +32,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     private long _epoch;
     private int _framesSinceSample;
 
-    public DataplaneWorker(int index, PortTable ports, TablePublisher tables, int workerCount, int? cpu, ILogger logger)
+    public DataplaneWorker(int index, PortTable ports, TablePublisher tables, int workerCount, int? cpu, ILogger logger, Diagnostics.CapturePoint? underlayCapture = null)
     {
         Index = index;
         _ports = ports;
@@ -41,7 +41,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
         _epoll = Epoll.Create();
         _wakeup = EventFd.Create();
         Epoll.Add(_epoll, _wakeup, EpollEvents.In, ulong.MaxValue);
-        _context = new DataplaneContext(index, new OverlayProcessor(tables, index, workerCount), this);
+        _context = new DataplaneContext(index, new OverlayProcessor(tables, index, workerCount), this) { UnderlayCapture = underlayCapture ?? new() };
         _thread = new Thread(Run) { Name = $"dataplane-{index}", IsBackground = true };
     }
 
@@ -54,6 +54,12 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     /// the per-packet path must not allocate, so the second stays flat while the first grows.</summary>
     public long FramesPolled;
     public long AllocatedBytes;
+    /// <summary>
+    /// <see cref="System.Diagnostics.Stopwatch"/> ticks: when the loop last came round (liveness), and the time
+    /// spent on passes that found work (busy share). One timestamp per pass, not per frame.
+    /// </summary>
+    public long Heartbeat;
+    public long BusyTicks;
 
     public void Start() => _thread.Start();
 
@@ -96,8 +102,15 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
         Log.Started(_logger, Index, CurrentThread.Id, _cpu?.ToString() ?? "any");
         Span<EpollEvent> events = stackalloc EpollEvent[16];
         int idlePolls = 0;
+        long passStart = 0;
+        bool busy = false;
         while (!_stopping)
         {
+            long now = System.Diagnostics.Stopwatch.GetTimestamp();
+            if (busy)
+                Volatile.Write(ref BusyTicks, BusyTicks + (now - passStart));
+            passStart = now;
+            Volatile.Write(ref Heartbeat, now);
             Interlocked.Increment(ref _epoch); // odd: snapshots in use
             IPollable[] mine = _ports.Current.ByWorker is { Length: > 0 } byWorker && Index < byWorker.Length ? byWorker[Index] : [];
             int work = 0;
@@ -111,6 +124,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
                 Volatile.Write(ref AllocatedBytes, GC.GetAllocatedBytesForCurrentThread());
             }
             Interlocked.Increment(ref _epoch); // even: nothing held
+            busy = work > 0;
 
             if (work > 0)
             {
@@ -269,6 +283,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
 
     void IOverlayOutput.ToTunnel(Tunnel tunnel, ReadOnlySpan<byte> outerHeaders, ReadOnlySpan<byte> innerFrame)
     {
+        _context.UnderlayCapture.Offer(outerHeaders, innerFrame, Diagnostics.CaptureKind.UnderlayOut);
         if (_context.TunnelSender is ITunnelSender sender)
             sender.Send(tunnel, outerHeaders, innerFrame, _context);
         else

@@ -43,6 +43,9 @@ public interface IDataplanePort : IPollable
     /// <summary>Drops at this port's own I/O (no buffers, broken rings, ...); the overlay's drops of the port are in its tables' <see cref="LocalPort"/>.</summary>
     DropCounters Drops { get; }
 
+    /// <summary>Where `overlayctl capture` attaches: frames the guest sent and frames delivered to it.</summary>
+    Diagnostics.CapturePoint Capture { get; }
+
     /// <summary>Runs on: any thread. What the port is and whether it is attached, for the status socket and the controller.</summary>
     PortStatus Status { get; }
 

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Dataplane;
+using OverlaySwitch.Diagnostics;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.Wire;
@@ -145,6 +146,7 @@ public sealed partial class TapPort : IDataplanePort, IOffloadPort, IDisposable
     public string? Namespace { get; }
     public TrafficCounters Traffic { get; }
     public DropCounters Drops { get; }
+    public CapturePoint Capture { get; } = new();
     /// <summary>Whether frames carry a virtio-net header (IFF_VNET_HDR), so offloaded frames go both ways.</summary>
     public bool AcceptsOffloads { get; }
 
@@ -171,6 +173,7 @@ public sealed partial class TapPort : IDataplanePort, IOffloadPort, IDisposable
                         continue;
                     }
                     Traffic.CountIn(context.Worker, n);
+                    Capture.Offer(buffer.AsSpan(0, (int)n), CaptureKind.FrameIn);
                     context.Processor.FromPort(Number, buffer.AsSpan(0, (int)n), context.Output);
                 }
             }
@@ -182,6 +185,7 @@ public sealed partial class TapPort : IDataplanePort, IOffloadPort, IDisposable
     {
         if (AcceptsOffloads)
             return DeliverOffloaded(default, frame, context);
+        Capture.Offer(frame, CaptureKind.FrameOut);
         nint n;
         // SAFETY: the kernel reads frame.Length bytes from the pinned span. A tap write is one frame;
         // several workers may write concurrently, which the kernel serialises per frame.
@@ -222,12 +226,14 @@ public sealed partial class TapPort : IDataplanePort, IOffloadPort, IDisposable
         }
         Span<byte> frame = read[VirtioNetHeader.Length..];
         Traffic.CountIn(context.Worker, frame.Length);
+        Capture.Offer(frame, CaptureKind.FrameIn);
         context.Processor.FromPort(Number, header, frame, context.Output);
     }
 
     /// <summary>Writes the header and the frame with one writev: the kernel takes them as one frame.</summary>
     public bool DeliverOffloaded(in VirtioNetHeader header, ReadOnlySpan<byte> frame, DataplaneContext context)
     {
+        Capture.Offer(frame, CaptureKind.FrameOut);
         VirtioNetHeader copy = header;
         nint n;
         // SAFETY: the two iovecs point at the local header copy (VirtioNetHeader.Length bytes) and the

@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Dataplane;
+using OverlaySwitch.Diagnostics;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.VhostUser;
 
@@ -33,7 +34,7 @@ public sealed class VhostUserPort : IDataplanePort, IDisposable
         Drops = new DropCounters(workerCount);
         Device = new VhostUserNetDevice(name, queuePairs, quiescer, logger, options.UnsealedMemory);
         _socket = new VhostUserSocket(name, socketPath, role, Device, logger, mode, uid, gid, owned, options);
-        _dataPath = new VirtioNetDataPath(number, name, Device, Traffic, Drops, logger);
+        _dataPath = new VirtioNetDataPath(number, name, Device, Traffic, Drops, Capture, logger);
     }
 
     public int Number { get; }
@@ -42,6 +43,7 @@ public sealed class VhostUserPort : IDataplanePort, IDisposable
     public VhostUserNetDevice Device { get; }
     public TrafficCounters Traffic { get; }
     public DropCounters Drops { get; }
+    public CapturePoint Capture { get; } = new();
 
     public PortStatus Status => new("vhost-user", IsConnected, Socket: SocketPath, Connections: ConnectionCount,
         GuestMtu: Device.GuestMtu, Features: Device.Features);

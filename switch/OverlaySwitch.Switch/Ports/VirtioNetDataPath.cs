@@ -1,5 +1,6 @@
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Dataplane;
+using OverlaySwitch.Diagnostics;
 using OverlaySwitch.Interop;
 using OverlaySwitch.Memory;
 using OverlaySwitch.Overlay;
@@ -17,7 +18,8 @@ namespace OverlaySwitch.Ports;
 /// delivery by any worker, one at a time per receive ring). It counts into the port's counters,
 /// each worker in its own row.
 /// </summary>
-internal sealed partial class VirtioNetDataPath(int portNumber, string portName, VhostUserNetDevice device, TrafficCounters traffic, DropCounters drops, ILogger logger)
+internal sealed partial class VirtioNetDataPath(int portNumber, string portName, VhostUserNetDevice device, TrafficCounters traffic, DropCounters drops, CapturePoint capture,
+    ILogger logger)
 {
     /// <summary>With mergeable buffers, a 64 KiB frame in 1 KiB buffers: more means a guest posting absurdly small ones.</summary>
     private const int MaxChainsPerFrame = 64;
@@ -42,6 +44,7 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         {
             // QEMU's SEND_RARP after live migration: announce the VM as if it had sent the RARP itself (DPDK does the same).
             int length = BuildRarp(buffer, mac);
+            capture.Offer(buffer[..length], CaptureKind.FrameIn);
             context.Processor.FromPort(_portNumber, buffer[..length], context.Output);
         }
         VirtioNetQueues queues = _device.Queues;
@@ -64,6 +67,7 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
                     continue;
                 }
                 _traffic.CountIn(context.Worker, length);
+                capture.Offer(buffer[..length], CaptureKind.FrameIn);
                 context.Processor.FromPort(_portNumber, buffer[..length], context.Output);
             }
             if (ring.IsBroken)
@@ -120,7 +124,10 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         {
             delivered = WriteFrame(ring, frame, queues.HeaderLength, queues.MergeableRxBuffers ? MaxChainsPerFrame : 1, context.ChainBuffers);
             if (delivered)
+            {
                 _traffic.CountOut(context.Worker, frame.Length);
+                capture.Offer(frame, CaptureKind.FrameOut);
+            }
             else if (ring.IsBroken)
                 NoteFault(ring, context);
             else

@@ -115,6 +115,7 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
             if (segment <= 0 || segment >= length)
             {
                 Traffic.CountIn(context.Worker, length);
+                context.UnderlayCapture.OfferReceived(from, run);
                 context.Processor.FromUnderlay(from, run, context.Output);
                 continue;
             }
@@ -124,6 +125,7 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
             {
                 Span<byte> datagram = run.Slice(offset, Math.Min(segment, length - offset));
                 Traffic.CountIn(context.Worker, datagram.Length);
+                context.UnderlayCapture.OfferReceived(from, datagram);
                 context.Processor.FromUnderlay(from, datagram, context.Output);
             }
         }

@@ -12,7 +12,7 @@ public sealed class CliTests
     {
         var output = new StringWriter();
         var error = new StringWriter();
-        int code = Cli.Run(args, output, error, _ => document);
+        int code = Cli.Run(args, output, error, (_, _) => document);
         return (code, output.ToString(), error.ToString());
     }
 
@@ -99,12 +99,25 @@ public sealed class CliTests
     [Fact]
     public void Agent_shows_the_revision_and_whether_a_controller_is_followed()
     {
-        Assert.Equal("HOST      REVISION  CONTROLLER                   HOST-ID\nhost-rec         5  none (static configuration)  -\n", Run(Recorded, "agent").Output);
+        Assert.Equal("""
+            HOST      REVISION  CONTROLLER                   HOST-ID  APPLIED  LATEST  LAG
+            host-rec         5  none (static configuration)  -        -        -       -
+
+            """, Run(Recorded, "agent").Output);
 
         JsonObject status = JsonNode.Parse(Recorded)!.AsObject();
-        status["controller"] = new JsonObject { ["url"] = "http://controller:8080/", ["hostId"] = "host-1" };
+        status["controller"] = new JsonObject
+        {
+            ["url"] = "http://controller:8080/",
+            ["hostId"] = "host-1",
+            ["appliedRevision"] = 40,
+            ["latestRevision"] = 42,
+            ["lag"] = 2,
+        };
+        Assert.EndsWith("http://controller:8080/  host-1        40      42    2\n", Run(status.ToJsonString(), "agent").Output, StringComparison.Ordinal);
         JsonNode json = JsonNode.Parse(Run(status.ToJsonString(), "agent", "--json").Output)!;
         Assert.Equal("http://controller:8080/", (string)json["controller"]!["url"]!);
+        Assert.Equal(2, (long)json["controller"]!["lag"]!);
         Assert.Equal(5, (long)json["revision"]!);
     }
 

@@ -40,6 +40,8 @@ public sealed record OverlaySwitchConfig(string HostName, string? VtepV4, string
     public int[] DataplaneCpus { get; init; } = [];
     /// <summary>Switch:Underlay:Send ("Gso" or "Raw"); null: the switch's default.</summary>
     public string? UnderlaySend { get; init; }
+    /// <summary>Switch:Metrics:Listen (e.g. 127.0.0.1:9464 in the host's namespace); null: no metrics.</summary>
+    public string? MetricsListen { get; init; }
 
     public string ToJson(string socketDirectory)
     {
@@ -93,6 +95,7 @@ public sealed record OverlaySwitchConfig(string HostName, string? VtepV4, string
                         ["Ipv6"] = Strings(p.Ipv6),
                     }),
                 ]),
+                ["Metrics"] = new JsonObject { ["Listen"] = MetricsListen },
                 ["RemoteEndpoints"] = new JsonArray([.. Remotes.Select(r => (JsonNode)new JsonObject
                 {
                     ["Name"] = r.Endpoint.Name,

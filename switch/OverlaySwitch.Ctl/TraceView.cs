@@ -1,0 +1,68 @@
+using System.Globalization;
+using System.Net;
+using System.Net.NetworkInformation;
+using System.Text;
+using System.Text.Json.Nodes;
+using PacketDotNet;
+
+namespace OverlaySwitch.Ctl;
+
+/// <summary>`overlayctl trace`: the frame and what each stage decided, frames decoded by PacketDotNet.</summary>
+internal static class TraceView
+{
+    /// <summary>The port's addresses from the status document; null when there is no such port.</summary>
+    public static PortIdentity? Port(JsonObject status, string name)
+    {
+        JsonObject? port = (status["ports"] as JsonArray ?? []).OfType<JsonObject>().FirstOrDefault(p => (string?)p["name"] == name);
+        if (port is null || (string?)port["mac"] is not string mac)
+            return null;
+        return new PortIdentity(FrameSpec.Mac(mac, "the port's MAC"),
+            [.. (port["ipv4"] as JsonArray ?? []).Select(a => IPAddress.Parse((string)a!))],
+            [.. (port["ipv6"] as JsonArray ?? []).Select(a => IPAddress.Parse((string)a!))]);
+    }
+
+    /// <summary>The neighbor table's MAC for <paramref name="ip"/> in <paramref name="vni"/>, from the daemon's "neighbors" document.</summary>
+    public static PhysicalAddress? Neighbor(JsonObject neighbors, uint? vni, IPAddress ip) =>
+        (neighbors["neighbors"] as JsonArray ?? []).OfType<JsonObject>()
+            .Where(n => (uint?)(long?)n["vni"] == vni && IPAddress.TryParse((string?)n["ip"], out IPAddress? a) && a.Equals(ip))
+            .Select(n => FrameSpec.Mac((string)n["mac"]!, "neighbor MAC")).FirstOrDefault();
+
+    public static View Render(JsonObject trace)
+    {
+        var text = new StringBuilder();
+        text.Append(CultureInfo.InvariantCulture, $"port {(string?)trace["port"]} (VNI {trace["vni"]?.ToString() ?? "-"})\n");
+        text.Append(CultureInfo.InvariantCulture, $"frame: {Decode(Convert.FromHexString((string)trace["frame"]!), LinkLayers.Ethernet)}\n");
+        var table = new Table("STAGE", "DECISION");
+        foreach (JsonObject stage in (trace["stages"] as JsonArray ?? []).OfType<JsonObject>())
+            table.Add((string?)stage["stage"], (string?)stage["decision"]);
+        text.Append(table.Render());
+        foreach (JsonObject output in (trace["outputs"] as JsonArray ?? []).OfType<JsonObject>())
+        {
+            byte[] frame = Convert.FromHexString((string)output["frame"]!);
+            if ((string?)output["kind"] == "tunnel")
+            {
+                byte[] outer = Convert.FromHexString((string)output["outer"]!);
+                text.Append(CultureInfo.InvariantCulture, $"-> tunnel {(string?)output["local"]} -> {(string?)output["remote"]}: {Decode([.. outer, .. frame], LinkLayers.Raw)}\n");
+            }
+            else
+            {
+                text.Append(CultureInfo.InvariantCulture, $"-> port {(string?)output["port"]}: {Decode(frame, LinkLayers.Ethernet)}\n");
+            }
+        }
+        text.Append(trace["drop"] is JsonNode drop ? $"result: dropped ({(string?)drop})\n" : "result: forwarded\n");
+        return new View(text.ToString(), trace);
+    }
+
+    /// <summary>PacketDotNet's one-line-per-layer description; frames it cannot parse are shown as their length.</summary>
+    internal static string Decode(byte[] bytes, LinkLayers link)
+    {
+        try
+        {
+            return Packet.ParsePacket(link, bytes).ToString(StringOutputType.Normal).Replace("\n", " ", StringComparison.Ordinal).Trim();
+        }
+        catch (Exception e) when (e is ArgumentException or IndexOutOfRangeException or InvalidOperationException or NotSupportedException)
+        {
+            return $"({bytes.Length} bytes PacketDotNet cannot decode: {e.Message})";
+        }
+    }
+}
