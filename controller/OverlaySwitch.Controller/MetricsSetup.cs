@@ -3,6 +3,7 @@ using Microsoft.AspNetCore.Authorization;
 using Microsoft.Extensions.DependencyInjection.Extensions;
 using OverlaySwitch.Controller.Auth;
 using OverlaySwitch.Controller.Model;
+using OverlaySwitch.Controller.State;
 using OverlaySwitch.Controller.Store;
 using OverlaySwitch.Controller.Watch;
 using Prometheus;
