@@ -81,13 +81,16 @@ public sealed class CaptureRingTests
             byte[] buffer = new byte[64];
             while (true)
             {
+                // Looked at before the read: once the writers are done, an empty ring is really empty
+                // (looked at after, the ring could fill between a failed read and the look, unread).
+                bool writersDone = done.IsCancellationRequested;
                 if (ring.TryRead(buffer, out CaptureRecord r))
                 {
                     if (r.CapturedLength != 64 || buffer.Any(b => b != buffer[0]))
                         torn++; // not one writer's frame, whole
                     read++;
                 }
-                else if (done.IsCancellationRequested)
+                else if (writersDone)
                 {
                     return;
                 }
