@@ -32,6 +32,9 @@ system_packages+=(tcpdump socat iputils-arping ethtool iperf3 netcat-openbsd)
 system_packages+=(chromium)
 # deploy/ system tests: the REST calls of deploy/README.md (curl, jq); setpriv is util-linux's.
 system_packages+=(curl jq)
+# deploy/ system tests validate the units offline: systemd-analyze verify and security (Debian's systemd;
+# a container image may lack it even though systemd does not run there).
+system_packages+=(systemd)
 # 2 MiB hugepages the system layer reserves for testpmd's virtio-user ports.
 system_hugepages=1024
 all_layers=(unit integration system)
