@@ -105,7 +105,11 @@ public sealed class MigrationTests : IAsyncLifetime
         Assert.Equal((s.Target.Id, null), (after.HostId, after.Migration));
         Page<PortMigration> history = await s.Tenant.ExpectAsync<Page<PortMigration>>(HttpMethod.Get, Migrations(s.Port), null);
         Assert.Equal([m.Id], history.Items.Select(x => x.Id));
-        Assert.Contains(_controller.Logs, l => l.Contains($"Migration {m.Id} of port {s.Port.Id} from host {s.Source.Id} to {s.Target.Id} completed", StringComparison.Ordinal));
+        // The sweep logs after its commit, so the GET above may see Completed a moment before the line is written.
+        string line = $"Migration {m.Id} of port {s.Port.Id} from host {s.Source.Id} to {s.Target.Id} completed";
+        for (DateTime deadline = DateTime.UtcNow.AddSeconds(5); DateTime.UtcNow < deadline && !_controller.Logs.Any(l => l.Contains(line, StringComparison.Ordinal));)
+            await Task.Delay(50);
+        Assert.Contains(_controller.Logs, l => l.Contains(line, StringComparison.Ordinal));
     }
 
     [Fact]
