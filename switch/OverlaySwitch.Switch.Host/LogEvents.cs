@@ -65,6 +65,10 @@ internal static class LogEvents
     public const int WorkerStarted = 200;
     public const int WorkerKickUnwatchable = 201;
 
+    // The AF_XDP underlay (SwitchService logs its setup)
+    public const int AfXdpAttached = 260;
+    public const int AfXdpUnavailable = 261;
+
     // VhostUserPort: VhostUserSocket (300-302, 304), VirtioNetDataPath (303)
     public const int VhostUserFrontendConnected = 300;
     public const int VhostUserFrontendDisconnected = 301;

@@ -85,7 +85,13 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             e.Add($"Switch:Underlay:Mtu: {o.Underlay.Mtu} is outside {LocalHostConfig.MinUnderlayMtu}..{LocalHostConfig.MaxUnderlayMtu}.");
         if (o.Underlay.SourcePorts is < 1 or > UnderlaySourcePorts.MaxCount)
             e.Add($"Switch:Underlay:SourcePorts: {o.Underlay.SourcePorts} is outside 1..{UnderlaySourcePorts.MaxCount}.");
-        var underlayIo = new UnderlayIoOptions(ParseEnum<UnderlaySendMode>(o.Underlay.Send, "Switch:Underlay:Send", e), o.Underlay.SourcePorts, o.Underlay.ReceiveCoalesced);
+        UnderlayMode underlayMode = ParseEnum<UnderlayMode>(o.Underlay.Mode, "Switch:Underlay:Mode", e);
+        if (underlayMode == UnderlayMode.AfXdp && string.IsNullOrWhiteSpace(o.Underlay.Interface))
+            e.Add("Switch:Underlay:Interface: Mode AfXdp needs the device to attach to.");
+        if (o.Underlay.Queue is < 0 or > 63)
+            e.Add($"Switch:Underlay:Queue: {o.Underlay.Queue} is outside 0..63.");
+        var underlayIo = new UnderlayIoOptions(ParseEnum<UnderlaySendMode>(o.Underlay.Send, "Switch:Underlay:Send", e), o.Underlay.SourcePorts, o.Underlay.ReceiveCoalesced,
+            underlayMode, o.Underlay.Interface, o.Underlay.Queue);
 
         var networks = new List<NetworkConfig>();
         for (int i = 0; i < o.Networks.Count; i++)

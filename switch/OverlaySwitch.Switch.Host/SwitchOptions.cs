@@ -124,6 +124,12 @@ public sealed class UnderlayOptions
     public int SourcePorts { get; set; } = 16;
     /// <summary>Receive runs of datagrams coalesced by the kernel (UDP_GRO).</summary>
     public bool ReceiveCoalesced { get; set; } = true;
+    /// <summary>"Sockets" (default) or "AfXdp": IPv4 VXLAN through an AF_XDP socket on <see cref="Interface"/>, the sockets for the rest and as the fallback.</summary>
+    public string Mode { get; set; } = "Sockets";
+    /// <summary>AfXdp: the underlay device (native XDP).</summary>
+    public string? Interface { get; set; }
+    /// <summary>AfXdp: the device's receive queue.</summary>
+    public int Queue { get; set; }
 }
 
 public sealed class NetworkOptions

@@ -85,7 +85,11 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IActi
             if (_config.HasUnderlay)
             {
                 _underlaySockets = new UnderlaySockets(_config.Local, _dataplane.Workers.Count, _config.UnderlayIo);
-                _dataplane.AttachUnderlay(_underlaySockets.Receivers, _underlaySockets.Senders);
+                if (_underlaySockets.XdpFailure is { } why)
+                    Log.AfXdpUnavailable(_logger, _config.UnderlayIo.Interface ?? "", why);
+                else if (_underlaySockets.Xdp is { } xdp)
+                    Log.AfXdpAttached(_logger, xdp.Device, xdp.Queue);
+                _dataplane.AttachUnderlay(_underlaySockets.Pollables, _underlaySockets.Senders);
             }
             Apply(SwitchStateChange.Between(SwitchState.Empty, _config.State));
             _dataplane.Start();
@@ -565,6 +569,12 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IActi
 
         [LoggerMessage(EventId = LogEvents.PortMigrationStepFailed, Level = LogLevel.Error, Message = "Port {Port}: a migration step failed: {Error}")]
         public static partial void MigrationStepFailed(ILogger logger, string port, string error);
+
+        [LoggerMessage(EventId = LogEvents.AfXdpAttached, Level = LogLevel.Information, Message = "Underlay: AF_XDP on {Device} queue {Queue} (XDP program attached by bpf_link; IPv4 VXLAN to the VTEP goes through it, everything else to the kernel)")]
+        public static partial void AfXdpAttached(ILogger logger, string device, int queue);
+
+        [LoggerMessage(EventId = LogEvents.AfXdpUnavailable, Level = LogLevel.Warning, Message = "Underlay: AF_XDP on '{Device}' could not be set up, the sockets carry everything: {Reason}")]
+        public static partial void AfXdpUnavailable(ILogger logger, string device, string reason);
 
         [LoggerMessage(EventId = LogEvents.SwitchStopped, Level = LogLevel.Information, Message = "overlay-switchd stopped")]
         public static partial void Stopped(ILogger logger);

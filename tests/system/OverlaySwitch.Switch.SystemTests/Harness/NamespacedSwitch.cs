@@ -40,6 +40,8 @@ public sealed record OverlaySwitchConfig(string HostName, string? VtepV4, string
     public int[] DataplaneCpus { get; init; } = [];
     /// <summary>Switch:Underlay:Send ("Gso" or "Raw"); null: the switch's default.</summary>
     public string? UnderlaySend { get; init; }
+    /// <summary>Switch:Underlay:Mode ("Sockets" or "AfXdp", on the host's underlay interface); null: the switch's default.</summary>
+    public string? UnderlayMode { get; init; }
     /// <summary>Switch:Metrics:Listen (e.g. 127.0.0.1:9464 in the host's namespace); null: no metrics.</summary>
     public string? MetricsListen { get; init; }
 
@@ -53,6 +55,11 @@ public sealed record OverlaySwitchConfig(string HostName, string? VtepV4, string
             underlay["VtepV6"] = VtepV6;
         if (UnderlaySend is not null)
             underlay["Send"] = UnderlaySend;
+        if (UnderlayMode is not null)
+        {
+            underlay["Mode"] = UnderlayMode;
+            underlay["Interface"] = UnderlayHost.Interface;
+        }
         var root = new JsonObject
         {
             ["Switch"] = new JsonObject
@@ -144,6 +151,8 @@ public sealed partial class NamespacedSwitch : IDiagnosable, IDisposable
     public string StatusSocket => Path.Combine(Directory, SwitchDaemon.StatusSocketName);
     public int Pid => _process.Pid;
     public bool HasExited => _process.HasExited;
+    /// <summary>What the daemon wrote (its log) so far.</summary>
+    public string Output => _process.OutputSince(0);
     public string SocketPath(string portName) => Path.Combine(Directory, $"{portName}.sock");
 
     /// <summary>Writes the configuration and starts the daemon; call <see cref="WaitReady"/> (several switches start in parallel).</summary>
@@ -287,6 +296,9 @@ public sealed partial class NamespacedSwitch : IDiagnosable, IDisposable
         text.Append($"=== status of {Config.HostName}:\n").Append(status ?? _lastStatus ?? "(none)").Append('\n');
         return text.ToString();
     }
+
+    /// <summary>Stops the daemon as an operator would (SIGTERM, then SIGKILL after 10 s).</summary>
+    public void Stop() => _process.Stop(TimeSpan.FromSeconds(10));
 
     public void Dispose()
     {

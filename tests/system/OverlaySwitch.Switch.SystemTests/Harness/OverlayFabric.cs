@@ -130,7 +130,7 @@ public sealed class OverlayFabric
     /// </summary>
     /// <param name="underlaySend">Switch:Underlay:Send for every switch; null: the default.</param>
     public static OverlayFabric Start(SystemTestScope scope, RoutedUnderlay underlay, IReadOnlyList<OverlayNetwork> networks,
-        IReadOnlyList<OverlayEndpoint> endpoints, string? underlaySend = null)
+        IReadOnlyList<OverlayEndpoint> endpoints, string? underlaySend = null, string? underlayMode = null)
     {
         var namespaces = new Dictionary<string, NetworkNamespace>();
         foreach (OverlayEndpoint e in endpoints.Where(e => e.Host is not null && e.VhostRole is null))
@@ -152,7 +152,7 @@ public sealed class OverlayFabric
                 switches.Add(null);
                 continue;
             }
-            OverlaySwitchConfig config = ConfigFor(underlay, h, networks, endpoints, e => namespaces[e.Name].Name) with { UnderlaySend = underlaySend };
+            OverlaySwitchConfig config = ConfigFor(underlay, h, networks, endpoints, e => namespaces[e.Name].Name) with { UnderlaySend = underlaySend, UnderlayMode = underlayMode };
             switches.Add(NamespacedSwitch.Start(scope, underlay[h].Namespace, config));
         }
         foreach (NamespacedSwitch? s in switches)
