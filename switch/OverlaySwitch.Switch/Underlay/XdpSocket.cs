@@ -8,23 +8,23 @@ namespace OverlaySwitch.Underlay;
 /// the first half lent to the kernel for receiving (the fill ring), the second half the sender's.
 /// The four rings are mapped from the socket. Disposing unmaps everything and closes the socket.
 /// </summary>
-// SAFETY (class): the pointers are to mappings created in the constructor and unmapped only in
-// Dispose, after the users (the XDP underlay's receiver and senders) stopped.
-public sealed unsafe class XdpSocket : IDisposable
+public sealed class XdpSocket : IDisposable
 {
     public const int FrameSize = 4096;
     public const int FrameCount = 4096;
     public const uint RingSize = 2048;
 
     private readonly FileDescriptor _socket;
-    private readonly byte* _umem;
+    // SAFETY: the UMEM mapping, created in the constructor and unmapped only in Dispose, after the
+    // users (the XDP underlay's receiver and senders) stopped.
+    private readonly unsafe byte* _umem;
     private readonly nuint _umemLength = (nuint)FrameSize * FrameCount;
     private readonly List<(nint Address, nuint Length)> _mappings = [];
 
     // SAFETY: the kernel reads the umem registration, ring sizes and bind address from locals during
     // each call, and writes the mmap offsets into a local of their struct's size; each ring is mapped
     // with the length the kernel's offsets give for RingSize entries.
-    public XdpSocket(int ifindex, int queue)
+    public unsafe XdpSocket(int ifindex, int queue)
     {
         int fd = Libc.socket(Libc.AF_XDP, Libc.SOCK_RAW | Libc.SOCK_CLOEXEC, 0);
         if (fd < 0)
@@ -80,13 +80,15 @@ public sealed unsafe class XdpSocket : IDisposable
     public XdpRing Tx { get; } = null!;
 
     /// <summary>The first byte of the UMEM frame at <paramref name="address"/> (an offset into the UMEM).</summary>
-    public byte* Frame(ulong address) => _umem + address;
+    // SAFETY: address is below the UMEM's length (callers check with Contains or own the frame).
+    public unsafe byte* Frame(ulong address) => _umem + address;
 
     /// <summary>Whether a descriptor's frame lies in the UMEM (defensive: the kernel only hands out what it was given).</summary>
     public bool Contains(ulong address, uint length) => address < _umemLength && length <= _umemLength - address;
 
     /// <summary>Kernel statistics of the socket (drops for want of fill buffers or RX ring room, invalid descriptors).</summary>
-    internal Libc.XdpStatistics Statistics()
+    // SAFETY: the kernel writes at most sizeof(xdp_statistics) bytes into the local.
+    internal unsafe Libc.XdpStatistics Statistics()
     {
         var s = new Libc.XdpStatistics();
         uint length = (uint)sizeof(Libc.XdpStatistics);
@@ -94,7 +96,8 @@ public sealed unsafe class XdpSocket : IDisposable
         return Libc.getsockopt(f.Fd, Libc.SOL_XDP, Libc.XDP_STATISTICS, &s, &length) == 0 ? s : default;
     }
 
-    private XdpRing MapRing(int fd, Libc.XdpRingOffset offset, long pageOffset, int entrySize, bool isProducer)
+    // SAFETY: maps the length the kernel's offsets give for RingSize entries; the ring's pointers lie in that mapping.
+    private unsafe XdpRing MapRing(int fd, Libc.XdpRingOffset offset, long pageOffset, int entrySize, bool isProducer)
     {
         nuint length = (nuint)(offset.Descriptors + RingSize * (ulong)entrySize);
         void* map = Libc.mmap(null, length, Libc.PROT_READ | Libc.PROT_WRITE, Libc.MAP_SHARED | Libc.MAP_POPULATE, fd, pageOffset);
@@ -105,13 +108,15 @@ public sealed unsafe class XdpSocket : IDisposable
         return new XdpRing((uint*)(b + offset.Producer), (uint*)(b + offset.Consumer), (uint*)(b + offset.Flags), b + offset.Descriptors, RingSize, entrySize, isProducer);
     }
 
-    private static void SetOption(int fd, int option, void* value, uint length, string name)
+    // SAFETY: value points at a local of length bytes, read by the kernel during the call.
+    private static unsafe void SetOption(int fd, int option, void* value, uint length, string name)
     {
         if (Libc.setsockopt(fd, Libc.SOL_XDP, option, value, length) != 0)
             throw LinuxException.Last($"setsockopt({name})");
     }
 
-    public void Dispose()
+    // SAFETY: unmaps each mapping once (the list is cleared), after the users stopped.
+    public unsafe void Dispose()
     {
         // The socket first: the kernel stops using the rings and the UMEM with it.
         _socket.Dispose();

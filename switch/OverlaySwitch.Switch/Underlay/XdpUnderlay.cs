@@ -20,9 +20,7 @@ namespace OverlaySwitch.Underlay;
 /// The program is hand-assembled (<see cref="XdpProgram"/>) and loaded with bpf(2): 28
 /// instructions do not justify a compiler toolchain at build time or libbpf/libxdp at run time.
 /// </summary>
-// SAFETY (class): the UMEM frames and ring entries are reached only through XdpSocket's mappings,
-// which live until Dispose, after the workers stopped using the receiver and the senders.
-public sealed unsafe class XdpUnderlay : IDisposable
+public sealed class XdpUnderlay : IDisposable
 {
     private const int MapEntries = 64;
     private readonly FileDescriptor? _map;
@@ -105,8 +103,9 @@ public sealed unsafe class XdpUnderlay : IDisposable
 
         public IPAddress LocalVtep => counters.LocalVtep;
 
-        // SAFETY: each RX entry is an xdp_desc; its frame is used only after Contains confirmed it lies in the UMEM.
-        public int Poll(DataplaneContext context, int budget)
+        // SAFETY: each RX entry is an xdp_desc; its frame is used only after Contains confirmed it lies in
+        // the UMEM; the socket's mappings live until the owner's Dispose, after the workers stopped.
+        public unsafe int Poll(DataplaneContext context, int budget)
         {
             XdpRing rx = _socket.Rx, fill = _socket.Fill;
             uint n = rx.Peek((uint)Math.Min(budget, BatchSize));
@@ -166,9 +165,12 @@ public sealed unsafe class XdpUnderlay : IDisposable
         {
             if (!fill.NeedsWakeup)
                 return;
-            // SAFETY: a zero-length receive with no buffer: the kernel only learns the fill ring has frames.
             using FileDescriptor.Lease f = _socket.Socket.Acquire();
-            Libc.recvfrom(f.Fd, null, 0, Libc.MSG_DONTWAIT, null, null);
+            // SAFETY: a zero-length receive with no buffer: the kernel only learns the fill ring has frames.
+            unsafe
+            {
+                Libc.recvfrom(f.Fd, null, 0, Libc.MSG_DONTWAIT, null, null);
+            }
         }
 
         public void CollectWakeupFds(List<WakeupFd> fds) => fds.Add(new WakeupFd(_socket.Socket, IsEventFd: false));
@@ -244,7 +246,7 @@ public sealed unsafe class XdpUnderlay : IDisposable
 
     // SAFETY: the frame written is a free UMEM frame (FrameSize bytes, length checked against
     // _maxFrameLength < FrameSize by the caller); the TX slot is one Free reported. Called under _tx.
-    private bool TryQueue(MacAddress nextHop, ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, int length)
+    private unsafe bool TryQueue(MacAddress nextHop, ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, int length)
     {
         XdpRing tx = _socket!.Tx;
         if (_freeCount == 0)
@@ -268,7 +270,7 @@ public sealed unsafe class XdpUnderlay : IDisposable
 
     /// <summary>Completed TX frames back to the free stack. Called under _tx.</summary>
     // SAFETY: each completion entry is a UMEM address (8 bytes); only addresses of the TX half are taken back.
-    private void Reap()
+    private unsafe void Reap()
     {
         XdpRing completion = _socket!.Completion;
         uint n = completion.Peek(XdpSocket.RingSize);
@@ -284,7 +286,7 @@ public sealed unsafe class XdpUnderlay : IDisposable
 
     /// <summary>Publishes the queued descriptors and, when the kernel asks for it, kicks it until it took them (bounded). Called under _tx.</summary>
     // SAFETY: a zero-length send with no buffer or address: the kernel only learns the TX ring has descriptors.
-    private void SubmitAndKick(int maxKicks)
+    private unsafe void SubmitAndKick(int maxKicks)
     {
         XdpRing tx = _socket!.Tx;
         if (tx.Unsubmitted != 0)
