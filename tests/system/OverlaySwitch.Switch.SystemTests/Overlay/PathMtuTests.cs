@@ -23,7 +23,15 @@ public sealed class PathMtuTests(ITestOutputHelper output)
     /// </summary>
     [OverlayFact]
     public void Guests_with_mtu_1500_learn_the_overlay_mtu_1450_and_tcp_bulk_transfers_complete_over_an_ipv4_underlay() =>
-        SystemTestScope.Run(output, "pmtu-v4", TimeSpan.FromSeconds(90), scope =>
+        Ipv4Underlay("pmtu-v4", underlayMode: null);
+
+    /// <summary>The same with the AF_XDP underlay (Switch:Underlay:Mode=AfXdp on both hosts' ul0).</summary>
+    [OverlayFact]
+    public void Guests_learn_the_overlay_mtu_1450_over_the_afxdp_underlay() =>
+        Ipv4Underlay("xdp-pmtu-v4", underlayMode: "AfXdp");
+
+    private void Ipv4Underlay(string name, string? underlayMode) =>
+        SystemTestScope.Run(output, name, TimeSpan.FromSeconds(90), scope =>
         {
             RoutedUnderlay underlay = RoutedUnderlay.Create(scope, 2);
             OverlayFabric fabric = OverlayFabric.Start(scope, underlay, [new OverlayNetwork(Vni, Mtu: 1450)],
@@ -32,7 +40,7 @@ public sealed class PathMtuTests(ITestOutputHelper output)
                 new OverlayEndpoint("b", Vni, "02:00:00:00:03:02", ["192.168.70.2"], ["fd70::2"]) { Host = 1 },
                 new OverlayEndpoint("c", Vni, "02:00:00:00:03:03", ["192.168.70.3"], []) { Host = 0 },
                 new OverlayEndpoint("d", Vni, "02:00:00:00:03:04", ["192.168.70.4"], []) { Host = 1 },
-            ]);
+            ], underlayMode: underlayMode);
             TapGuest a = fabric["a"], b = fabric["b"], c = fabric["c"], d = fabric["d"];
             a.WaitForPeer("192.168.70.2", TimeSpan.FromSeconds(15));
             scope.Check(a.Namespace.Ip("link", "show", "dev", TapGuest.Device).Contains(" mtu 1500 "), "guest eth0 should have mtu 1500");
