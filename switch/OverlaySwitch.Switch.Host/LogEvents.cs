@@ -60,6 +60,8 @@ internal static class LogEvents
     public const int VhostUserProtocolError = 110;
     public const int VhostUserConnectionFailed = 111;
     public const int VhostUserRequestsDelayed = 112;
+    /// <summary>VirtioNetDataPath: a guest's transmit header asked for offloads it did not negotiate.</summary>
+    public const int VhostUserBadOffloadHeader = 130;
 
     // DataplaneWorker
     public const int WorkerStarted = 200;
