@@ -60,19 +60,18 @@ internal static class LogEvents
     public const int VhostUserProtocolError = 110;
     public const int VhostUserConnectionFailed = 111;
     public const int VhostUserRequestsDelayed = 112;
-    /// <summary>VirtioNetDataPath: a guest's transmit header asked for offloads it did not negotiate.</summary>
-    public const int VhostUserBadOffloadHeader = 130;
 
     // DataplaneWorker
     public const int WorkerStarted = 200;
     public const int WorkerKickUnwatchable = 201;
 
-    // VhostUserPort: VhostUserSocket (300-302, 304), VirtioNetDataPath (303)
+    // VhostUserPort: VhostUserSocket (300-302, 304), VirtioNetDataPath (303, 305)
     public const int VhostUserFrontendConnected = 300;
     public const int VhostUserFrontendDisconnected = 301;
     public const int VhostUserAcceptFailed = 302;
     public const int VhostUserRingBroken = 303;
     public const int VhostUserConnectionRefused = 304;
+    public const int VhostUserBadOffloadHeader = 305;
 
     // TapPort
     public const int TapOpened = 320;
