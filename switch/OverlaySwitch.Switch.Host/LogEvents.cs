@@ -69,12 +69,13 @@ internal static class LogEvents
     public const int AfXdpAttached = 260;
     public const int AfXdpUnavailable = 261;
 
-    // VhostUserPort: VhostUserSocket (300-302, 304), VirtioNetDataPath (303)
+    // VhostUserPort: VhostUserSocket (300-302, 304), VirtioNetDataPath (303, 305)
     public const int VhostUserFrontendConnected = 300;
     public const int VhostUserFrontendDisconnected = 301;
     public const int VhostUserAcceptFailed = 302;
     public const int VhostUserRingBroken = 303;
     public const int VhostUserConnectionRefused = 304;
+    public const int VhostUserBadOffloadHeader = 305;
 
     // TapPort
     public const int TapOpened = 320;

@@ -229,6 +229,7 @@ public sealed record SwitchConfig(string HostName, string SocketDirectory, int D
             MaxMessagesPerSecond = Positive(o.VhostUser.MaxMessagesPerSecond, "Switch:VhostUser:MaxMessagesPerSecond", e),
             MessageBurst = Positive(o.VhostUser.MessageBurst, "Switch:VhostUser:MessageBurst", e),
             MaxConnectionsPerSecond = Positive(o.VhostUser.MaxConnectionsPerSecond, "Switch:VhostUser:MaxConnectionsPerSecond", e),
+            Offloads = o.VhostUser.Offloads,
         };
         return new SwitchConfig(o.HostName, o.SocketDirectory, o.DataplaneThreads, o.DataplaneCpus, mode, o.SocketUid, o.SocketGid, local, networks, ports,
             vteps, remotes)

@@ -62,6 +62,8 @@ public sealed class VhostUserOptions
     public int MaxMessagesPerSecond { get; set; } = 1000;
     public int MessageBurst { get; set; } = 1000;
     public int MaxConnectionsPerSecond { get; set; } = 10;
+    /// <summary>Whether vhost-user ports offer checksum and TCP segmentation offloads (see VhostUserPortOptions.Offloads).</summary>
+    public bool Offloads { get; set; } = true;
 }
 
 public sealed class ControllerOptions

@@ -3,6 +3,7 @@ using OverlaySwitch.Dataplane;
 using OverlaySwitch.Diagnostics;
 using OverlaySwitch.Overlay;
 using OverlaySwitch.VhostUser;
+using OverlaySwitch.Wire;
 
 namespace OverlaySwitch.Ports;
 
@@ -12,7 +13,7 @@ namespace OverlaySwitch.Ports;
 /// virtio-net data path between the device's rings and the overlay (<see cref="VirtioNetDataPath"/>,
 /// driven by the dataplane).
 /// </summary>
-public sealed class VhostUserPort : IDataplanePort, IDisposable
+public sealed class VhostUserPort : IDataplanePort, IOffloadPort, IDisposable
 {
     private readonly VhostUserSocket _socket;
     private readonly VirtioNetDataPath _dataPath;
@@ -32,7 +33,7 @@ public sealed class VhostUserPort : IDataplanePort, IDisposable
         Name = name;
         Traffic = new TrafficCounters(workerCount);
         Drops = new DropCounters(workerCount);
-        Device = new VhostUserNetDevice(name, queuePairs, quiescer, logger, options.UnsealedMemory);
+        Device = new VhostUserNetDevice(name, queuePairs, quiescer, logger, options.UnsealedMemory, options.Offloads);
         _socket = new VhostUserSocket(name, socketPath, role, Device, logger, mode, uid, gid, owned, options);
         _dataPath = new VirtioNetDataPath(number, name, Device, Traffic, Drops, Capture, logger);
     }
@@ -70,7 +71,18 @@ public sealed class VhostUserPort : IDataplanePort, IDisposable
 
     public bool Deliver(ReadOnlySpan<byte> frame, uint flowHash, DataplaneContext context)
     {
-        bool delivered = _dataPath.Deliver(frame, flowHash, context);
+        bool delivered = _dataPath.Deliver(default, frame, flowHash, context);
+        if (delivered)
+            context.MarkTouched(this);
+        return delivered;
+    }
+
+    /// <summary>Whether the guest negotiated receive offloads (see <see cref="VirtioNetQueues.ReceivesOffloads"/>).</summary>
+    public bool AcceptsOffloads => Device.Queues.ReceivesOffloads;
+
+    public bool DeliverOffloaded(in VirtioNetHeader header, ReadOnlySpan<byte> frame, DataplaneContext context)
+    {
+        bool delivered = _dataPath.Deliver(header, frame, FlowHash.Compute(frame), context);
         if (delivered)
             context.MarkTouched(this);
         return delivered;

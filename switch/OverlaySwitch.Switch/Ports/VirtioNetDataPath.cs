@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using Microsoft.Extensions.Logging;
 using OverlaySwitch.Dataplane;
 using OverlaySwitch.Diagnostics;
@@ -31,6 +32,8 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
     private readonly DropCounters _drops = drops;
     /// <summary>1 once a ring fault was logged: the first is, the rest are counted only.</summary>
     private int _ringFaultLogged;
+    /// <summary>1 once a transmit header asking for what was not negotiated was logged.</summary>
+    private int _badHeaderLogged;
     private readonly ILogger _logger = logger;
 
     // ---- guest → overlay ---------------------------------------------------------------------------
@@ -56,7 +59,8 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
             {
                 if (!ring.TryTakeHead(out ushort head))
                     break;
-                ChainResult result = ring.CopyReadableChain(head, queues.HeaderLength, buffer, out int length);
+                // The header comes along: it says how to finish or cut the frame (checksum, GSO).
+                ChainResult result = ring.CopyReadableChain(head, 0, buffer, out int length);
                 if (result == ChainResult.QueueBroken)
                     break;
                 ring.AddUsed(head, 0);
@@ -66,9 +70,16 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
                     context.Drop(DropReason.GuestFrameTooLarge, _drops);
                     continue;
                 }
-                _traffic.CountIn(context.Worker, length);
-                capture.Offer(buffer[..length], CaptureKind.FrameIn);
-                context.Processor.FromPort(_portNumber, buffer[..length], context.Output);
+                if (length < queues.HeaderLength || !TryReadOffloadHeader(buffer, queues, out VirtioNetHeader header))
+                {
+                    context.Drop(DropReason.BadOffloadHeader, _drops);
+                    NoteBadHeader(buffer, length, queues.HeaderLength);
+                    continue;
+                }
+                Span<byte> frame = buffer[queues.HeaderLength..length];
+                _traffic.CountIn(context.Worker, frame.Length);
+                capture.Offer(frame, CaptureKind.FrameIn);
+                context.Processor.FromPort(_portNumber, header, frame, context.Output);
             }
             if (ring.IsBroken)
                 NoteFault(ring, context);
@@ -76,6 +87,43 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
                 Notify(tx.Call);
         }
         return done;
+    }
+
+    /// <summary>
+    /// Reads the virtio-net header before a transmitted frame and checks it asks only for what was
+    /// negotiated: NEEDS_CSUM with CSUM, TCP GSO of a version with HOST_TSO4/6, the ECN bit with
+    /// HOST_ECN and only on GSO. Whether it describes the frame (checksum offsets, sizes, headers)
+    /// is the overlay's to check (<see cref="TcpSegmentation.TryRead"/>). num_buffers means nothing
+    /// on transmit and hdr_len is a hint; both are ignored.
+    /// </summary>
+    private static bool TryReadOffloadHeader(ReadOnlySpan<byte> chain, VirtioNetQueues queues, out VirtioNetHeader header)
+    {
+        header = default;
+        // A legacy device's header is 10 bytes: the rest of the struct stays zero.
+        chain[..queues.HeaderLength].CopyTo(MemoryMarshal.AsBytes(new Span<VirtioNetHeader>(ref header)));
+        header.BufferCount = 0;
+        ulong features = queues.Features;
+        if ((header.Flags & VirtioNetHeader.FlagNeedsCsum) != 0 && (features & VirtioFeatures.NetCsum) == 0)
+            return false;
+        bool ecn = (header.GsoType & VirtioNetHeader.GsoEcn) != 0;
+        ulong needed = (header.GsoType & ~VirtioNetHeader.GsoEcn) switch
+        {
+            VirtioNetHeader.GsoNone => ecn ? ulong.MaxValue : 0,
+            VirtioNetHeader.GsoTcpV4 => VirtioFeatures.NetHostTso4,
+            VirtioNetHeader.GsoTcpV6 => VirtioFeatures.NetHostTso6,
+            _ => ulong.MaxValue, // UDP (UFO, USO) is never offered
+        };
+        if (ecn)
+            needed |= VirtioFeatures.NetHostEcn;
+        return needed == 0 || (needed != ulong.MaxValue && (features & needed) == needed);
+    }
+
+    /// <summary>The first header that asks for what was not negotiated is logged (it tells a broken or hostile driver); the rest are counted only.</summary>
+    private void NoteBadHeader(ReadOnlySpan<byte> chain, int length, int headerLength)
+    {
+        if (Interlocked.Exchange(ref _badHeaderLogged, 1) != 0)
+            return;
+        Log.BadOffloadHeader(_logger, _portName, length < headerLength ? "shorter than the header" : Convert.ToHexString(chain[..headerLength]));
     }
 
     /// <summary>Whether a transmit ring holds chains not taken yet.</summary>
@@ -107,8 +155,12 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
 
     // ---- overlay → guest ---------------------------------------------------------------------------
 
-    /// <summary>Copies a frame into one of the guest's receive rings (chosen by flow); false, counted, when it cannot take it now.</summary>
-    public bool Deliver(ReadOnlySpan<byte> frame, uint flowHash, DataplaneContext context)
+    /// <summary>
+    /// Copies a frame into one of the guest's receive rings (chosen by flow) after a virtio-net header
+    /// that is <paramref name="offload"/> (GSO, partial checksum; the caller checked the guest takes
+    /// them) with num_buffers filled in; false, counted, when it cannot take it now.
+    /// </summary>
+    public bool Deliver(in VirtioNetHeader offload, ReadOnlySpan<byte> frame, uint flowHash, DataplaneContext context)
     {
         VirtioNetQueues queues = _device.Queues;
         if (queues.Receive.Length == 0)
@@ -122,7 +174,7 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         // Several workers may deliver to one guest: its receive ring takes one writer at a time.
         lock (ring)
         {
-            delivered = WriteFrame(ring, frame, queues.HeaderLength, queues.MergeableRxBuffers ? MaxChainsPerFrame : 1, context.ChainBuffers);
+            delivered = WriteFrame(ring, offload, frame, queues.HeaderLength, queues.MergeableRxBuffers ? MaxChainsPerFrame : 1, context.ChainBuffers);
             if (delivered)
             {
                 _traffic.CountOut(context.Worker, frame.Length);
@@ -155,7 +207,7 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
     /// header's num_buffers says how many; without it, one chain must hold it all (num_buffers 1).
     /// Heads are only consumed when the whole frame fits.
     /// </summary>
-    private static bool WriteFrame(SplitVirtqueue ring, ReadOnlySpan<byte> frame, int headerLength, int maxChains, List<(ulong Address, uint Length)> buffers)
+    private static bool WriteFrame(SplitVirtqueue ring, in VirtioNetHeader offload, ReadOnlySpan<byte> frame, int headerLength, int maxChains, List<(ulong Address, uint Length)> buffers)
     {
         int total = headerLength + frame.Length;
         Span<(ushort Head, uint Capacity)> chains = stackalloc (ushort, uint)[Math.Min(ring.Pending, maxChains)];
@@ -175,7 +227,9 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         }
         // Second pass: write. Re-walking each chain keeps one buffers list instead of one per chain.
         Span<byte> header = stackalloc byte[VirtioNetHeader.Length];
-        new VirtioNetHeader { BufferCount = (ushort)chainCount }.WriteTo(header);
+        VirtioNetHeader filled = offload;
+        filled.BufferCount = (ushort)chainCount;
+        filled.WriteTo(header);
         int written = 0; // of header + frame
         for (int c = 0; c < chainCount; c++)
         {
@@ -258,5 +312,8 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
     {
         [LoggerMessage(EventId = Host.LogEvents.VhostUserRingBroken, Level = LogLevel.Warning, Message = "Port {Port}: the guest broke a ring ({Fault}); the ring stops until the device is reset")]
         public static partial void RingFault(ILogger logger, string port, VirtqueueFault fault);
+
+        [LoggerMessage(EventId = Host.LogEvents.VhostUserBadOffloadHeader, Level = LogLevel.Warning, Message = "Port {Port}: the guest sent a frame whose virtio-net header ({Header}) asks for offloads it did not negotiate; such frames are dropped and counted (BadOffloadHeader), this is logged once")]
+        public static partial void BadOffloadHeader(ILogger logger, string port, string header);
     }
 }

@@ -19,7 +19,9 @@ namespace OverlaySwitch.VhostUser;
 /// </summary>
 public sealed class VhostUserNetDevice : IDisposable
 {
+    /// <summary>What a port offers by default; one with offloads off offers <see cref="OffloadFeatures"/> less.</summary>
     public const ulong OfferedFeatures = FeatureNegotiation.OfferedFeatures;
+    public const ulong OffloadFeatures = FeatureNegotiation.OffloadFeatures;
     public const ulong OfferedProtocolFeatures = FeatureNegotiation.OfferedProtocolFeatures;
 
     private readonly FeatureNegotiation _negotiation;
@@ -30,12 +32,12 @@ public sealed class VhostUserNetDevice : IDisposable
     private long _pendingRarp = -1;
 
     public VhostUserNetDevice(string name, int maxQueuePairs, IDataplaneQuiescer quiescer, ILogger logger,
-        UnsealedMemoryPolicy unsealedMemory = UnsealedMemoryPolicy.Refuse)
+        UnsealedMemoryPolicy unsealedMemory = UnsealedMemoryPolicy.Refuse, bool offloads = true)
     {
         MaxQueuePairs = maxQueuePairs;
         _quiescer = quiescer;
         _refusals = new RequestRefusals(logger, name);
-        _negotiation = new FeatureNegotiation(_refusals);
+        _negotiation = new FeatureNegotiation(_refusals, offloads);
         _memory = new MappedGuestMemory(_refusals, unsealedMemory);
         _rings = new VringLifecycle(2 * maxQueuePairs, _negotiation, _memory, quiescer, _refusals);
     }
@@ -70,7 +72,7 @@ public sealed class VhostUserNetDevice : IDisposable
 
     // ---- Handlers (called by VhostUserRequestTable after size and fd checks) ---------------------
 
-    internal static ulong GetFeatures() => OfferedFeatures;
+    internal ulong GetFeatures() => _negotiation.Offered;
 
     internal bool SetFeatures(ulong features)
     {

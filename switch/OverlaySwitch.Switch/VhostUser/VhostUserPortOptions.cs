@@ -56,6 +56,13 @@ public sealed record VhostUserPortOptions
     /// </summary>
     public int MaxConnectionsPerSecond { get; init; } = 10;
 
+    /// <summary>
+    /// Whether the port offers checksum and TCP segmentation offloads (CSUM, HOST_TSO4/6, HOST_ECN,
+    /// GUEST_CSUM, GUEST_TSO4/6, GUEST_ECN): a guest then sends 64 KiB TCP frames the overlay
+    /// segments at encapsulation and receives coalesced ones. Off: plain frames both ways.
+    /// </summary>
+    public bool Offloads { get; init; } = true;
+
     /// <summary>The options with every value checked.</summary>
     /// <exception cref="ArgumentOutOfRangeException">A rate or burst that is not positive, or a policy that does not exist.</exception>
     public VhostUserPortOptions Validated()

@@ -32,7 +32,7 @@ public static class VhostUserRequestTable
 
     private static readonly FrozenDictionary<VhostUserRequest, Entry> Table = new Dictionary<VhostUserRequest, Entry>
     {
-        [VhostUserRequest.GetFeatures] = new(0, Fds.None, true, (d, p, f, out ok) => U64(VhostUserNetDevice.GetFeatures(), out ok)),
+        [VhostUserRequest.GetFeatures] = new(0, Fds.None, true, (d, p, f, out ok) => U64(d.GetFeatures(), out ok)),
         [VhostUserRequest.SetFeatures] = new(8, Fds.None, false, (d, p, f, out ok) => Ack(d.SetFeatures(ReadU64(p)), out ok)),
         [VhostUserRequest.SetOwner] = new(0, Fds.None, false, (d, p, f, out ok) => Ack(VhostUserNetDevice.SetOwner(), out ok)),
         [VhostUserRequest.ResetOwner] = new(0, Fds.None, false, (d, p, f, out ok) => Ack(d.Reset(), out ok)),

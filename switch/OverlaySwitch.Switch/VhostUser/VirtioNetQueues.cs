@@ -12,9 +12,20 @@ public sealed record ActiveQueue(int Index, SplitVirtqueue Ring, FileDescriptor?
 /// the control thread publishes a new one and waits for the dataplane to let go of the old one
 /// (<see cref="IDataplaneQuiescer"/>) before unmapping anything it referenced.
 /// </summary>
-public sealed record VirtioNetQueues(ActiveQueue[] Receive, ActiveQueue[] Transmit, int HeaderLength, bool MergeableRxBuffers)
+/// <param name="Features">The virtio features negotiated: which offloads the guest's headers may ask for, and which it takes.</param>
+public sealed record VirtioNetQueues(ActiveQueue[] Receive, ActiveQueue[] Transmit, int HeaderLength, bool MergeableRxBuffers, ulong Features = 0)
 {
+    /// <summary>What a guest must take for the overlay to hand it offloaded frames (<see cref="ReceivesOffloads"/>).</summary>
+    public const ulong ReceiveOffloadFeatures = VirtioFeatures.NetGuestCsum | VirtioFeatures.NetGuestTso4 | VirtioFeatures.NetGuestTso6 | VirtioFeatures.NetGuestEcn;
+
     public static VirtioNetQueues None { get; } = new([], [], VirtioNetHeader.Length, true);
+
+    /// <summary>
+    /// Whether the guest takes coalesced TCP frames of either IP version with partial checksums (and
+    /// the ECN bit the overlay passes on): all four features, since the overlay hands over whatever
+    /// frames it has, not per version.
+    /// </summary>
+    public bool ReceivesOffloads => (Features & ReceiveOffloadFeatures) == ReceiveOffloadFeatures;
 }
 
 /// <summary>Lets the control thread wait until no dataplane thread uses a snapshot it just replaced.</summary>

@@ -297,7 +297,7 @@ internal sealed class VringLifecycle
             (i % 2 == 0 ? receive : transmit).Add(new ActiveQueue(i, v.Ring, v.Kick, v.Call));
         }
         Volatile.Write(ref _queues, new VirtioNetQueues([.. receive], [.. transmit],
-            _negotiation.NetHeaderLength, _negotiation.Has(VirtioFeatures.NetMergeableRxBuffers)));
+            _negotiation.NetHeaderLength, _negotiation.Has(VirtioFeatures.NetMergeableRxBuffers), _negotiation.Features));
         _quiescer.Wake(); // a sleeping worker must start watching the new kick descriptors now
     }
 }

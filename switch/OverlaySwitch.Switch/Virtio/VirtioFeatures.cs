@@ -9,8 +9,12 @@ public static class VirtioFeatures
     public const ulong NetMac = 1UL << 5;
     public const ulong NetGuestTso4 = 1UL << 7;
     public const ulong NetGuestTso6 = 1UL << 8;
+    public const ulong NetGuestEcn = 1UL << 9;
+    public const ulong NetGuestUfo = 1UL << 10;
     public const ulong NetHostTso4 = 1UL << 11;
     public const ulong NetHostTso6 = 1UL << 12;
+    public const ulong NetHostEcn = 1UL << 13;
+    public const ulong NetHostUfo = 1UL << 14;
     public const ulong NetMergeableRxBuffers = 1UL << 15;
     public const ulong NetStatus = 1UL << 16;
     public const ulong NetControlQueue = 1UL << 17;

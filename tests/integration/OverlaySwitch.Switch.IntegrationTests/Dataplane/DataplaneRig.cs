@@ -89,13 +89,13 @@ public sealed class DataplaneRig : IDisposable
     /// A server port listens at once; a client port starts connecting at once.
     /// </summary>
     public Guest AddGuest(string name, uint vni = VniA, MacAddress? mac = null, Ipv4Address? ip = null,
-        VhostUserSocketRole role = VhostUserSocketRole.Server)
+        VhostUserSocketRole role = VhostUserSocketRole.Server, VhostUserPortOptions? portOptions = null)
     {
         int number = _ports.Count;
         MacAddress m = mac ?? new MacAddress(0x0200_0000_0000UL + (ulong)number + 1);
         Ipv4Address a = ip ?? new Ipv4Address(0xC0A8_0000u + (uint)number + 1);
         var port = new VhostUserPort(number, name, SocketPath(name), role, 1, Dataplane, Loggers.CreateLogger($"OverlaySwitch.Port.{name}"),
-            Dataplane.Workers.Count);
+            Dataplane.Workers.Count, options: portOptions);
         _ports.Add(port);
         Builder.Apply(new OverlayChange.UpsertEndpoint(new EndpointConfig(name, vni, m, EndpointLocation.Local(number)) { Ipv4 = [a] }));
         port.Start();
