@@ -6,11 +6,15 @@
 #   - DPDK's own vhost backend (net_vhost, io forwarding port0 -> port1), the reference.
 # The backend's forwarding thread gets core $BACKEND_CORE; the sender and the receiver share the
 # other core. Prints received packets per second (median of the steady-state samples) and the
-# ratio. Needs root, hugepages (set up here) and dpdk-testpmd.
-# Usage: tests/bench/run-vhost-bench.sh [seconds-per-run]
+# ratio; then the loop test below, which counts both directions. Needs root, hugepages (set up
+# here) and dpdk-testpmd.
+# Usage: [RUNS=3] [LOOP_ONLY=1] [BASELINE_DLL=/path/overlay-switchd.dll] tests/bench/run-vhost-bench.sh [seconds-per-run]
+# BASELINE_DLL adds another build of the switch (e.g. before a change) as a third backend, measured
+# in the same runs. The switch's worker is pinned with Switch:DataplaneCpus, testpmd with -l.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-12}
+runs=${RUNS:-3}
 backend_core=${BACKEND_CORE:-1}
 gen_core=${GEN_CORE:-0}
 work=$(mktemp -d /tmp/overlay-vhost-bench.XXXXXX)
@@ -52,7 +56,7 @@ median_rx_pps() {
 # start_backend BACKEND SOCK_A SOCK_B: overlay-switchd or DPDK's vhost backend, forwarding on $backend_core
 start_backend() {
   local backend=$1 sock_a=$2 sock_b=$3
-  if [ "$backend" = overlay ]; then
+  if [ "$backend" != dpdk ]; then
     cat >"$work/switch.json" <<JSON
 { "Switch": { "HostName": "bench", "SocketDirectory": "$work/run", "DataplaneThreads": 1, "DataplaneCpus": [$backend_core],
   "VhostUser": { "UnsealedMemory": "TrustPrivilegedFrontends" },
@@ -60,7 +64,9 @@ start_backend() {
   "Ports": [ { "Name": "vm-a", "Vni": 100, "Mac": "$mac_a", "Ipv4": ["10.0.0.1"] },
              { "Name": "vm-b", "Vni": 100, "Mac": "$mac_b", "Ipv4": ["10.0.0.2"] } ] } }
 JSON
-    dotnet switch/OverlaySwitch.Switch.Host/bin/Release/net10.0/overlay-switchd.dll --config "$work/switch.json" >"$work/switch.log" 2>&1 &
+    local dll=switch/OverlaySwitch.Switch.Host/bin/Release/net10.0/overlay-switchd.dll
+    [ "$backend" = baseline ] && dll=$BASELINE_DLL
+    dotnet "$dll" --config "$work/switch.json" >"$work/switch.log" 2>&1 &
     pids+=($!)
   else
     dpdk-testpmd -l "$gen_core,$backend_core" --main-lcore "$gen_core" --no-pci --in-memory --file-prefix="ovb-vhost-$$" -m 512 \
@@ -86,34 +92,41 @@ run() {
 }
 
 # loop BACKEND SIZE: one testpmd on its own core with two virtio-user ports, each forwarding to
-# itself (--port-topology=loop) with 5tswap (MACs, IPs and UDP ports swapped), and 512 frames
-# injected per port with --tx-first: a frame A sends to B comes back out of B addressed to A, so
-# it circles A -> backend -> B -> testpmd -> B -> backend -> A ..., every frame carrying its
-# sending port's own addresses, and the backend on the other core is the only thing that
-# switches them; nothing time-shares a core. Prints the frames the backend delivered per second,
-# both directions (Rx-pps of both ports added). testpmd's --tx-ip is one pair for all ports, so
-# port B's injected burst carries A's source address: the switch's port security drops it (512
-# frames in flight for it, 1024 for DPDK's backend, which checks nothing); with 512 frames on
-# 1024-entry rings either backend always has work.
+# itself (--port-topology=loop) with 5tswap (MACs, IPs and UDP ports swapped): a frame A sends to
+# B comes back out of B addressed to A, so it circles A -> backend -> B -> testpmd -> B -> backend
+# -> A ..., every hop carrying its sending port's own addresses (the switch's port security passes
+# it), and the backend on the other core is the only thing that switches them; nothing time-shares
+# a core. testpmd's --tx-ip is one pair for all ports, so the frames are injected from port A only
+# (valid for A): testpmd runs interactively, forwards port A alone for `start tx_first 2` (2 bursts
+# of 512, so 1024 frames in flight for either backend, the same frames), then both ports without
+# flushing what waits in B's receive ring (--no-flush-rx). Prints the frames the backend delivered
+# per second, both directions (Rx-pps of both ports added, sampled with `show port stats all`).
 loop() {
   local backend=$1 size=$2
   rm -rf "$work/run" && mkdir -p "$work/run"
   local sock_a=$work/run/vm-a.sock sock_b=$work/run/vm-b.sock start=${#pids[@]}
   start_backend "$backend" "$sock_a" "$sock_b"
+  rm -f "$work/loop.in" && mkfifo "$work/loop.in"
   dpdk-testpmd -l "$gen_core,$backend_core" --main-lcore "$backend_core" --no-pci --single-file-segments \
     --file-prefix="ovb-loop-$$" -m 512 \
     --vdev "net_virtio_user0,path=$sock_a,queues=1,queue_size=1024,mac=$mac_a" \
-    --vdev "net_virtio_user1,path=$sock_b,queues=1,queue_size=1024,mac=$mac_b" -- \
-    --forward-mode=5tswap --port-topology=loop --tx-first --burst=512 --txpkts="$((size - 4))" --tx-ip=10.0.0.1,10.0.0.2 \
-    --eth-peer=0,$mac_b --eth-peer=1,$mac_a --stats-period 1 --nb-cores=1 --rxd=1024 --txd=1024 \
-    --total-num-mbufs=16384 >"$work/loop.log" 2>&1 &
+    --vdev "net_virtio_user1,path=$sock_b,queues=1,queue_size=1024,mac=$mac_b" -- -i --no-flush-rx \
+    --forward-mode=5tswap --port-topology=loop --burst=512 --txpkts="$((size - 4))" --tx-ip=10.0.0.1,10.0.0.2 \
+    --eth-peer=0,$mac_b --eth-peer=1,$mac_a --nb-cores=1 --rxd=1024 --txd=1024 \
+    --total-num-mbufs=16384 <"$work/loop.in" >"$work/loop.log" 2>&1 &
   pids+=($!)
-  sleep 3
-  [ "$backend" = overlay ] && switch_counters >"$work/counters.before"
-  sleep "$seconds"
-  [ "$backend" = overlay ] && switch_counters >"$work/counters.after"
-  # Each sample prints Rx-pps for port 0 then port 1: add them pairwise.
-  tr '\033' '\n' <"$work/loop.log" | grep -o 'Rx-pps: *[0-9]*' | awk '{print $2}' | paste -d' ' - - | awk '{print $1 + $2}' | tail -n +3 | sort -n |
+  exec {cmd}>"$work/loop.in"
+  sleep 2
+  echo "set portlist 0" >&$cmd; echo "start tx_first 2" >&$cmd; sleep 0.5
+  echo "stop" >&$cmd; echo "set portlist 0,1" >&$cmd; echo "start" >&$cmd
+  echo "show port stats all" >&$cmd # resets the Rx-pps baseline
+  sleep 1
+  [ "$backend" != dpdk ] && switch_counters >"$work/counters.before"
+  for _ in $(seq "$seconds"); do sleep 1; echo "show port stats all" >&$cmd; done
+  [ "$backend" != dpdk ] && switch_counters >"$work/counters.after"
+  echo "stop" >&$cmd; echo "quit" >&$cmd; exec {cmd}>&-
+  # Each sample prints Rx-pps for port 0 then port 1: add them pairwise, skip the first (baseline) pair.
+  grep -o 'Rx-pps: *[0-9]*' "$work/loop.log" | awk '{print $2}' | paste -d' ' - - | awk '{print $1 + $2}' | tail -n +3 | sort -n |
     awk '{a[NR]=$1} END {if (NR == 0) print 0; else print a[int((NR + 1) / 2)]}'
   stop_from "$start"
 }
@@ -137,24 +150,50 @@ stop_from() {
   for pid in "${pids[@]:$1}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
-echo "txonly -> backend -> rxonly (sender and receiver share core $gen_core: receiver-bound on 2 cores)"
-printf '%-6s %14s %14s %8s\n' frame "dpdk vhost" overlayswitch ratio
-for size in 64 1518; do
-  dpdk=$(run dpdk "$size")
-  ours=$(run overlay "$size")
-  ratio=$(awk -v a="$ours" -v b="$dpdk" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  printf '%-6s %14s %14s %8s\n' "${size}B" "$dpdk pps" "$ours pps" "$ratio"
+# median of the numbers on stdin
+median() { sort -n | awk '{a[NR]=$1} END {if (NR == 0) print 0; else print a[int((NR + 1) / 2)]}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# Every run measures each backend once per frame size, the backends alternating, so load from
+# other processes on the machine hits them alike; the tables give the medians over $runs runs.
+backends="dpdk overlay${BASELINE_DLL:+ baseline}"
+for r in $(seq "$runs"); do
+  for size in 64 1518; do
+    for b in $backends; do
+      [ -n "${LOOP_ONLY:-}" ] || echo "$(run "$b" "$size")" >>"$work/txonly.$b.$size"
+      echo "$(loop "$b" "$size")" >>"$work/loop.$b.$size"
+      if [ "$b" != dpdk ]; then
+        paste -d' ' "$work/counters.before" "$work/counters.after" |
+          awk '{f = $3 - $1; printf "%.4f\n", (f > 0 ? ($4 - $2) / f : 0)}' >>"$work/alloc.$b.$size"
+      fi
+    done
+    echo "run $r ${size}B loop: $(for b in $backends; do printf '%s %s  ' "$b" "$(tail -1 "$work/loop.$b.$size")"; done)" >&2
+  done
 done
 
-echo
-echo "loop: one testpmd (5tswap, each port to itself) on core $gen_core, backend alone on core $backend_core; both directions counted"
-printf '%-6s %14s %14s %8s\n' frame "dpdk vhost" overlayswitch ratio
-for size in 64 1518; do
-  dpdk=$(loop dpdk "$size")
-  ours=$(loop overlay "$size")
-  ratio=$(awk -v a="$ours" -v b="$dpdk" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }')
-  # Heap bytes the switch's worker allocated per frame over the measurement (the per-packet path must not allocate).
-  alloc=$(paste -d' ' "$work/counters.before" "$work/counters.after" |
-    awk '{f = $3 - $1; printf "%.4f B/frame over %d frames", (f > 0 ? ($4 - $2) / f : 0), f}')
-  printf '%-6s %14s %14s %8s   switch allocated %s\n' "${size}B" "$dpdk pps" "$ours pps" "$ratio" "$alloc"
-done
+table() {
+  local kind=$1
+  printf '%-6s %14s %14s %8s' frame "dpdk vhost" overlayswitch ratio
+  [ -n "${BASELINE_DLL:-}" ] && printf ' %14s %8s' "baseline" ratio
+  [ "$kind" = loop ] && printf '   %s' "switch B/frame"
+  echo
+  for size in 64 1518; do
+    local dpdk ours
+    dpdk=$(median <"$work/$kind.dpdk.$size") ours=$(median <"$work/$kind.overlay.$size")
+    printf '%-6s %14s %14s %8s' "${size}B" "$dpdk pps" "$ours pps" "$(ratio "$ours" "$dpdk")"
+    if [ -n "${BASELINE_DLL:-}" ]; then
+      local base; base=$(median <"$work/$kind.baseline.$size")
+      printf ' %14s %8s' "$base pps" "$(ratio "$base" "$dpdk")"
+    fi
+    [ "$kind" = loop ] && printf '   %s' "$(sort -n "$work/alloc.overlay.$size" | tail -1)"
+    echo
+  done
+}
+
+if [ -z "${LOOP_ONLY:-}" ]; then
+  echo "txonly -> backend -> rxonly (sender and receiver share core $gen_core: receiver-bound on 2 cores); medians of $runs runs"
+  table txonly
+  echo
+fi
+echo "loop: one testpmd (5tswap, each port to itself) on core $gen_core, backend alone on core $backend_core; both directions counted; medians of $runs runs"
+table loop
