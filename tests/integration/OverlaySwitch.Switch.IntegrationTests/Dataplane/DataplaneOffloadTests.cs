@@ -187,6 +187,50 @@ public class DataplaneOffloadTests
         DataplaneRig.WaitUntil(() => b.Counters[DropReason.BadOffloadHeader] == 1, "b's GSO header is refused");
     }
 
+    [Fact]
+    public void The_worker_allocates_nothing_while_it_moves_gso_frames_whole_and_in_segments()
+    {
+        using var rig = new DataplaneRig();
+        Guest a = rig.AddGuest("a");
+        Guest b = rig.AddGuest("b");
+        Guest c = rig.AddGuest("c");
+        rig.Start();
+        rig.Connect(a, Offloading);
+        rig.Connect(b, Offloading);
+        rig.Connect(c, Plain);
+        b.Frontend.PostReceiveBuffers(100, length: 2048);
+        c.Frontend.PostReceiveBuffers(100, length: 2048);
+        byte[] toB = Tcp4(a, b, Payload(8000), Ack, sequence: 1), toC = Tcp4(a, c, Payload(8000), Ack, sequence: 1);
+        int segments = (8000 + SegmentSize - 1) / SegmentSize;
+
+        void Run(int rounds)
+        {
+            for (int i = 0; i < rounds; i++)
+            {
+                TransmitGso(a, toB, VirtioNetHeader.GsoTcpV4);
+                TransmitGso(a, toC, VirtioNetHeader.GsoTcpV4);
+                VirtioNetHeader header = default;
+                DataplaneRig.WaitUntil(() => b.Frontend.TryReceiveFrame(out _, out header), "b receives the GSO frame");
+                b.Frontend.PostReceiveBuffers(header.BufferCount, length: 2048);
+                for (int s = 0; s < segments; s++)
+                    DataplaneRig.Receive(c);
+                c.Frontend.PostReceiveBuffers(segments, length: 2048);
+                DataplaneRig.ReclaimTransmitted(a.Frontend);
+            }
+        }
+
+        DataplaneWorker worker = rig.Worker();
+        Run(300); // warm-up: JIT tiers, first-use statics
+        rig.WaitUntilWorkerSleeps();
+        long allocatedBefore = Volatile.Read(ref worker.AllocatedBytes);
+        Run(1000);
+        rig.WaitUntilWorkerSleeps(); // its last sample is taken as it goes to sleep
+        long allocated = Volatile.Read(ref worker.AllocatedBytes) - allocatedBefore;
+        Assert.Equal(1300, b.Counters.PacketsOut);
+        Assert.Equal(1300 * segments, c.Counters.PacketsOut);
+        Assert.True(allocated == 0, $"the worker allocated {allocated} bytes over 2000 GSO frames");
+    }
+
     // ---- Frames and headers ------------------------------------------------------------------------
 
     private static VirtioNetHeader Gso(byte type) => new()

@@ -19,7 +19,9 @@ public class VhostUserProtocolTests
 
     /// <summary>The virtio features a Linux guest under QEMU 7.2 ends up with against this backend's offer.</summary>
     private const ulong ExpectedAcked = VirtioFeatures.Version1 | VirtioFeatures.ProtocolFeatures | VirtioFeatures.EventIndex
-        | VirtioFeatures.IndirectDescriptors | VirtioFeatures.NetGuestAnnounce | VirtioFeatures.NetMergeableRxBuffers;
+        | VirtioFeatures.IndirectDescriptors | VirtioFeatures.NetGuestAnnounce | VirtioFeatures.NetMergeableRxBuffers
+        | VirtioFeatures.NetCsum | VirtioFeatures.NetGuestCsum | VirtioFeatures.NetGuestTso4 | VirtioFeatures.NetGuestTso6
+        | VirtioFeatures.NetGuestEcn | VirtioFeatures.NetHostEcn;
 
     private static byte[] SampleFrame(int payloadLength = 64)
     {
