@@ -16,7 +16,9 @@
 # that figure does not depend on how much of the core others took. Kernel work done in the
 # switch's system calls (and softirq work run on their way out) is in it; work done in ksoftirqd
 # is not. Each figure is the median of $RUNS runs. The switch is started per mode: SEND=Gso and Raw of
-# this tree's build, and, with BASE=/path/to/other/tree, that tree's build as "base".
+# this tree's build, AfXdp (Underlay:Mode=AfXdp on ul0: its own XDP program, native on the veth,
+# AF_XDP socket in copy mode; the rate counts what the sender put on the TX ring plus any socket
+# fallback), and, with BASE=/path/to/other/tree, that tree's build as "base".
 # Needs root, dpdk-testpmd, hugepages (set up here), python3, iproute2.
 # Usage: tests/bench/run-encap-bench.sh [seconds-per-run]   (RUNS=3, SIZES="64 1500", KEEP=1)
 set -euo pipefail
@@ -65,12 +67,13 @@ ip -n "$p-h" neigh replace 10.79.1.2 lladdr "$sink_mac" dev ul0 nud permanent
 
 # switch DAEMON SEND: overlay-switchd in the host namespace, worker on $backend_core
 switch() {
-  local daemon=$1 send=$2
+  local daemon=$1 send=$2 mode=Sockets
+  [ "$send" = AfXdp ] && send=Gso mode=AfXdp
   rm -rf "$work/run" && mkdir -p "$work/run"
   cat >"$work/switch.json" <<JSON
 { "Switch": { "HostName": "bench", "SocketDirectory": "$work/run", "DataplaneThreads": 1, "DataplaneCpus": [$backend_core],
   "VhostUser": { "UnsealedMemory": "TrustPrivilegedFrontends" },
-  "Underlay": { "VtepV4": "10.79.1.1", "Mtu": 1600, "Send": "$send" },
+  "Underlay": { "VtepV4": "10.79.1.1", "Mtu": 1600, "Send": "$send", "Mode": "$mode", "Interface": "ul0" },
   "Vteps": [ { "Address": "10.79.1.2", "Mtu": 1600 } ],
   "Networks": [ { "Vni": 100, "Mtu": 1550 } ],
   "Ports": [ { "Name": "vm-a", "Vni": 100, "Mac": "$mac_a", "Ipv4": ["192.168.100.1"] } ],
@@ -216,7 +219,8 @@ PY
 done
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; switch worker and ceilings on core $backend_core, generators on core $gen_core; $runs runs, medians"
-modes=("Gso:$daemon_here" "Raw:$daemon_here")
+modes=("Gso:$daemon_here" "Raw:$daemon_here" "AfXdp:$daemon_here")
+[ -n "${MODES:-}" ] && read -r -a modes <<<"$(for m in $MODES; do printf '%s:%s ' "$m" "$daemon_here"; done)"
 [ -n "$daemon_base" ] && modes+=("base:$daemon_base")
 printf '%-38s' "packets/s | CPU ns per packet"
 for size in $sizes; do printf ' %20s' "${size}B"; done
