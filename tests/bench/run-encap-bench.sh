@@ -20,7 +20,8 @@
 # AF_XDP socket in copy mode; the rate counts what the sender put on the TX ring plus any socket
 # fallback), and, with BASE=/path/to/other/tree, that tree's build as "base".
 # Needs root, dpdk-testpmd, hugepages (set up here), python3, iproute2.
-# Usage: tests/bench/run-encap-bench.sh [seconds-per-run]   (RUNS=3, SIZES="64 1500", KEEP=1)
+# Usage: tests/bench/run-encap-bench.sh [seconds-per-run]   (RUNS=3, SIZES="64 1500", KEEP=1,
+#        MODES="Gso Raw AfXdp" to pick the switch's modes, PERF=<mode> to profile its 64-byte runs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-8}
@@ -137,16 +138,17 @@ encap() {
   before=$(sent_packets) cpu0=$(cpu_ns "$switch_pid")
   sleep "$seconds"
   after=$(sent_packets) cpu1=$(cpu_ns "$switch_pid")
-  [ -n "${PERF:-}" ] && [ "$send" = "$PERF" ] && [ "$size" = 64 ] && profile
+  [ -n "${PERF:-}" ] && [ "$send" = "$PERF" ] && [ "$size" = 64 ] && profile encap
   stop_from "$start"
   per_packet $((cpu1 - cpu0)) $((after - before))
 }
 
-# profile: perf record of the switch's core for 5 s, report kept in the work directory
+# profile WHAT: perf record of the switch's core for 5 s, report kept in the work directory
 profile() {
-  perf record -C "$backend_core" -g -o "$work/perf-$send.data" -- sleep 5 >/dev/null 2>&1 || true
-  perf report -i "$work/perf-$send.data" --no-children --sort dso,symbol --stdio 2>/dev/null | head -80 >"$work/perf-$send.txt" || true
-  cp "$work/perf-$send.txt" "/tmp/encap-bench-perf-$send.txt" 2>/dev/null || true
+  local f="perf-$1-$send"
+  perf record -C "$backend_core" -g -o "$work/$f.data" -- sleep 5 >/dev/null 2>&1 || true
+  perf report -i "$work/$f.data" --no-children --sort dso,symbol --stdio 2>/dev/null | head -80 >"$work/$f.txt" || true
+  cp "$work/$f.txt" "/tmp/encap-bench-$f.txt" 2>/dev/null || true
 }
 
 # ceiling VDEV SIZE: testpmd txonly straight onto ul0, forwarding on $backend_core
@@ -186,6 +188,7 @@ decap() {
   sleep "$seconds"
   cpu1=$(cpu_ns "${pids[$start]}")
   pps=$(median_pps "$work/decap-$send-$size.log" Rx-pps)
+  [ -n "${PERF:-}" ] && [ "$send" = "$PERF" ] && [ "$size" = 64 ] && profile decap
   stop_from "$start"
   per_packet $((cpu1 - cpu0)) $((pps * seconds))
 }
