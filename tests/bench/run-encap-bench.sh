@@ -16,9 +16,12 @@
 # that figure does not depend on how much of the core others took. Kernel work done in the
 # switch's system calls (and softirq work run on their way out) is in it; work done in ksoftirqd
 # is not. Each figure is the median of $RUNS runs. The switch is started per mode: SEND=Gso and Raw of
-# this tree's build, and, with BASE=/path/to/other/tree, that tree's build as "base".
+# this tree's build, AfXdp (Underlay:Mode=AfXdp on ul0: its own XDP program, native on the veth,
+# AF_XDP socket in copy mode; the rate counts what the sender put on the TX ring plus any socket
+# fallback), and, with BASE=/path/to/other/tree, that tree's build as "base".
 # Needs root, dpdk-testpmd, hugepages (set up here), python3, iproute2.
-# Usage: tests/bench/run-encap-bench.sh [seconds-per-run]   (RUNS=3, SIZES="64 1500", KEEP=1)
+# Usage: tests/bench/run-encap-bench.sh [seconds-per-run]   (RUNS=3, SIZES="64 1500", KEEP=1,
+#        MODES="Gso Raw AfXdp" to pick the switch's modes, PERF=<mode> to profile its 64-byte runs)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 seconds=${1:-8}
@@ -65,12 +68,13 @@ ip -n "$p-h" neigh replace 10.79.1.2 lladdr "$sink_mac" dev ul0 nud permanent
 
 # switch DAEMON SEND: overlay-switchd in the host namespace, worker on $backend_core
 switch() {
-  local daemon=$1 send=$2
+  local daemon=$1 send=$2 mode=Sockets
+  [ "$send" = AfXdp ] && send=Gso mode=AfXdp
   rm -rf "$work/run" && mkdir -p "$work/run"
   cat >"$work/switch.json" <<JSON
 { "Switch": { "HostName": "bench", "SocketDirectory": "$work/run", "DataplaneThreads": 1, "DataplaneCpus": [$backend_core],
   "VhostUser": { "UnsealedMemory": "TrustPrivilegedFrontends" },
-  "Underlay": { "VtepV4": "10.79.1.1", "Mtu": 1600, "Send": "$send" },
+  "Underlay": { "VtepV4": "10.79.1.1", "Mtu": 1600, "Send": "$send", "Mode": "$mode", "Interface": "ul0" },
   "Vteps": [ { "Address": "10.79.1.2", "Mtu": 1600 } ],
   "Networks": [ { "Vni": 100, "Mtu": 1550 } ],
   "Ports": [ { "Name": "vm-a", "Vni": 100, "Mac": "$mac_a", "Ipv4": ["192.168.100.1"] } ],
@@ -134,16 +138,17 @@ encap() {
   before=$(sent_packets) cpu0=$(cpu_ns "$switch_pid")
   sleep "$seconds"
   after=$(sent_packets) cpu1=$(cpu_ns "$switch_pid")
-  [ -n "${PERF:-}" ] && [ "$send" = "$PERF" ] && [ "$size" = 64 ] && profile
+  [ -n "${PERF:-}" ] && [ "$send" = "$PERF" ] && [ "$size" = 64 ] && profile encap
   stop_from "$start"
   per_packet $((cpu1 - cpu0)) $((after - before))
 }
 
-# profile: perf record of the switch's core for 5 s, report kept in the work directory
+# profile WHAT: perf record of the switch's core for 5 s, report kept in the work directory
 profile() {
-  perf record -C "$backend_core" -g -o "$work/perf-$send.data" -- sleep 5 >/dev/null 2>&1 || true
-  perf report -i "$work/perf-$send.data" --no-children --sort dso,symbol --stdio 2>/dev/null | head -80 >"$work/perf-$send.txt" || true
-  cp "$work/perf-$send.txt" "/tmp/encap-bench-perf-$send.txt" 2>/dev/null || true
+  local f="perf-$1-$send"
+  perf record -C "$backend_core" -g -o "$work/$f.data" -- sleep 5 >/dev/null 2>&1 || true
+  perf report -i "$work/$f.data" --no-children --sort dso,symbol --stdio 2>/dev/null | head -80 >"$work/$f.txt" || true
+  cp "$work/$f.txt" "/tmp/encap-bench-$f.txt" 2>/dev/null || true
 }
 
 # ceiling VDEV SIZE: testpmd txonly straight onto ul0, forwarding on $backend_core
@@ -183,6 +188,7 @@ decap() {
   sleep "$seconds"
   cpu1=$(cpu_ns "${pids[$start]}")
   pps=$(median_pps "$work/decap-$send-$size.log" Rx-pps)
+  [ -n "${PERF:-}" ] && [ "$send" = "$PERF" ] && [ "$size" = 64 ] && profile decap
   stop_from "$start"
   per_packet $((cpu1 - cpu0)) $((pps * seconds))
 }
@@ -216,7 +222,8 @@ PY
 done
 
 echo "machine: $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg) at start; switch worker and ceilings on core $backend_core, generators on core $gen_core; $runs runs, medians"
-modes=("Gso:$daemon_here" "Raw:$daemon_here")
+modes=("Gso:$daemon_here" "Raw:$daemon_here" "AfXdp:$daemon_here")
+[ -n "${MODES:-}" ] && read -r -a modes <<<"$(for m in $MODES; do printf '%s:%s ' "$m" "$daemon_here"; done)"
 [ -n "$daemon_base" ] && modes+=("base:$daemon_base")
 printf '%-38s' "packets/s | CPU ns per packet"
 for size in $sizes; do printf ' %20s' "${size}B"; done

@@ -65,8 +65,8 @@ public sealed class UnderlaySockets : IDisposable
     /// <summary>One per local VTEP address.</summary>
     public IReadOnlyList<UnderlayReceiver> Receivers => _receivers;
 
-    /// <summary>What the workers poll: the receivers, and the AF_XDP socket if there is one.</summary>
-    public IReadOnlyList<IPollable> Pollables => Xdp is null ? _receivers : [.. _receivers, Xdp.Receiver];
+    /// <summary>What the workers poll: the receivers, the IPv4 one through the AF_XDP receiver if there is one.</summary>
+    public IReadOnlyList<IPollable> Pollables => Xdp is null ? _receivers : [.. _receivers.Where(r => !r.LocalVtep.Equals(Xdp.Receiver.LocalVtep)), Xdp.Receiver];
 
     /// <summary>The AF_XDP fast path, when configured and set up.</summary>
     public XdpUnderlay? Xdp { get; private set; }

@@ -37,7 +37,7 @@ public sealed class XdpUnderlay : IDisposable
 
     /// <summary>Sets up everything or throws, leaving nothing attached or open.</summary>
     /// <param name="mtu">The device's underlay MTU: the largest IP packet sent.</param>
-    /// <param name="socketReceiver">The VTEP's socket receiver: the XDP path counts into its counters, so the status shows one underlay per address.</param>
+    /// <param name="socketReceiver">The VTEP's socket receiver: polled by <see cref="Receiver"/> (not on its own), and the XDP path counts into its counters, so the status shows one underlay per address.</param>
     public XdpUnderlay(string device, int queue, IPAddress vtep, ushort udpPort, int mtu, UnderlayReceiver socketReceiver, int workerCount)
     {
         if (queue is < 0 or >= MapEntries)
@@ -95,17 +95,31 @@ public sealed class XdpUnderlay : IDisposable
     /// Receives what the program redirected: checks the outer IPv4 and UDP lengths (the program
     /// checked the rest), counts and hands the VXLAN payload to the overlay's decapsulation, which
     /// judges it as it judges a socket's datagrams; then lends the frames back through the fill ring.
+    /// It also polls the VTEP's UDP socket, which now gets only what the program passes (fragments,
+    /// IP options): when the AF_XDP socket had nothing, and every <see cref="SocketPollInterval"/>-th
+    /// poll while it is busy, so a busy worker does not spend a system call per round on a socket
+    /// that is nearly always empty. An idle worker sleeps on both descriptors.
     /// </summary>
     public sealed class XdpReceiver(XdpUnderlay owner, UnderlayReceiver counters) : IPollable
     {
         private const int BatchSize = 64;
+        private const int SocketPollInterval = 16;
         private readonly XdpSocket _socket = owner._socket!;
+        private int _polls;
 
         public IPAddress LocalVtep => counters.LocalVtep;
 
+        public int Poll(DataplaneContext context, int budget)
+        {
+            int n = PollXsk(context, budget);
+            if (n == 0 || ++_polls % SocketPollInterval == 0)
+                n += counters.Poll(context, Math.Max(1, budget - n));
+            return n;
+        }
+
         // SAFETY: each RX entry is an xdp_desc; its frame is used only after Contains confirmed it lies in
         // the UMEM; the socket's mappings live until the owner's Dispose, after the workers stopped.
-        public unsafe int Poll(DataplaneContext context, int budget)
+        private unsafe int PollXsk(DataplaneContext context, int budget)
         {
             XdpRing rx = _socket.Rx, fill = _socket.Fill;
             uint n = rx.Peek((uint)Math.Min(budget, BatchSize));
@@ -173,9 +187,13 @@ public sealed class XdpUnderlay : IDisposable
             }
         }
 
-        public void CollectWakeupFds(List<WakeupFd> fds) => fds.Add(new WakeupFd(_socket.Socket, IsEventFd: false));
+        public void CollectWakeupFds(List<WakeupFd> fds)
+        {
+            fds.Add(new WakeupFd(_socket.Socket, IsEventFd: false));
+            counters.CollectWakeupFds(fds);
+        }
 
-        /// <summary>The socket is readable (epoll, level-triggered) while the RX ring has entries: nothing to arm.</summary>
+        /// <summary>The sockets are readable (epoll, level-triggered) while they have something: nothing to arm.</summary>
         public void SetWakeupsEnabled(bool enabled)
         {
         }

@@ -42,6 +42,8 @@ public sealed record OverlaySwitchConfig(string HostName, string? VtepV4, string
     public string? UnderlaySend { get; init; }
     /// <summary>Switch:Underlay:Mode ("Sockets" or "AfXdp", on the host's underlay interface); null: the switch's default.</summary>
     public string? UnderlayMode { get; init; }
+    /// <summary>Switch:Underlay:Interface with <see cref="UnderlayMode"/>: the host's underlay interface unless set.</summary>
+    public string UnderlayInterface { get; init; } = UnderlayHost.Interface;
     /// <summary>Switch:Metrics:Listen (e.g. 127.0.0.1:9464 in the host's namespace); null: no metrics.</summary>
     public string? MetricsListen { get; init; }
 
@@ -58,7 +60,7 @@ public sealed record OverlaySwitchConfig(string HostName, string? VtepV4, string
         if (UnderlayMode is not null)
         {
             underlay["Mode"] = UnderlayMode;
-            underlay["Interface"] = UnderlayHost.Interface;
+            underlay["Interface"] = UnderlayInterface;
         }
         var root = new JsonObject
         {

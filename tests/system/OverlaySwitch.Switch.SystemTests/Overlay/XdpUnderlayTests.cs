@@ -87,6 +87,39 @@ public sealed class XdpUnderlayTests(ITestOutputHelper output)
             a.MustPing("192.168.50.2", 3);
         });
 
+    /// <summary>
+    /// AF_XDP configured on a device without native XDP (the loopback): the switch says once why and
+    /// carries everything through the sockets; nothing is attached anywhere.
+    /// </summary>
+    [OverlayFact]
+    public void Afxdp_on_a_device_without_native_xdp_falls_back_to_the_sockets_and_says_why() =>
+        SystemTestScope.Run(output, "xdp-fallback", TimeSpan.FromSeconds(90), scope =>
+        {
+            RoutedUnderlay underlay = RoutedUnderlay.Create(scope, 2);
+            OverlayFabric fabric = OverlayFabric.Start(scope, underlay, [new OverlayNetwork(Red)],
+                [
+                    new OverlayEndpoint("xdp-f-a", Red, MacOne, ["192.168.50.1"], []) { Host = 0 },
+                    new OverlayEndpoint("xdp-f-b", Red, MacTwo, ["192.168.50.2"], []) { Host = 1 },
+                ]);
+            NetworkNamespace hostA = underlay[0].Namespace;
+            NamespacedSwitch s = fabric.Switch(0);
+            s.Reconfigure(s.Config with { UnderlayMode = "AfXdp", UnderlayInterface = "lo" });
+            s.Kill();
+            s.Restart();
+            s.WaitReady();
+            scope.Check(s.Output.Contains("AF_XDP on 'lo' could not be set up, the sockets carry everything", StringComparison.Ordinal),
+                $"the switch should say why AF_XDP is not used:\n{ChildProcessTail(s)}");
+            scope.Log(s.Output.Split('\n').First(l => l.Contains("could not be set up", StringComparison.Ordinal)).Trim());
+            (long inBefore, _) = UdpDatagrams(hostA);
+            fabric["xdp-f-a"].WaitForPeer("192.168.50.2", TimeSpan.FromSeconds(15));
+            fabric["xdp-f-a"].MustPing("192.168.50.2", 5);
+            (long inAfter, _) = UdpDatagrams(hostA);
+            scope.Check(inAfter - inBefore >= 5, $"the replies should have come through the UDP socket, {inAfter - inBefore} did");
+            MustHaveNoXdp(scope, hostA, "with the fallback");
+            string lo = hostA.Ip("link", "show", "lo");
+            scope.Check(!lo.Contains("prog/xdp", StringComparison.Ordinal), $"lo has an XDP program:\n{lo}");
+        });
+
     [OverlayFact]
     public void Kernel_vxlan_peer_and_afxdp_switch_ping_both_ways_and_move_tcp_data_intact() =>
         SystemTestScope.Run(output, "xdp-kv", TimeSpan.FromSeconds(90), scope =>
@@ -129,7 +162,7 @@ public sealed class XdpUnderlayTests(ITestOutputHelper output)
                 continue;
             scope.Check(s.Output.Contains("AF_XDP on ul0 queue 0", StringComparison.Ordinal), $"{s.Config.HostName} did not attach AF_XDP:\n{ChildProcessTail(s)}");
             string link = underlay[h].Namespace.Ip("link", "show", UnderlayHost.Interface);
-            scope.Check(link.Contains("xdp", StringComparison.Ordinal), $"host {h + 1}'s ul0 shows no XDP program:\n{link}");
+            scope.Check(link.Contains("prog/xdp", StringComparison.Ordinal), $"host {h + 1}'s ul0 shows no XDP program:\n{link}");
             scope.Log($"host {h + 1}: {link.Trim().Replace('\n', ' ')}");
         }
     }
@@ -137,7 +170,7 @@ public sealed class XdpUnderlayTests(ITestOutputHelper output)
     private static void MustHaveNoXdp(SystemTestScope scope, NetworkNamespace host, string when)
     {
         string link = "";
-        scope.WaitUntil(() => !(link = host.Ip("link", "show", UnderlayHost.Interface)).Contains("xdp", StringComparison.Ordinal),
+        scope.WaitUntil(() => !(link = host.Ip("link", "show", UnderlayHost.Interface)).Contains("prog/xdp", StringComparison.Ordinal),
             TimeSpan.FromSeconds(5), $"ul0 to have no XDP program {when}", () => link);
         scope.Log($"{when}: {link.Trim().Replace('\n', ' ')}");
     }
