@@ -64,6 +64,7 @@ internal static class LogEvents
     // DataplaneWorker
     public const int WorkerStarted = 200;
     public const int WorkerKickUnwatchable = 201;
+    public const int WorkerPinFailed = 240;
 
     // VhostUserPort: VhostUserSocket (300-302, 304), VirtioNetDataPath (303)
     public const int VhostUserFrontendConnected = 300;

@@ -14,7 +14,8 @@ internal sealed class FeatureNegotiation(RequestRefusals refusals)
     public const ulong OfferedFeatures =
         VirtioFeatures.Version1 | VirtioFeatures.NetMergeableRxBuffers | VirtioFeatures.NetMtu | VirtioFeatures.NetMultiQueue
         | VirtioFeatures.NetControlQueue | VirtioFeatures.NetGuestAnnounce | VirtioFeatures.EventIndex
-        | VirtioFeatures.IndirectDescriptors | VirtioFeatures.AnyLayout | VirtioFeatures.LogAll | VirtioFeatures.ProtocolFeatures;
+        | VirtioFeatures.IndirectDescriptors | VirtioFeatures.AnyLayout | VirtioFeatures.LogAll | VirtioFeatures.ProtocolFeatures
+        | VirtioFeatures.InOrder;
 
     public const ulong OfferedProtocolFeatures =
         VhostUserProtocolFeatures.MultiQueue | VhostUserProtocolFeatures.LogShmfd | VhostUserProtocolFeatures.Rarp
