@@ -64,6 +64,7 @@ internal static class LogEvents
     // DataplaneWorker
     public const int WorkerStarted = 200;
     public const int WorkerKickUnwatchable = 201;
+    public const int WorkerPinFailed = 240;
 
     // The AF_XDP underlay (SwitchService logs its setup)
     public const int AfXdpAttached = 260;

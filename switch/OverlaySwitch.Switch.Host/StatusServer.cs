@@ -283,6 +283,9 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
             return new
             {
                 index = w.Index,
+                tid = w.ThreadId, // 0 until the worker's thread runs; then cpu (null: unpinned) and allowedCpus are its placement
+                cpu = w.ThreadId == 0 ? null : w.Cpu,
+                allowedCpus = w.AllowedCpus,
                 sleeps = Volatile.Read(ref w.Sleeps),
                 framesPolled = Volatile.Read(ref w.FramesPolled),
                 allocatedBytes = Volatile.Read(ref w.AllocatedBytes),

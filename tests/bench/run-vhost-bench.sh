@@ -67,12 +67,12 @@ JSON
     local dll=switch/OverlaySwitch.Switch.Host/bin/Release/net10.0/overlay-switchd.dll
     [ "$backend" = baseline ] && dll=$BASELINE_DLL
     dotnet "$dll" --config "$work/switch.json" >"$work/switch.log" 2>&1 &
-    pids+=($!)
+    pids+=($!) backend_pid=$!
   else
     dpdk-testpmd -l "$gen_core,$backend_core" --main-lcore "$gen_core" --no-pci --in-memory --file-prefix="ovb-vhost-$$" -m 512 \
       --vdev "net_vhost0,iface=$sock_a,queues=1" --vdev "net_vhost1,iface=$sock_b,queues=1" -- \
       --forward-mode=io --nb-cores=1 --stats-period 1 --total-num-mbufs=16384 >"$work/vhost.log" 2>&1 &
-    pids+=($!)
+    pids+=($!) backend_pid=$!
   fi
   for _ in $(seq 50); do [ -S "$sock_a" ] && [ -S "$sock_b" ] && break; sleep 0.2; done
 }
@@ -122,13 +122,36 @@ loop() {
   echo "show port stats all" >&$cmd # resets the Rx-pps baseline
   sleep 1
   [ "$backend" != dpdk ] && switch_counters >"$work/counters.before"
+  local ticks0 ticks1
+  echo "show port stats all" >&$cmd; ticks0=$(forwarding_ticks "$backend") # the window's first sample
   for _ in $(seq "$seconds"); do sleep 1; echo "show port stats all" >&$cmd; done
+  ticks1=$(forwarding_ticks "$backend")
   [ "$backend" != dpdk ] && switch_counters >"$work/counters.after"
   echo "stop" >&$cmd; echo "quit" >&$cmd; exec {cmd}>&-
   # Each sample prints Rx-pps for port 0 then port 1: add them pairwise, skip the first (baseline) pair.
   grep -o 'Rx-pps: *[0-9]*' "$work/loop.log" | awk '{print $2}' | paste -d' ' - - | awk '{print $1 + $2}' | tail -n +3 | sort -n |
     awk '{a[NR]=$1} END {if (NR == 0) print 0; else print a[int((NR + 1) / 2)]}'
+  # Frames both ports received over the window (cumulative RX-packets of the window's first and
+  # last sample) per second of CPU the backend's forwarding thread got in it: its cost per frame,
+  # which holds still when other work on the machine takes the core away part of the time.
+  awk '/NIC statistics for port/ {p = 1; next} p && /RX-packets/ {print $2; p = 0}' "$work/loop.log" | paste -d' ' - - |
+    awk '{print $1 + $2}' | tail -n +2 | awk -v t=$((ticks1 - ticks0)) -v hz="$(getconf CLK_TCK)" \
+      'NR == 1 {first = $1} {last = $1} END {if (t > 0) printf "%.0f\n", (last - first) * hz / t; else print 0}' >"$work/loop.efficiency"
   stop_from "$start"
+}
+
+# forwarding_ticks BACKEND: CPU time (clock ticks, user + system) the backend's forwarding thread
+# has used: the switch's worker thread (dataplane-0) or DPDK's forwarding lcore (rte-worker-N).
+forwarding_ticks() {
+  local name=dataplane-0 task
+  [ "$1" = dpdk ] && name=rte-worker-$backend_core
+  for task in /proc/$backend_pid/task/*; do
+    if [ "$(cat "$task/comm" 2>/dev/null)" = "$name" ]; then
+      sed 's/.*) //' "$task/stat" | awk '{print $12 + $13}'
+      return
+    fi
+  done
+  echo 0
 }
 
 # switch_counters: "framesPolled allocatedBytes" of the switch's worker 0, from its status socket
@@ -162,12 +185,13 @@ for r in $(seq "$runs"); do
     for b in $backends; do
       [ -n "${LOOP_ONLY:-}" ] || echo "$(run "$b" "$size")" >>"$work/txonly.$b.$size"
       echo "$(loop "$b" "$size")" >>"$work/loop.$b.$size"
+      cat "$work/loop.efficiency" >>"$work/cpu.$b.$size"
       if [ "$b" != dpdk ]; then
         paste -d' ' "$work/counters.before" "$work/counters.after" |
           awk '{f = $3 - $1; printf "%.4f\n", (f > 0 ? ($4 - $2) / f : 0)}' >>"$work/alloc.$b.$size"
       fi
     done
-    echo "run $r ${size}B loop: $(for b in $backends; do printf '%s %s  ' "$b" "$(tail -1 "$work/loop.$b.$size")"; done)" >&2
+    echo "run $r ${size}B loop: $(for b in $backends; do printf '%s %s (%s per cpu-s)  ' "$b" "$(tail -1 "$work/loop.$b.$size")" "$(tail -1 "$work/cpu.$b.$size")"; done)" >&2
   done
 done
 
@@ -177,13 +201,15 @@ table() {
   [ -n "${BASELINE_DLL:-}" ] && printf ' %14s %8s' "baseline" ratio
   [ "$kind" = loop ] && printf '   %s' "switch B/frame"
   echo
+  local unit=pps
+  [ "$kind" = cpu ] && unit=f/cpu-s
   for size in 64 1518; do
     local dpdk ours
     dpdk=$(median <"$work/$kind.dpdk.$size") ours=$(median <"$work/$kind.overlay.$size")
-    printf '%-6s %14s %14s %8s' "${size}B" "$dpdk pps" "$ours pps" "$(ratio "$ours" "$dpdk")"
+    printf '%-6s %14s %14s %8s' "${size}B" "$dpdk $unit" "$ours $unit" "$(ratio "$ours" "$dpdk")"
     if [ -n "${BASELINE_DLL:-}" ]; then
       local base; base=$(median <"$work/$kind.baseline.$size")
-      printf ' %14s %8s' "$base pps" "$(ratio "$base" "$dpdk")"
+      printf ' %14s %8s' "$base $unit" "$(ratio "$base" "$dpdk")"
     fi
     [ "$kind" = loop ] && printf '   %s' "$(sort -n "$work/alloc.overlay.$size" | tail -1)"
     echo
@@ -197,3 +223,6 @@ if [ -z "${LOOP_ONLY:-}" ]; then
 fi
 echo "loop: one testpmd (5tswap, each port to itself) on core $gen_core, backend alone on core $backend_core; both directions counted; medians of $runs runs"
 table loop
+echo
+echo "loop, frames per second of CPU the backend's forwarding thread got (same runs; steadier on a busy machine)"
+table cpu

@@ -60,6 +60,13 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
     /// </summary>
     public long Heartbeat;
     public long BusyTicks;
+    /// <summary>The kernel id of the worker's thread once it runs (0 before), for `taskset -p` and /proc.</summary>
+    public int ThreadId => Volatile.Read(ref _threadId);
+    private int _threadId;
+    /// <summary>The CPU the worker is pinned to; null when none was configured or pinning failed. Valid once <see cref="ThreadId"/> is set.</summary>
+    public int? Cpu { get; private set; }
+    /// <summary>The CPUs the kernel lets the worker's thread run on, as it reported them at start. Valid once <see cref="ThreadId"/> is set.</summary>
+    public IReadOnlyList<int> AllowedCpus { get; private set; } = [];
 
     public void Start() => _thread.Start();
 
@@ -97,9 +104,7 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
 
     private void Run()
     {
-        if (_cpu is int cpu)
-            CurrentThread.SetAffinity([cpu]);
-        Log.Started(_logger, Index, CurrentThread.Id, _cpu?.ToString() ?? "any");
+        Place();
         Span<EpollEvent> events = stackalloc EpollEvent[16];
         int idlePolls = 0;
         long passStart = 0;
@@ -149,6 +154,31 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
                 pollable.SetWakeupsEnabled(false);
             Interlocked.Increment(ref _epoch);
         }
+    }
+
+    /// <summary>
+    /// Pins the thread to its configured CPU and records where it may run. A CPU the kernel refuses
+    /// (offline, or outside the cgroup's cpuset) leaves the worker running unpinned, logged, rather
+    /// than taking the switch down.
+    /// </summary>
+    private void Place()
+    {
+        int tid = CurrentThread.Id;
+        if (_cpu is int cpu)
+        {
+            try
+            {
+                CurrentThread.SetAffinity([cpu]);
+                Cpu = cpu;
+            }
+            catch (LinuxException e)
+            {
+                Log.PinFailed(_logger, Index, cpu, e.Message);
+            }
+        }
+        AllowedCpus = CurrentThread.GetAffinity();
+        Volatile.Write(ref _threadId, tid); // publishes Cpu and AllowedCpus with it
+        Log.Started(_logger, Index, tid, Cpu?.ToString(System.Globalization.CultureInfo.InvariantCulture) ?? "any");
     }
 
     /// <summary>
@@ -307,5 +337,8 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
 
         [LoggerMessage(EventId = Host.LogEvents.WorkerKickUnwatchable, Level = LogLevel.Warning, Message = "Dataplane worker {Worker}: a kick descriptor cannot be watched: {Error}")]
         public static partial void KickNotPollable(ILogger logger, int worker, string error);
+
+        [LoggerMessage(EventId = Host.LogEvents.WorkerPinFailed, Level = LogLevel.Warning, Message = "Dataplane worker {Worker}: cannot pin it to CPU {Cpu} ({Error}); it runs unpinned")]
+        public static partial void PinFailed(ILogger logger, int worker, int cpu, string error);
     }
 }

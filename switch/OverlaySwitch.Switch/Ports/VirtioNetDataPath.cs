@@ -172,7 +172,7 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         SplitVirtqueue ring = rx.Ring;
         bool delivered;
         // Several workers may deliver to one guest: its receive ring takes one writer at a time.
-        lock (ring)
+        lock (ring.WriterLock)
         {
             delivered = WriteFrame(ring, offload, frame, queues.HeaderLength, queues.MergeableRxBuffers ? MaxChainsPerFrame : 1, context.ChainBuffers);
             if (delivered)
@@ -194,7 +194,7 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         foreach (ActiveQueue rx in _device.Queues.Receive)
         {
             bool notify;
-            lock (rx.Ring)
+            lock (rx.Ring.WriterLock)
                 notify = rx.Ring.PublishUsed();
             if (notify)
                 Notify(rx.Call);

@@ -16,7 +16,8 @@ internal sealed class FeatureNegotiation(RequestRefusals refusals, bool offloads
     public const ulong BaseFeatures =
         VirtioFeatures.Version1 | VirtioFeatures.NetMergeableRxBuffers | VirtioFeatures.NetMtu | VirtioFeatures.NetMultiQueue
         | VirtioFeatures.NetControlQueue | VirtioFeatures.NetGuestAnnounce | VirtioFeatures.EventIndex
-        | VirtioFeatures.IndirectDescriptors | VirtioFeatures.AnyLayout | VirtioFeatures.LogAll | VirtioFeatures.ProtocolFeatures;
+        | VirtioFeatures.IndirectDescriptors | VirtioFeatures.AnyLayout | VirtioFeatures.LogAll | VirtioFeatures.ProtocolFeatures
+        | VirtioFeatures.InOrder;
 
     /// <summary>
     /// Transmit: partial checksums and TCP GSO frames (the overlay completes and segments them,

@@ -241,7 +241,7 @@ internal sealed class VringLifecycle
         }
         v.Ring = new SplitVirtqueue(v.Size, at.Descriptors, at.Avail, at.Used,
             (v.Address.Flags & VringAddress.FlagLog) != 0 ? v.Address.LogGuestAddress : at.UsedGuestAddress,
-            v.Base, _memory.Map, _negotiation.Has(VirtioFeatures.EventIndex));
+            v.Base, _memory.Map, _negotiation.Has(VirtioFeatures.EventIndex), _negotiation.Has(VirtioFeatures.InOrder));
         ApplyLogging();
         Publish();
         return true;

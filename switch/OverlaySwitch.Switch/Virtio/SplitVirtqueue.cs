@@ -40,6 +40,11 @@ public enum ChainResult
 /// more is processed) instead of throwing.
 /// The available index is read with acquire semantics and the used index published with release,
 /// so ring entries are seen and written in order on any CPU.
+/// With VIRTIO_F_IN_ORDER (§2.7.9: chains are used in the order they were made available) a run
+/// of read-only chains whose heads follow one another is reported with one used element, the last
+/// head's, in the run's first slot; the used index still counts every chain. Nothing on this side
+/// relies on the guest keeping that order: a head out of sequence only ends the run (it and what
+/// follows get elements of their own), and every head and chain is checked as always.
 /// Runs on: one dataplane worker (the one that owns the port); the control thread only
 /// configures a stopped queue.
 /// </summary>
@@ -69,11 +74,17 @@ public sealed class SplitVirtqueue
     private readonly ushort _mask;
     private ushort _publishedUsed;
     private bool _faultReported;
+    /// <summary>An in-order run of read-only chains whose single used element is not written yet.</summary>
+    private bool _runOpen;
+    private ushort _runSlot;
+    private ushort _runLastHead;
 
     /// <param name="size">Queue size: a power of two up to 32768 (validated by the caller).</param>
     /// <param name="descriptors">Host pointers of the three parts, already checked to lie in guest memory for their full sizes.</param>
     /// <param name="usedGuestAddress">The used ring's guest-physical address, for the dirty log.</param>
-    public SplitVirtqueue(int size, nint descriptors, nint avail, nint used, ulong usedGuestAddress, ushort nextAvail, GuestMemoryMap memory, bool eventIndex)
+    /// <param name="inOrder">VIRTIO_F_IN_ORDER was negotiated: runs of read-only chains get one used element.</param>
+    public SplitVirtqueue(int size, nint descriptors, nint avail, nint used, ulong usedGuestAddress, ushort nextAvail, GuestMemoryMap memory, bool eventIndex,
+        bool inOrder = false)
     {
         Size = size;
         _mask = (ushort)(size - 1);
@@ -99,6 +110,7 @@ public sealed class SplitVirtqueue
         _publishedUsed = nextAvail;
         Memory = memory;
         EventIndex = eventIndex;
+        InOrder = inOrder;
     }
 
     public static int DescriptorTableLength(int size) => 16 * size;
@@ -108,6 +120,13 @@ public sealed class SplitVirtqueue
     public int Size { get; }
     public GuestMemoryMap Memory { get; }
     public bool EventIndex { get; }
+    public bool InOrder { get; }
+    /// <summary>
+    /// Taken by whoever writes this ring while others may too (workers delivering into one receive
+    /// ring). A <see cref="Lock"/>, not a Monitor on the queue: its uncontended enter and exit stay
+    /// in managed code, which matters once per frame.
+    /// </summary>
+    public Lock WriterLock { get; } = new();
     public ulong UsedGuestAddress { get; }
     /// <summary>The next available-ring slot to consume (what GET_VRING_BASE returns).</summary>
     public ushort LastAvailIndex { get; private set; }
@@ -186,6 +205,31 @@ public sealed class SplitVirtqueue
     /// </summary>
     public ChainResult CopyReadableChain(ushort head, int skip, Span<byte> destination, out int length)
     {
+        if (head < Size)
+        {
+            // The common shape (what DPDK's and Linux's drivers send: header and frame in one
+            // buffer): one direct descriptor inside one memory region, taken without the walker.
+            // The descriptor is read once, so what is checked is what is copied.
+            VringDescriptor d;
+            unsafe
+            {
+                // SAFETY: head < Size, inside the checked descriptor table.
+                d = _descriptors[head];
+            }
+            if ((d.Flags & (VringDescriptor.FlagNext | VringDescriptor.FlagIndirect | VringDescriptor.FlagWrite)) == 0
+                && d.Length >= skip && Memory.TryGetSpan(d.Address, d.Length, out Span<byte> buffer))
+            {
+                ReadOnlySpan<byte> frame = buffer[skip..];
+                if (frame.Length > destination.Length)
+                {
+                    length = 0;
+                    return ChainResult.TooLarge;
+                }
+                frame.CopyTo(destination);
+                length = frame.Length;
+                return ChainResult.Ok;
+            }
+        }
         length = 0;
         var walker = new ChainWalker(this, head);
         int copied = 0;
@@ -268,17 +312,47 @@ public sealed class SplitVirtqueue
         return true;
     }
 
-    /// <summary>Writes a used element; it becomes visible to the guest at <see cref="PublishUsed"/>.</summary>
+    /// <summary>
+    /// Writes a used element; it becomes visible to the guest at <see cref="PublishUsed"/>. A chain
+    /// the device wrote nothing into (<paramref name="writtenLength"/> 0: a transmit) may, with
+    /// IN_ORDER, only extend the open run (see the class remarks).
+    /// </summary>
     public void AddUsed(ushort head, uint writtenLength)
     {
-        int slot = UsedIndex & _mask;
+        if (InOrder && writtenLength == 0)
+        {
+            if (!_runOpen || head != (ushort)((_runLastHead + 1) & _mask))
+            {
+                CloseRun();
+                _runOpen = true;
+                _runSlot = (ushort)(UsedIndex & _mask);
+            }
+            _runLastHead = head;
+            UsedIndex++;
+            return;
+        }
+        CloseRun();
+        WriteUsedElement(UsedIndex & _mask, head, writtenLength);
+        UsedIndex++;
+    }
+
+    /// <summary>Writes the open run's one used element: the last head, in the run's first slot.</summary>
+    private void CloseRun()
+    {
+        if (!_runOpen)
+            return;
+        _runOpen = false;
+        WriteUsedElement(_runSlot, _runLastHead, 0);
+    }
+
+    private void WriteUsedElement(int slot, ushort head, uint writtenLength)
+    {
         unsafe
         {
-            // SAFETY: slot is masked to [0, Size), inside the checked used ring.
-            _usedRing[slot] = new VringUsedElement { Id = head, Length = writtenLength };
+            // SAFETY: every caller passes a slot masked to [0, Size), inside the checked used ring.
+            _usedRing[slot & _mask] = new VringUsedElement { Id = head, Length = writtenLength };
         }
-        Log?.MarkDirty(UsedGuestAddress + 4 + 8 * (ulong)slot, 8);
-        UsedIndex++;
+        Log?.MarkDirty(UsedGuestAddress + 4 + 8 * (ulong)(slot & _mask), 8);
     }
 
     /// <summary>
@@ -287,6 +361,7 @@ public sealed class SplitVirtqueue
     /// </summary>
     public bool PublishUsed()
     {
+        CloseRun();
         ushort previous = _publishedUsed; // our own copy: the guest could scribble on the ring's
         if (previous == UsedIndex)
             return false;

@@ -107,10 +107,11 @@ public class VhostUserProtocolTests
         ulong features = f.GetFeatures();
         Assert.Equal(VhostUserNetDevice.OfferedFeatures, features);
         foreach (ulong bit in new[] { VirtioFeatures.ProtocolFeatures, VirtioFeatures.LogAll, VirtioFeatures.Version1,
-            VirtioFeatures.NetMergeableRxBuffers, VirtioFeatures.EventIndex, VirtioFeatures.IndirectDescriptors, VirtioFeatures.NetMtu })
+            VirtioFeatures.NetMergeableRxBuffers, VirtioFeatures.EventIndex, VirtioFeatures.IndirectDescriptors, VirtioFeatures.NetMtu,
+            VirtioFeatures.InOrder })
             Assert.True((features & bit) != 0, $"feature 0x{bit:x} should be offered");
         // Only split rings are implemented.
-        Assert.Equal(0UL, features & (VirtioFeatures.RingPacked | VirtioFeatures.InOrder));
+        Assert.Equal(0UL, features & VirtioFeatures.RingPacked);
 
         ulong protocol = f.GetProtocolFeatures();
         Assert.Equal(VhostUserNetDevice.OfferedProtocolFeatures, protocol);

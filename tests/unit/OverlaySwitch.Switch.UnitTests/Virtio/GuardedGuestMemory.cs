@@ -91,9 +91,9 @@ internal sealed unsafe partial class GuardedGuestMemory : IGuestRam, IDisposable
     }
 
     /// <summary>The device side of <paramref name="driver"/>'s ring, as the backend would start it.</summary>
-    public SplitVirtqueue Queue(SplitRingDriver driver, bool eventIndex = false, ushort nextAvail = 0) =>
+    public SplitVirtqueue Queue(SplitRingDriver driver, bool eventIndex = false, ushort nextAvail = 0, bool inOrder = false) =>
         new(driver.Size, Host(driver.DescriptorTableAddress), Host(driver.AvailRingAddress), Host(driver.UsedRingAddress),
-            driver.UsedRingAddress, nextAvail, Map, eventIndex);
+            driver.UsedRingAddress, nextAvail, Map, eventIndex, inOrder);
 
     public void Dispose() => munmap(_base, _length);
 
