@@ -146,8 +146,18 @@ public sealed record PortAttachment(string PortId, bool Attached, string? Error 
 /// serves. <see cref="Ports"/> is optional: null (left out, as older agents do) keeps the ports of
 /// the previous report; an empty list says the switch serves none.
 /// <see cref="Redirects"/>: the moved ports this host still redirects (null: none).
+/// <see cref="Tunnels"/>: the switch's per-tunnel counters since it started (null, as older agents
+/// send: the previous report's stand).
 /// </summary>
-public sealed record AgentReport(long AppliedRevision, IReadOnlyList<PortAttachment>? Ports = null, IReadOnlyList<RedirectReport>? Redirects = null);
+public sealed record AgentReport(long AppliedRevision, IReadOnlyList<PortAttachment>? Ports = null, IReadOnlyList<RedirectReport>? Redirects = null,
+    IReadOnlyList<TunnelTraffic>? Tunnels = null);
+
+/// <summary>One tunnel of a switch (to the remote VTEP <see cref="Remote"/>) and its traffic since the switch started: VXLAN datagrams and their bytes each way.</summary>
+public sealed record TunnelTraffic(string Remote, long PacketsOut, long BytesOut, long PacketsIn, long BytesIn)
+{
+    /// <summary>The most tunnels one report may carry.</summary>
+    public const int MaxPerReport = 4096;
+}
 
 /// <summary>A host's agent as the controller sees it; <see cref="Ports"/> as it last reported them (null: never).</summary>
 public sealed record AgentStatus(string HostId, long AppliedRevision, DateTimeOffset? ReportedAt, bool Watching, long ControllerRevision,

@@ -139,12 +139,16 @@ public sealed partial class WatchClient
         ReportAsync(appliedRevision, ports, null, cancellationToken);
 
     /// <inheritdoc cref="ReportAsync(long, IReadOnlyList{PortAttachment}?, CancellationToken)"/>
-    public async Task ReportAsync(long appliedRevision, IReadOnlyList<PortAttachment>? ports, IReadOnlyList<RedirectReport>? redirects,
-        CancellationToken cancellationToken = default)
+    public Task ReportAsync(long appliedRevision, IReadOnlyList<PortAttachment>? ports, IReadOnlyList<RedirectReport>? redirects,
+        CancellationToken cancellationToken = default) =>
+        ReportAsync(new AgentReport(appliedRevision, ports, redirects), cancellationToken);
+
+    /// <summary>POSTs <paramref name="report"/> (see <see cref="AgentReport"/>) for this host.</summary>
+    public async Task ReportAsync(AgentReport report, CancellationToken cancellationToken = default)
     {
         using var request = new HttpRequestMessage(HttpMethod.Post, $"api/v1/hosts/{Uri.EscapeDataString(_hostId)}/status")
         {
-            Content = JsonContent.Create(new AgentReport(appliedRevision, ports, redirects), ContractsJsonContext.Default.AgentReport),
+            Content = JsonContent.Create(report, ContractsJsonContext.Default.AgentReport),
         };
         request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", _options.Token);
         using HttpResponseMessage response = await _http.SendAsync(request, cancellationToken).ConfigureAwait(false);

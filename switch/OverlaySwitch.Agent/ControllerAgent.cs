@@ -75,6 +75,11 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
     /// <summary>The ports the controller last accepted; null: none yet, or the last report failed.</summary>
     private IReadOnlyList<PortAttachment>? _reportedPorts;
     private IReadOnlyList<RedirectReport>? _reportedRedirects;
+    private IReadOnlyList<TunnelTraffic>? _reportedTunnels;
+    private long _tunnelsReportedAt;
+
+    /// <summary>Tunnel counters alone (ports and redirects unchanged) are reported at most this often: they move with every frame.</summary>
+    public static readonly TimeSpan TunnelReportInterval = TimeSpan.FromSeconds(2);
     /// <summary>Serializes applying (watch events, redirect expiry) and reading the applied state.</summary>
     private readonly Lock _applyGate = new();
     /// <summary>Released when the switch says incoming ports activated.</summary>
@@ -396,15 +401,20 @@ public sealed partial class ControllerAgent(ISwitchTarget target, string hostNam
             IReadOnlyList<RedirectReport> redirects;
             lock (_applyGate)
                 redirects = _applier.RedirectReports();
-            if (!always && _reportedPorts is not null && ports.SequenceEqual(_reportedPorts) && SameRedirects(redirects, _reportedRedirects))
+            IReadOnlyList<TunnelTraffic> tunnels = target.TunnelCounters();
+            long now = Environment.TickCount64;
+            bool tunnelsDue = _reportedTunnels is null || (!tunnels.SequenceEqual(_reportedTunnels) && now - _tunnelsReportedAt >= (long)TunnelReportInterval.TotalMilliseconds);
+            if (!always && _reportedPorts is not null && ports.SequenceEqual(_reportedPorts) && SameRedirects(redirects, _reportedRedirects) && !tunnelsDue)
                 return;
             using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             timeout.CancelAfter(TimeSpan.FromSeconds(10));
             try
             {
-                await watch.ReportAsync(revision, ports, redirects.Count == 0 ? null : redirects, timeout.Token);
+                await watch.ReportAsync(new AgentReport(revision, ports, redirects.Count == 0 ? null : redirects, tunnels), timeout.Token);
                 _reportedPorts = ports;
                 _reportedRedirects = redirects;
+                _reportedTunnels = tunnels;
+                _tunnelsReportedAt = now;
             }
             catch (Exception ex) when (ex is HttpRequestException || (ex is OperationCanceledException && !cancellationToken.IsCancellationRequested))
             {

@@ -17,6 +17,9 @@ public interface ISwitchTarget
     /// <summary>The ports the switch serves (open, or failed with why; Incoming: realized as a migration's target), sorted by id.</summary>
     IReadOnlyList<PortAttachment> LocalPorts();
 
+    /// <summary>Each tunnel's traffic since the switch started, sorted by remote VTEP (the topology page's edges); none by default.</summary>
+    IReadOnlyList<TunnelTraffic> TunnelCounters() => [];
+
     /// <summary>Raised (on the switch's control side) when incoming ports activated: see <see cref="PendingActivations"/>.</summary>
     event Action? Activated
     {

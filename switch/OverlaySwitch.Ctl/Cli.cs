@@ -1,4 +1,8 @@
+using System.Buffers.Binary;
 using System.CommandLine;
+using System.Globalization;
+using System.Net;
+using System.Net.NetworkInformation;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
@@ -143,7 +147,7 @@ public static class Cli
 
     private static Command TraceCommandLine(Option<string> socket, Option<bool> json, TextWriter output, Func<string, string, string> request)
     {
-        var port = new Argument<string>("PORT") { Description = "The port the frame comes from" };
+        var port = new Argument<string>("PORT") { Description = "The port the frame comes from (with --underlay: the VNI)" };
         var spec = new Argument<string[]>("FRAME-SPEC")
         {
             Description = "arp who-has IP | nd who-has IPV6 | ipv4 dst=IP [len=N] [df] [proto=icmp|udp|tcp] | ipv6 dst=IPV6 [len=N] (src=, smac=, dmac=, ttl=/hlim= too)",
@@ -151,7 +155,12 @@ public static class Cli
         };
         var pcap = new Option<string?>("--pcap") { Description = "Trace a frame from this pcap file instead", HelpName = "FILE" };
         var index = new Option<int>("--frame") { Description = "Which frame of the pcap file (1 = the first)", DefaultValueFactory = _ => 1, HelpName = "N" };
-        var command = new Command("trace", "Run a frame through the switch's pipeline in a dry run and print each stage's decision") { port, spec, pcap, index };
+        var underlay = new Option<string?>("--underlay")
+        {
+            Description = "Trace a VXLAN datagram from this remote VTEP instead (PORT is then its VNI; the frame's source defaults to an endpoint behind that VTEP)",
+            HelpName = "FROM-VTEP",
+        };
+        var command = new Command("trace", "Run a frame through the switch's pipeline in a dry run and print each stage's decision") { port, spec, pcap, index, underlay };
         command.Validators.Add(result =>
         {
             if ((result.GetValue(spec) is { Length: > 0 }) == (result.GetValue(pcap) is not null))
@@ -161,6 +170,8 @@ public static class Cli
         {
             string socketPath = parse.GetValue(socket)!;
             string name = parse.GetValue(port)!;
+            if (parse.GetValue(underlay) is string fromVtep)
+                return TraceUnderlay(socketPath, fromVtep, name, parse.GetValue(spec)!, parse.GetValue(pcap), parse.GetValue(index), parse.GetValue(json));
             byte[] frame;
             if (parse.GetValue(pcap) is string file)
             {
@@ -182,6 +193,37 @@ public static class Cli
             return Ok;
         });
         return command;
+
+        int TraceUnderlay(string socketPath, string fromVtep, string vniText, string[] words, string? file, int frameIndex, bool asJson)
+        {
+            if (!IPAddress.TryParse(fromVtep, out IPAddress? vtep))
+                throw new FormatException($"--underlay: '{fromVtep}' is not an IP address");
+            if (!uint.TryParse(vniText, NumberStyles.None, CultureInfo.InvariantCulture, out uint vni) || vni > 0xFF_FFFF)
+                throw new FormatException($"with --underlay the first argument is the VNI (0 to 16777215), not '{vniText}'");
+            byte[] inner;
+            if (file is not null)
+            {
+                inner = PcapFrames.Read(file, frameIndex);
+            }
+            else
+            {
+                FrameSpec frameSpec = FrameSpec.Parse(words);
+                JsonObject neighbors = Views.ParseObject(request(socketPath, "neighbors"));
+                PortIdentity identity = TraceView.RemoteEndpoint(Views.ParseObject(request(socketPath, "fdb")), neighbors, vni, vtep)
+                    ?? (frameSpec.SourceMac is PhysicalAddress smac ? new PortIdentity(smac, [], [])
+                    : throw new FormatException($"the switch knows no endpoint of VNI {vni} behind {vtep}: give smac= and src="));
+                inner = frameSpec.Build(identity, ip => TraceView.Neighbor(neighbors, vni, ip));
+            }
+            // The UDP payload a remote VTEP sends: the VXLAN header (flags I, the VNI) and the inner frame.
+            byte[] packet = new byte[8 + inner.Length];
+            packet[0] = 0x08;
+            BinaryPrimitives.WriteUInt32BigEndian(packet.AsSpan(4), vni << 8);
+            inner.CopyTo(packet, 8);
+            string line = "trace " + new JsonObject { ["underlay"] = vtep.ToString(), ["frame"] = Convert.ToHexStringLower(packet) }.ToJsonString();
+            View view = TraceView.Render(Views.ParseObject(request(socketPath, line)));
+            output.Write(asJson ? view.Json.ToJsonString(Indented) + "\n" : view.Text);
+            return Ok;
+        }
     }
 
     private static Command CompletionCommandLine(TextWriter output)

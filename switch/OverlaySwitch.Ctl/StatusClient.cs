@@ -51,11 +51,28 @@ internal static class StatusClient
         }
     }
 
+    private static string PermissionDenied(string socketPath)
+    {
+        UnixFileMode mode;
+        try
+        {
+            mode = File.GetUnixFileMode(socketPath);
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException)
+        {
+            return $"permission denied on {socketPath}: run as root, as the daemon's user or as a member of the socket's group (Switch:StatusSocketGroup)";
+        }
+        string octal = Convert.ToString((int)mode & 0x1FF, 8).PadLeft(4, '0');
+        return (mode & UnixFileMode.GroupWrite) != 0
+            ? $"permission denied on {socketPath} (mode {octal}): run as root, as the daemon's user or as a member of the socket's group (Switch:StatusSocketGroup)"
+            : $"permission denied on {socketPath} (mode {octal}): run as root or as the daemon's user (Switch:StatusSocketGroup opens it to a group)";
+    }
+
     private static DaemonUnreachableException Unreachable(string socketPath, SocketException e) =>
         new(e.SocketErrorCode switch
         {
             SocketError.ConnectionRefused => $"{socketPath} refuses connections: overlay-switchd is not running (the socket file is left from an earlier run)",
-            SocketError.AccessDenied => $"permission denied on {socketPath}: the status socket is mode 0600; run as the daemon's user or root",
+            SocketError.AccessDenied => PermissionDenied(socketPath),
             SocketError.TimedOut or SocketError.WouldBlock => $"overlay-switchd did not answer on {socketPath} within {Timeout.TotalSeconds:0} s",
             _ => $"cannot talk to overlay-switchd on {socketPath}: {e.Message}",
         }, e);

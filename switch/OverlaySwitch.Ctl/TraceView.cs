@@ -27,11 +27,40 @@ internal static class TraceView
             .Where(n => (uint?)(long?)n["vni"] == vni && IPAddress.TryParse((string?)n["ip"], out IPAddress? a) && a.Equals(ip))
             .Select(n => FrameSpec.Mac((string)n["mac"]!, "neighbor MAC")).FirstOrDefault();
 
+    /// <summary>
+    /// The endpoint a frame from the underlay comes from: the first remote endpoint of <paramref name="vni"/>
+    /// behind <paramref name="vtep"/> in the daemon's "fdb" document, with its addresses from "neighbors"; null when there is none.
+    /// </summary>
+    public static PortIdentity? RemoteEndpoint(JsonObject fdb, JsonObject neighbors, uint vni, IPAddress vtep)
+    {
+        string? mac = (fdb["fdb"] as JsonArray ?? []).OfType<JsonObject>()
+            .Where(e => (uint?)(long?)e["vni"] == vni && IPAddress.TryParse((string?)e["vtep"], out IPAddress? a) && a.Equals(vtep))
+            .Select(e => (string?)e["mac"]).FirstOrDefault();
+        if (mac is null)
+            return null;
+        PhysicalAddress physical = FrameSpec.Mac(mac, "the endpoint's MAC");
+        List<IPAddress> addresses = [.. (neighbors["neighbors"] as JsonArray ?? []).OfType<JsonObject>()
+            .Where(n => (uint?)(long?)n["vni"] == vni && FrameSpec.Mac((string)n["mac"]!, "neighbor MAC").Equals(physical))
+            .Select(n => IPAddress.Parse((string)n["ip"]!))];
+        return new PortIdentity(physical, [.. addresses.Where(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork)],
+            [.. addresses.Where(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetworkV6)]);
+    }
+
     public static View Render(JsonObject trace)
     {
         var text = new StringBuilder();
-        text.Append(CultureInfo.InvariantCulture, $"port {(string?)trace["port"]} (VNI {trace["vni"]?.ToString() ?? "-"})\n");
-        text.Append(CultureInfo.InvariantCulture, $"frame: {Decode(Convert.FromHexString((string)trace["frame"]!), LinkLayers.Ethernet)}\n");
+        byte[] traced = Convert.FromHexString((string)trace["frame"]!);
+        if ((string?)trace["underlay"] is string vtep)
+        {
+            // A VXLAN packet (UDP payload): its header, then the inner frame.
+            text.Append(CultureInfo.InvariantCulture, $"underlay from VTEP {vtep} (VNI {trace["vni"]?.ToString() ?? "-"})\n");
+            text.Append(CultureInfo.InvariantCulture, $"inner frame: {(traced.Length > 8 ? Decode(traced[8..], LinkLayers.Ethernet) : $"{traced.Length} bytes")}\n");
+        }
+        else
+        {
+            text.Append(CultureInfo.InvariantCulture, $"port {(string?)trace["port"]} (VNI {trace["vni"]?.ToString() ?? "-"})\n");
+            text.Append(CultureInfo.InvariantCulture, $"frame: {Decode(traced, LinkLayers.Ethernet)}\n");
+        }
         var table = new Table("STAGE", "DECISION");
         foreach (JsonObject stage in (trace["stages"] as JsonArray ?? []).OfType<JsonObject>())
             table.Add((string?)stage["stage"], (string?)stage["decision"]);

@@ -7,7 +7,11 @@ using OverlaySwitch.Wire;
 namespace OverlaySwitch.Host;
 
 /// <summary>What `overlayctl trace` sends: a port's name and the frame (hex) its guest would send.</summary>
-public sealed record TraceRequest(string Port, string Frame);
+/// <summary>
+/// A trace request: a frame from <paramref name="Port"/>; or, with <paramref name="Underlay"/> (the
+/// sending VTEP's address), <paramref name="Frame"/> is a VXLAN packet (UDP payload) from the underlay.
+/// </summary>
+public sealed record TraceRequest(string? Port, string Frame, string? Underlay = null);
 
 /// <summary>
 /// The status socket's documents besides "status": the forwarding database, the ARP/ND table,
@@ -97,26 +101,41 @@ public static class StatusDocuments
         try
         {
             request = JsonSerializer.Deserialize<TraceRequest>(argument, Json);
-            if (request is null || string.IsNullOrEmpty(request.Port) || string.IsNullOrEmpty(request.Frame))
-                return Error("trace: give a port and a frame");
+            if (request is null || string.IsNullOrEmpty(request.Frame) || (string.IsNullOrEmpty(request.Port) == (request.Underlay is null)))
+                return Error("trace: give a port or an underlay source VTEP, and a frame");
             frame = Convert.FromHexString(request.Frame);
         }
         catch (Exception e) when (e is JsonException or FormatException)
         {
             return Error($"trace: bad request: {e.Message}");
         }
+        if (request.Underlay is string vtep)
+        {
+            if (!System.Net.IPAddress.TryParse(vtep, out System.Net.IPAddress? from))
+                return Error($"trace: '{vtep}' is not an IP address");
+            if (frame.Length > Dataplane.DataplaneContext.FrameBufferLength)
+                return Error($"trace: a datagram of {frame.Length} bytes cannot be received");
+            return TraceDocument(service, null, from.ToString(), request.Frame, PacketTrace.RunUnderlay(service.Dataplane.Tables, VtepKey.From(from), frame));
+        }
         Dataplane.IDataplanePort? port = service.Ports.FirstOrDefault(p => p.Name == request.Port);
         if (port is null)
             return Error($"no port named '{request.Port}' (overlayctl ports lists them)");
         if (frame.Length is < EthernetFrame.HeaderLength or > Dataplane.DataplaneContext.FrameBufferLength)
             return Error($"trace: a frame of {frame.Length} bytes cannot be sent");
-        TraceResult result = PacketTrace.Run(service.Dataplane.Tables, port.Number, frame);
+        return TraceDocument(service, port, null, request.Frame, PacketTrace.Run(service.Dataplane.Tables, port.Number, frame));
+    }
+
+    /// <param name="underlay">The sending VTEP of a datagram from the underlay (then <paramref name="frameHex"/> is the VXLAN packet); null for a frame from <paramref name="port"/>.</param>
+    private static string TraceDocument(SwitchService service, Dataplane.IDataplanePort? port, string? underlay, string frameHex, TraceResult result)
+    {
         Dictionary<int, string> names = service.Ports.ToDictionary(p => p.Number, p => p.Name);
         OverlayStats s = result.Stats;
         var stats = new Dictionary<string, long>
         {
             ["deliveredToPort"] = s.DeliveredToPort,
             ["encapsulated"] = s.Encapsulated,
+            ["decapsulated"] = s.Decapsulated,
+            ["redirected"] = s.Redirected,
             ["flooded"] = s.Flooded,
             ["arpReplies"] = s.ArpReplies,
             ["neighborAdvertisements"] = s.NeighborAdvertisements,
@@ -125,9 +144,10 @@ public static class StatusDocuments
         };
         return JsonSerializer.Serialize(new
         {
-            port = port.Name,
-            vni = service.Dataplane.Tables.Current.GetPort(port.Number)?.Network.Vni,
-            frame = request.Frame.ToLowerInvariant(),
+            port = port?.Name,
+            underlay,
+            vni = port is null ? VxlanVni(frameHex) : service.Dataplane.Tables.Current.GetPort(port.Number)?.Network.Vni,
+            frame = frameHex.ToLowerInvariant(),
             drop = result.Drop?.ToString(),
             stages = result.Stages.Select(st => new { stage = st.Stage, decision = st.Decision }),
             outputs = result.Outputs.Select(o => new
@@ -142,6 +162,9 @@ public static class StatusDocuments
             stats = stats.Where(kv => kv.Value != 0).ToDictionary(),
         }, Json);
     }
+
+    private static uint? VxlanVni(string packetHex) =>
+        packetHex.Length >= 2 * VxlanHeader.Length ? Convert.ToUInt32(packetHex[8..14], 16) : null;
 
     private static string Error(string message) => JsonSerializer.Serialize(new { error = message });
 

@@ -248,10 +248,7 @@ public sealed partial class StatusServer(SwitchService service, SwitchConfig con
             vni = n.Key,
             counters = Json(CounterSnapshot.Read(null, n.Value.Table.Drops)),
         }).ToArray();
-        // Every tunnel the tables use: toward the networks' member VTEPs and remote endpoints' hosts.
-        var tunnels = tables.Networks.Entries
-            .SelectMany(n => n.Value.Table.FloodTunnels.Concat(n.Value.Table.Macs.Entries.Select(m => m.Value.Tunnel).OfType<Tunnel>()))
-            .DistinctBy(t => t.Remote).OrderBy(t => t.Remote.ToString(), StringComparer.Ordinal)
+        var tunnels = SwitchService.TunnelsInUse(tables)
             .Select(t => new
             {
                 local = t.Local.ToString(),

@@ -192,6 +192,20 @@ public sealed partial class SwitchService : IHostedService, ISwitchTarget, IActi
                 .OrderBy(p => p.PortId, StringComparer.Ordinal)];
     }
 
+    /// <summary>Runs on: the controller agent. Every tunnel the tables use and its counters (read without locks).</summary>
+    public IReadOnlyList<TunnelTraffic> TunnelCounters() => _dataplane is null ? [] :
+        [.. TunnelsInUse(_dataplane.Tables.Current).Select(t =>
+        {
+            CounterSnapshot c = CounterSnapshot.Read(t.Traffic, t.Drops);
+            return new TunnelTraffic(t.Remote.ToString(), c.PacketsOut, c.BytesOut, c.PacketsIn, c.BytesIn);
+        })];
+
+    /// <summary>Every tunnel the tables use: toward the networks' member VTEPs and the remote endpoints' hosts, sorted by remote VTEP.</summary>
+    public static IEnumerable<Tunnel> TunnelsInUse(ForwardingTables tables) =>
+        tables.Networks.Entries
+            .SelectMany(n => n.Value.Table.FloodTunnels.Concat(n.Value.Table.Macs.Entries.Select(m => m.Value.Tunnel).OfType<Tunnel>()))
+            .DistinctBy(t => t.Remote).OrderBy(t => t.Remote.ToString(), StringComparer.Ordinal);
+
     /// <summary>
     /// Applies <paramref name="change"/> to the ports and tables. A port that cannot be opened or
     /// forwarded to is left out and recorded in <see cref="_failed"/>; the others are served. Runs

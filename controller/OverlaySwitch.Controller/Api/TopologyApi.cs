@@ -23,8 +23,11 @@ public sealed record Topology(
     IReadOnlyList<ExternalEndpoint> ExternalEndpoints,
     IReadOnlyList<PortMigration> Migrations);
 
-/// <summary>A host and, for the admin only (as GET /hosts/{id}/status), its agent: applied revision, last report, whether it watches.</summary>
-public sealed record TopologyHost(SwitchHost Host, long? AppliedRevision, DateTimeOffset? ReportedAt, bool? Watching);
+/// <summary>
+/// A host and, for the admin only (as GET /hosts/{id}/status), its agent: applied revision, last
+/// report, whether it watches, and its tunnels' traffic as last reported (they carry every tenant's frames).
+/// </summary>
+public sealed record TopologyHost(SwitchHost Host, long? AppliedRevision, DateTimeOffset? ReportedAt, bool? Watching, IReadOnlyList<TunnelTraffic>? Tunnels = null);
 
 public sealed record TopologyNetwork(Network Network, RealizationStatus Status);
 
@@ -33,7 +36,7 @@ public sealed record TopologyPort(Port Port, RealizationStatus Status);
 /// <summary>
 /// The topology page's data: GET /topology (one document, scoped to the caller like every list of
 /// the API) and GET /topology/events, a server-sent-events stream with one "change" event whenever
-/// what the caller sees changes (objects or their realization), after which the page fetches the
+/// what the caller sees changes (objects, their realization, the admin's tunnel traffic), after which the page fetches the
 /// document again. The stream compares a fingerprint of the caller's view every
 /// <see cref="PollInterval"/>: it coalesces revisions that land within one interval, and costs
 /// O(objects the caller sees) per interval per open page, so at most <see cref="MaxStreams"/> run at once.
@@ -139,7 +142,7 @@ public static class TopologyApi
                 if (!caller.IsAdmin)
                     return new TopologyHost(h, null, null, null);
                 (long applied, DateTimeOffset? at) = realization.Get(h.Id);
-                return new TopologyHost(h, applied, at, dispatcher.IsWatching(h.Id));
+                return new TopologyHost(h, applied, at, dispatcher.IsWatching(h.Id), realization.TunnelsOf(h.Id));
             })],
             [.. VisibleNetworks(caller, s).Select(n => new TopologyNetwork(n, realization.ForNetwork(s, n)))],
             [.. ports.Select(p => new TopologyPort(p, realization.ForPort(s, p)))],
@@ -159,7 +162,11 @@ public static class TopologyApi
             hash.Add(h.Id);
             hash.Add(h.Revision);
             if (caller.IsAdmin)
+            {
                 hash.Add(realization.Get(h.Id).Applied);
+                foreach (TunnelTraffic t in realization.TunnelsOf(h.Id) ?? [])
+                    hash.Add(t);
+            }
         }
         foreach (Tenant t in s.Tenants.Values.Where(t => Sees(caller, t.Id)))
             hash.Add(t.Revision);

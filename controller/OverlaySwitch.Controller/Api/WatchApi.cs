@@ -72,12 +72,26 @@ public static class WatchApi
                 }
             }
             StateService.CheckRedirects(report);
+            if (report.Tunnels is { } tunnels)
+            {
+                if (tunnels.Count > TunnelTraffic.MaxPerReport)
+                    throw StateError.Invalid("tunnels", $"at most {TunnelTraffic.MaxPerReport} tunnels in one report");
+                for (int i = 0; i < tunnels.Count; i++)
+                {
+                    if (tunnels[i] is not { } t || !System.Net.IPAddress.TryParse(t.Remote, out _))
+                        throw StateError.Invalid($"tunnels[{i}].remote", "must be the remote VTEP's IP address");
+                    if (t.PacketsOut < 0 || t.BytesOut < 0 || t.PacketsIn < 0 || t.BytesIn < 0)
+                        throw StateError.Invalid($"tunnels[{i}]", "counters cannot be negative");
+                }
+            }
             if (report.Ports is not null)
                 realization.ReportPorts(id, report.Ports);
+            if (report.Tunnels is not null)
+                realization.ReportTunnels(id, report.Tunnels);
             realization.Report(id, report.AppliedRevision);
             await state.ApplyAgentReportAsync(id, report, ct);
             return TypedResults.NoContent();
-        }).WithName("ReportAgentStatus").WithSummary("An agent reports the revision it has applied and, optionally, the local ports it serves (incoming ones make their migrations Ready) and the moved ports it redirects.");
+        }).WithName("ReportAgentStatus").WithSummary("An agent reports the revision it has applied and, optionally, the local ports it serves (incoming ones make their migrations Ready), the moved ports it redirects and its per-tunnel counters.");
 
         hosts.MapGet("/{id}/status", (string id, Caller caller, StateService state, WatchDispatcher dispatcher, RealizationTracker realization) =>
         {

@@ -189,6 +189,17 @@ function render(topology) {
 
 const BOX_WIDTH = 270, HEADER = 50, CHIP = 22, GAP = 60, PER_ROW = 4;
 
+/** Host `from`'s reported tunnel to host `to`'s VTEP, or null. */
+function tunnelTo(topology, from, to) {
+  const f = topology.hosts.find(h => h.host.id === from), t = topology.hosts.find(h => h.host.id === to);
+  if (!f || !t || !f.tunnels) return null;
+  return f.tunnels.find(r => r.remote === t.host.vtepV4 || r.remote === t.host.vtepV6) || null;
+}
+
+function scaled(n, unit) {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(1)} G${unit}` : n >= 1e6 ? `${(n / 1e6).toFixed(1)} M${unit}` : n >= 1e4 ? `${(n / 1e3).toFixed(0)} k${unit}` : `${n} ${unit}`;
+}
+
 function drawPicture(topology, networks) {
   const picture = $('picture');
   picture.replaceChildren();
@@ -235,6 +246,15 @@ function drawPicture(topology, networks) {
     const g = svg('g', { 'data-tunnel': t.a + ' ' + t.b });
     g.append(svg('line', { class: 'tunnel', x1, y1, x2, y2 }));
     g.append(svg('text', { class: 'tunnel-label', x: (x1 + x2) / 2, y: (y1 + y2) / 2 - 4, 'text-anchor': 'middle' }, 'VNI ' + t.vnis.join(', ')));
+    // Traffic as each switch last reported its tunnel to the other (admin only: tunnels carry every tenant's frames).
+    const ab = tunnelTo(topology, t.a, t.b), ba = tunnelTo(topology, t.b, t.a);
+    if (ab || ba) {
+      const side = (from, to, r) => r ? `${from} → ${to}: ${scaled(r.packetsOut, 'pkts')} ${scaled(r.bytesOut, 'B')}` : `${from} → ${to}: -`;
+      g.append(svg('text', {
+        class: 'tunnel-traffic', x: (x1 + x2) / 2, y: (y1 + y2) / 2 + 12, 'text-anchor': 'middle',
+        'data-packets-out': `${ab ? ab.packetsOut : ''} ${ba ? ba.packetsOut : ''}`,
+      }, side(at.get(t.a).title, at.get(t.b).title, ab) + '   ' + side(at.get(t.b).title, at.get(t.a).title, ba)));
+    }
     picture.append(g);
   }
 

@@ -15,6 +15,14 @@ public sealed class RealizationTracker(TimeProvider time)
 {
     private readonly ConcurrentDictionary<string, (long Applied, DateTimeOffset At)> _applied = new(StringComparer.Ordinal);
     private readonly ConcurrentDictionary<string, PortAttachment[]> _ports = new(StringComparer.Ordinal);
+    private readonly ConcurrentDictionary<string, TunnelTraffic[]> _tunnels = new(StringComparer.Ordinal);
+
+    /// <summary>Replaces the host's reported tunnel counters (sorted by remote VTEP, one entry per VTEP).</summary>
+    public void ReportTunnels(string hostId, IEnumerable<TunnelTraffic> tunnels) =>
+        _tunnels[hostId] = [.. tunnels.DistinctBy(t => t.Remote, StringComparer.Ordinal).OrderBy(t => t.Remote, StringComparer.Ordinal)];
+
+    /// <summary>The host's last reported tunnel counters; null when it never reported them.</summary>
+    public IReadOnlyList<TunnelTraffic>? TunnelsOf(string hostId) => _tunnels.GetValueOrDefault(hostId);
 
     /// <summary>Replaces the host's reported local ports (sorted by id, one entry per id).</summary>
     public void ReportPorts(string hostId, IEnumerable<PortAttachment> ports) =>
@@ -48,6 +56,7 @@ public sealed class RealizationTracker(TimeProvider time)
     {
         _applied.TryRemove(hostId, out _);
         _ports.TryRemove(hostId, out _);
+        _tunnels.TryRemove(hostId, out _);
     }
 
     /// <summary>

@@ -71,13 +71,15 @@ public sealed partial class OverlayProcessor
             // The endpoint moved away from here moments ago: pass frames still in flight on to its
             // new host, counted per endpoint with the VTEPs that still send here.
             Encapsulate(target.Tunnel, network.Vni, frame, FlowHash.Compute(frame), output);
-            target.Redirects?.Count(_worker, sourceVtep);
+            if (!_dryRun)
+                target.Redirects?.Count(_worker, sourceVtep);
             Stats.Redirected++;
         }
         else
         {
             Drop(DropReason.TooBigForTunnel, network: network);
-            target.Tunnel.Drops.Increment(_worker, DropReason.TooBigForTunnel);
+            if (!_dryRun)
+                target.Tunnel.Drops.Increment(_worker, DropReason.TooBigForTunnel);
         }
     }
 }

@@ -35,6 +35,70 @@ public static class PacketTrace
         return new TraceResult(drop, output.Outputs, processor.Stats, Stages(snapshot.GetPort(portNumber), frame.ToArray(), drop, output.Outputs, processor.Stats));
     }
 
+    /// <summary>
+    /// The underlay → guest direction: <paramref name="vxlanPacket"/> (a UDP payload: VXLAN header and
+    /// inner frame) as if received from <paramref name="sourceVtep"/> (see <see cref="VtepKey"/>), through
+    /// <see cref="OverlayProcessor.FromUnderlay"/> on a dry-run processor.
+    /// </summary>
+    public static TraceResult RunUnderlay(TablePublisher tables, Ipv6Address sourceVtep, ReadOnlySpan<byte> vxlanPacket)
+    {
+        OverlayProcessor processor = OverlayProcessor.ForDryRun(tables);
+        ForwardingTables snapshot = tables.Current;
+        var output = new RecordingOutput();
+        processor.FromUnderlay(sourceVtep, vxlanPacket.ToArray(), output); // a copy: the processor may change it in place
+        DropReason? drop = null;
+        foreach (DropReason reason in Enum.GetValues<DropReason>())
+            if (processor.Drops[reason] != 0)
+                drop = reason;
+        return new TraceResult(drop, output.Outputs, processor.Stats, UnderlayStages(snapshot, sourceVtep, vxlanPacket.ToArray(), drop, output.Outputs));
+    }
+
+    private static List<TraceStage> UnderlayStages(ForwardingTables tables, Ipv6Address sourceVtep, byte[] packet, DropReason? drop, List<TraceOutput> outputs)
+    {
+        var stages = new List<TraceStage>();
+        var inv = CultureInfo.InvariantCulture;
+        System.Net.IPAddress address = sourceVtep.ToIPAddress();
+        string vtep = (address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address).ToString();
+        List<TraceStage> Stop(string stage, string decision)
+        {
+            stages.Add(new(stage, decision));
+            return stages;
+        }
+        if (drop == DropReason.VxlanTruncated)
+            return Stop("vxlan header", $"drop: VxlanTruncated ({packet.Length.ToString(inv)} bytes: no VXLAN header and inner Ethernet header)");
+        VxlanHeader.TryCreate(packet, out VxlanHeader vxlan);
+        if (drop == DropReason.VxlanBadFlags)
+            return Stop("vxlan header", "drop: VxlanBadFlags (the I flag is not set, or reserved bits are)");
+        stages.Add(new("vxlan header", $"pass: VNI {vxlan.Vni.ToString(inv)}"));
+        if (drop == DropReason.UnknownVni)
+            return Stop("vni", $"drop: UnknownVni (VNI {vxlan.Vni.ToString(inv)} is not configured here)");
+        NetworkTable network = tables.GetNetwork(vxlan.Vni)!;
+        stages.Add(new("vni", $"pass: VNI {vxlan.Vni.ToString(inv)} is configured"));
+        if (drop == DropReason.VtepNotMember)
+            return Stop("member vtep", $"drop: VtepNotMember ({vtep} is not a VTEP of VNI {vxlan.Vni.ToString(inv)})");
+        stages.Add(new("member vtep", $"pass: {vtep} is a VTEP of VNI {vxlan.Vni.ToString(inv)}"));
+        if (drop == DropReason.InnerFrameInvalid)
+            return Stop("inner frame", "drop: InnerFrameInvalid (VLAN-tagged, or a multicast source MAC)");
+        Span<byte> frame = vxlan.Payload;
+        MacAddress source = MacAddress.Read(frame[6..]), destination = MacAddress.Read(frame);
+        stages.Add(new("inner frame", $"pass: {source} → {destination}, {frame.Length.ToString(inv)} bytes"));
+        stages.Add(new("lookup", destination.IsMulticast ? $"{destination}: broadcast/multicast, to every local port of VNI {network.Vni.ToString(inv)} (never back to the underlay)"
+            : !network.Macs.TryGetValue(destination, out MacTarget t) ? $"{destination} unknown in VNI {network.Vni.ToString(inv)}: drop NotLocal (never flooded back to the underlay)"
+            : t.IsLocal ? $"{destination} → local port {t.LocalPort.ToString(inv)}"
+            : t.Incoming is not null ? $"{destination} → local port {t.Incoming.Port.ToString(inv)} (a guest migrating here)"
+            : t.Redirect ? $"{destination} → moved to VTEP {t.Tunnel!.Remote} (migration redirect)"
+            : $"{destination} → VTEP {t.Tunnel!.Remote}: not local, drop NotLocal"));
+        if (drop is DropReason last)
+            stages.Add(new("result", $"drop: {last}"));
+        foreach (TraceOutput o in outputs)
+            stages.Add(new("output", o.Tunnel is Tunnel tunnel
+                ? $"redirect: encapsulate to VTEP {tunnel.Remote}, {(o.OuterHeaders.Length + o.Frame.Length).ToString(inv)} bytes"
+                : $"to local port {o.Port!.Value.ToString(inv)}, {o.Frame.Length.ToString(inv)} bytes"));
+        if (outputs.Count == 0 && drop is null)
+            stages.Add(new("output", "nothing sent"));
+        return stages;
+    }
+
     private static readonly DropReason[] PortSecurityDrops =
         [DropReason.PortNotBound, DropReason.MalformedFrame, DropReason.VlanTagged, DropReason.SourceMacSpoofed, DropReason.SourceIpSpoofed, DropReason.MalformedPacket];
 

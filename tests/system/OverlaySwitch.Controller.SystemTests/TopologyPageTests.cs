@@ -115,6 +115,63 @@ public sealed class TopologyPageTests : IDisposable
         Assert.Contains(b + "-vm2", await adminPage.ContentAsync(), StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task TheHostToHostEdgeShowsTheTunnelTrafficTheSwitchesReport()
+    {
+        Assert.True(File.Exists(Chromium), $"{Chromium} is missing: test.sh installs Debian's chromium package");
+        await using ControllerProcess controller = await ControllerProcess.StartAsync(_directory);
+        using HttpClient admin = controller.Client(controller.AdminToken);
+        SwitchHost hostA = await PostAsync<SwitchHost>(admin, "api/v1/hosts", new SwitchHostSpec("host-a", "192.0.2.10", null, null, null));
+        SwitchHost hostB = await PostAsync<SwitchHost>(admin, "api/v1/hosts", new SwitchHostSpec("host-b", "192.0.2.11", null, null, null));
+        Tenant tenant = await PostAsync<Tenant>(admin, "api/v1/tenants", new TenantSpec("traffic"));
+        Network network = await PostAsync<Network>(admin, "api/v1/networks", new NetworkSpec(tenant.Id, "net-traffic", null, ["10.2.0.0/24"], null, null, null, null, null, null));
+        Port portA = await PostAsync<Port>(admin, "api/v1/ports", new PortSpec(network.Id, "vm-a", "02:00:00:00:02:01", ["10.2.0.1"], null));
+        Port portB = await PostAsync<Port>(admin, "api/v1/ports", new PortSpec(network.Id, "vm-b", "02:00:00:00:02:02", ["10.2.0.2"], null));
+        await PutAsync<Port>(admin, $"api/v1/ports/{portA.Id}/binding", new PortBinding(hostA.Id));
+        await PutAsync<Port>(admin, $"api/v1/ports/{portB.Id}/binding", new PortBinding(hostB.Id));
+        IssuedToken tokenA = await PostAsync<IssuedToken>(admin, $"api/v1/hosts/{hostA.Id}/tokens", new TokenSpec("agent-a"));
+        IssuedToken tokenB = await PostAsync<IssuedToken>(admin, $"api/v1/hosts/{hostB.Id}/tokens", new TokenSpec("agent-b"));
+        using HttpClient agentA = controller.Client(tokenA.Token);
+        using HttpClient agentB = controller.Client(tokenB.Token);
+
+        // An agent as older switches send it (no tunnels), then with counters.
+        await ReportAsync(agentA, hostA.Id, new AgentReport(0));
+        using IPlaywright playwright = await Playwright.CreateAsync();
+        await using IBrowser browser = await LaunchAsync(playwright);
+        IPage page = await OpenAsync(browser, controller, controller.AdminToken);
+        string edge = $"#picture [data-tunnel='{string.Join(' ', new[] { hostA.Id, hostB.Id }.Order(StringComparer.Ordinal))}']";
+        await page.WaitForSelectorAsync(edge, new PageWaitForSelectorOptions { Timeout = 10_000 });
+        Assert.Equal(0, await page.Locator($"{edge} .tunnel-traffic").CountAsync());
+
+        await ReportAsync(agentA, hostA.Id, new AgentReport(0, Tunnels: [new TunnelTraffic("192.0.2.11", 3, 450, 2, 300)]));
+        await ReportAsync(agentB, hostB.Id, new AgentReport(0, Tunnels: [new TunnelTraffic("192.0.2.10", 2, 300, 3, 450)]));
+        ILocator traffic = page.Locator($"{edge} .tunnel-traffic");
+        await Assertions.Expect(traffic).ToContainTextAsync("host-a → host-b: 3 pkts 450 B", new LocatorAssertionsToContainTextOptions { Timeout = 5_000 });
+        await Assertions.Expect(traffic).ToContainTextAsync("host-b → host-a: 2 pkts 300 B");
+
+        // More traffic: the counter moves on the open page (the event stream, no reload).
+        var clock = Stopwatch.StartNew();
+        await ReportAsync(agentA, hostA.Id, new AgentReport(0, Tunnels: [new TunnelTraffic("192.0.2.11", 1003, 150_450, 2, 300)]));
+        await Assertions.Expect(traffic).ToContainTextAsync("host-a → host-b: 1003 pkts 150 kB", new LocatorAssertionsToContainTextOptions { Timeout = 5_000 });
+        _output.WriteLine($"tunnel counter reported → shown: {clock.Elapsed.TotalMilliseconds:F0} ms; edge: {await traffic.TextContentAsync()}");
+
+        // A tenant's page does not get the hosts' traffic (every tenant's frames go through a tunnel).
+        IssuedToken tenantToken = await PostAsync<IssuedToken>(admin, $"api/v1/tenants/{tenant.Id}/tokens", new TokenSpec("viewer"));
+        IPage tenantPage = await OpenAsync(browser, controller, tenantToken.Token);
+        await tenantPage.WaitForSelectorAsync($"#picture [data-port-id='{portB.Id}']", new PageWaitForSelectorOptions { Timeout = 10_000 });
+        Assert.Equal(0, await tenantPage.Locator("#picture .tunnel-traffic").CountAsync());
+
+        // A report with a bad tunnel is refused whole.
+        using HttpResponseMessage bad = await agentA.PostAsJsonAsync($"api/v1/hosts/{hostA.Id}/status", new AgentReport(0, Tunnels: [new TunnelTraffic("not-an-ip", 1, 1, 1, 1)]));
+        Assert.Equal(HttpStatusCode.BadRequest, bad.StatusCode);
+    }
+
+    private static async Task ReportAsync(HttpClient agent, string hostId, AgentReport report)
+    {
+        using HttpResponseMessage response = await agent.PostAsJsonAsync($"api/v1/hosts/{hostId}/status", report);
+        Assert.True(response.IsSuccessStatusCode, $"report: {(int)response.StatusCode} {await response.Content.ReadAsStringAsync()}");
+    }
+
     private static Task<IBrowser> LaunchAsync(IPlaywright playwright) =>
         playwright.Chromium.LaunchAsync(new BrowserTypeLaunchOptions { ExecutablePath = Chromium, Headless = true, Timeout = 60_000 });
 

@@ -94,6 +94,39 @@ public sealed class ControllerFailoverTests : IDisposable
         return System.Text.Json.JsonSerializer.Deserialize<T>(text, ContractsJson.Options)!;
     }
 
+    [Fact]
+    public async Task An_agent_reports_its_switchs_tunnel_counters_and_the_topology_shows_them_as_they_move()
+    {
+        int port = FreePort();
+        await using ControllerProcess controller = await ControllerProcess.StartAsync(Path.Combine(_dir, "controller"), port);
+        using HttpClient admin = controller.Client(controller.AdminToken);
+        SwitchHost host = await Post<SwitchHost>(admin, "api/v1/hosts", new SwitchHostSpec("h1", null, null, null, null));
+        IssuedToken token = await Post<IssuedToken>(admin, $"api/v1/hosts/{host.Id}/tokens", new TokenSpec("agent"));
+        var target = new RecordingSwitch();
+        target.SetTunnels(new TunnelTraffic("192.0.2.62", 5, 500, 4, 400));
+        var agent = new ControllerAgent(target, "h1", new LocalHostConfig { VtepV4 = IPAddress.Parse("192.0.2.61") }, Path.Combine(_dir, "sockets"),
+            new ControllerConnection([new Uri($"http://127.0.0.1:{port}/")], host.Id, token.Token, VhostUserSocketRole.Server), NullLoggerFactory.Instance);
+        await agent.StartAsync(CancellationToken.None);
+        try
+        {
+            async Task<long?> PacketsOut()
+            {
+                System.Text.Json.Nodes.JsonNode topology = (await admin.GetFromJsonAsync<System.Text.Json.Nodes.JsonNode>("api/v1/topology"))!;
+                System.Text.Json.Nodes.JsonNode? h = topology["hosts"]!.AsArray().FirstOrDefault(x => (string?)x!["host"]!["id"] == host.Id);
+                return (long?)h?["tunnels"]?.AsArray().FirstOrDefault(t => (string?)t!["remote"] == "192.0.2.62")?["packetsOut"];
+            }
+            await WaitUntil(async () => await PacketsOut() == 5, "the first report's tunnel counters on the topology");
+            // Traffic: the counters move, ports unchanged; the next poll after the interval reports them.
+            target.SetTunnels(new TunnelTraffic("192.0.2.62", 1005, 100_500, 4, 400));
+            await WaitUntil(async () => await PacketsOut() == 1005, "the moved tunnel counters on the topology");
+        }
+        finally
+        {
+            await agent.StopAsync(CancellationToken.None);
+            agent.Dispose();
+        }
+    }
+
     private static Task WaitUntil(Func<bool> condition, string what) => WaitUntil(() => Task.FromResult(condition()), what);
 
     private static async Task WaitUntil(Func<Task<bool>> condition, string what)
@@ -124,6 +157,11 @@ public sealed class ControllerFailoverTests : IDisposable
     private sealed class RecordingSwitch : ISwitchTarget
     {
         private readonly HashSet<string> _ports = new(StringComparer.Ordinal);
+        private volatile TunnelTraffic[] _tunnels = [];
+
+        public void SetTunnels(params TunnelTraffic[] tunnels) => _tunnels = tunnels;
+
+        public IReadOnlyList<TunnelTraffic> TunnelCounters() => _tunnels;
 
         public bool HasPort(string id)
         {

@@ -46,6 +46,8 @@ public sealed record OverlaySwitchConfig(string HostName, string? VtepV4, string
     public string UnderlayInterface { get; init; } = UnderlayHost.Interface;
     /// <summary>Switch:Metrics:Listen (e.g. 127.0.0.1:9464 in the host's namespace); null: no metrics.</summary>
     public string? MetricsListen { get; init; }
+    /// <summary>Switch:StatusSocketGroup (a group name or gid: the status socket becomes 0660 for it); null: 0600.</summary>
+    public string? StatusSocketGroup { get; init; }
 
     public string ToJson(string socketDirectory)
     {
@@ -105,6 +107,7 @@ public sealed record OverlaySwitchConfig(string HostName, string? VtepV4, string
                     }),
                 ]),
                 ["Metrics"] = new JsonObject { ["Listen"] = MetricsListen },
+                ["StatusSocketGroup"] = StatusSocketGroup,
                 ["RemoteEndpoints"] = new JsonArray([.. Remotes.Select(r => (JsonNode)new JsonObject
                 {
                     ["Name"] = r.Endpoint.Name,

@@ -60,6 +60,39 @@ public sealed class PacketTraceTests
         Assert.Equal($"answered locally: {IpB} is at {MacB} (nothing flooded)", arp.Stages.Single(s => s.Stage == "arp/nd responder").Decision);
     }
 
+    public static TheoryData<string, string, byte[]> Datagrams => new()
+    {
+        { "to a local port", "10.0.2.1", Frames.Vxlan(VniA, Frames.Ping4(Mac1, MacB, IpB, Ip1, 56)) },
+        { "broadcast", "10.0.2.1", Frames.Vxlan(VniA, Frames.ArpRequest(MacB, IpB, Ip1)) },
+        { "to a MAC not here", "10.0.2.1", Frames.Vxlan(VniA, Frames.Ping4(MacC, MacB, IpB, IpC, 56)) },
+        { "an unknown VNI", "10.0.2.1", Frames.Vxlan(999, Frames.Ping4(Mac1, MacB, IpB, Ip1, 56)) },
+        { "from a VTEP not in the VNI", "10.9.9.9", Frames.Vxlan(VniA, Frames.Ping4(Mac1, MacB, IpB, Ip1, 56)) },
+        { "without the I flag", "10.0.2.1", Frames.Vxlan(VniA, Frames.Ping4(Mac1, MacB, IpB, Ip1, 56), flags: 0) },
+        { "truncated", "10.0.2.1", new byte[12] },
+    };
+
+    [Theory]
+    [MemberData(nameof(Datagrams))]
+    public void An_underlay_trace_decides_what_the_dataplane_decides_and_changes_no_shared_counter(string what, string from, byte[] datagram)
+    {
+        var overlay = new SampleOverlay();
+        LocalPort port = overlay.Tables.Current.GetPort(1)!;
+        Tunnel[] tunnels = [.. port.Network.FloodTunnels];
+        string before = Counters(port, tunnels);
+
+        TraceResult trace = PacketTrace.RunUnderlay(overlay.Tables, VtepKey.From(System.Net.IPAddress.Parse(from)), datagram);
+
+        Assert.Equal(before, Counters(port, tunnels));
+        overlay.FromUnderlay(System.Net.IPAddress.Parse(from), [.. datagram]);
+        DropReason? real = Enum.GetValues<DropReason>().Cast<DropReason?>().FirstOrDefault(r => overlay.Drops(r!.Value) != 0);
+        Assert.Equal(real, trace.Drop);
+        Assert.Equal(overlay.Output.ToPorts.Select(p => (p.Port, Convert.ToHexString(p.Frame))),
+            trace.Outputs.Where(o => o.Port is not null).Select(o => (o.Port!.Value, Convert.ToHexString(o.Frame))));
+        Assert.Equal(overlay.Output.ToTunnels.Count, trace.Outputs.Count(o => o.Tunnel is not null));
+        Assert.True(trace.Stages[0].Stage == "vxlan header", what);
+        Assert.Equal(trace.Drop is DropReason d ? $"drop: {d}" : null, trace.Stages.LastOrDefault(s => s.Decision.StartsWith("drop: ", StringComparison.Ordinal))?.Decision[..(6 + (trace.Drop?.ToString().Length ?? 0))]);
+    }
+
     private static string Counters(LocalPort port, Tunnel[] tunnels) =>
         string.Join(",", Enum.GetValues<DropReason>().Select(r => $"{port.Drops[r]}/{port.Network.Drops[r]}/{string.Join("+", tunnels.Select(t => t.Drops[r]))}"))
         + string.Join(",", tunnels.Select(t => CounterSnapshot.Read(t.Traffic).PacketsOut));
