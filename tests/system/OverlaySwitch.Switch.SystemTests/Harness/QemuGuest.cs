@@ -123,15 +123,28 @@ public sealed partial class QemuGuest : IDiagnosable, IDisposable
 
     private void ConnectConsole(string path)
     {
+        // QEMU binds the socket (the file appears) before it listens: refused until then, so retried.
+        Socket? connected = null;
         _scope.WaitUntil(() =>
         {
             if (_process.HasExited)
                 throw _scope.Failure($"QEMU {Name} exited with {_process.ExitCode} at startup");
-            return File.Exists(path);
+            if (!File.Exists(path))
+                return false;
+            var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+            try
+            {
+                socket.Connect(new UnixDomainSocketEndPoint(path));
+                connected = socket;
+                return true;
+            }
+            catch (SocketException e) when (e.SocketErrorCode == SocketError.ConnectionRefused)
+            {
+                socket.Dispose();
+                return false;
+            }
         }, TimeSpan.FromSeconds(15), $"QEMU {Name}'s console socket");
-        var socket = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
-        socket.Connect(new UnixDomainSocketEndPoint(path));
-        _serial = socket;
+        _serial = connected;
         _reader = new Thread(ReadConsole) { IsBackground = true, Name = $"console {Name}" };
         _reader.Start();
     }
