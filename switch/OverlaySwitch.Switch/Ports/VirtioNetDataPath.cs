@@ -120,7 +120,10 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         SplitVirtqueue ring = rx.Ring;
         bool delivered;
         // Several workers may deliver to one guest: its receive ring takes one writer at a time.
-        lock (ring.WriterLock)
+        bool locked = !context.SoleWriter;
+        if (locked)
+            ring.WriterLock.Enter();
+        try
         {
             delivered = WriteFrame(ring, frame, queues.HeaderLength, queues.MergeableRxBuffers ? MaxChainsPerFrame : 1, context.ChainBuffers);
             if (delivered)
@@ -132,6 +135,11 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
                 NoteFault(ring, context);
             else
                 context.Drop(DropReason.NoReceiveBuffers, _drops);
+        }
+        finally
+        {
+            if (locked)
+                ring.WriterLock.Exit();
         }
         return delivered;
     }
