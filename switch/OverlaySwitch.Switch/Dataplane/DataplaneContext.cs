@@ -49,6 +49,13 @@ public sealed class DataplaneContext
         at?.Increment(Worker, reason);
     }
 
+    /// <summary>Runs on: this worker. Counts <paramref name="count"/> drops as <see cref="Drop(DropReason, DropCounters?)"/> does one.</summary>
+    public void Drop(DropReason reason, DropCounters at, long count)
+    {
+        Processor.Drops.Add(Worker, reason, count);
+        at.Add(Worker, reason, count);
+    }
+
     /// <summary>Runs on: this worker. Remembers a port whose receive side needs <see cref="IDataplanePort.FlushReceive"/>.</summary>
     public void MarkTouched(IDataplanePort port)
     {
