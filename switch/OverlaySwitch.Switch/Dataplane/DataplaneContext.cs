@@ -20,6 +20,12 @@ public sealed class DataplaneContext
     }
 
     public int Worker { get; }
+    /// <summary>
+    /// This context's worker is the dataplane's only one, so no other thread writes a receive ring
+    /// and deliveries skip the ring's writer lock (a locked instruction per frame, which also waits
+    /// for the frame's stores to drain). A context that may run beside a worker leaves it false.
+    /// </summary>
+    public bool SoleWriter { get; init; }
     /// <summary>This worker's batched underlay sender; null when the switch has no underlay (one host).</summary>
     public ITunnelSender? TunnelSender { get; internal set; }
     public OverlayProcessor Processor { get; }
