@@ -62,6 +62,12 @@ public enum DropReason
     UnderlayTruncated,
     /// <summary>Reading an underlay socket failed (other than "nothing to read").</summary>
     UnderlayReceiveError,
+    /// <summary>
+    /// The kernel dropped an underlay datagram because the socket's receive queue was full: the
+    /// workers fell behind what arrived (SO_RXQ_OVFL, counted when the next datagram is read; the
+    /// kernel counts the rare datagram with a bad UDP checksum there too).
+    /// </summary>
+    UnderlayReceiveQueueFull,
     /// <summary>The kernel refused an underlay datagram (EMSGSIZE past the route MTU, no route, ...).</summary>
     UnderlaySendError,
     /// <summary>An underlay socket's send buffer was full: the rest of the batch went unsent.</summary>
@@ -85,6 +91,9 @@ public sealed class DropCounters
 
     /// <summary>Runs on: dataplane worker <paramref name="worker"/> only.</summary>
     public void Increment(int worker, DropReason reason) => _counts[worker * Stride + (int)reason]++;
+
+    /// <summary>Runs on: dataplane worker <paramref name="worker"/> only.</summary>
+    public void Add(int worker, DropReason reason, long count) => _counts[worker * Stride + (int)reason] += count;
 
     /// <summary>Runs on: any thread. A racing increment may be missed by this read, never lost.</summary>
     public long this[DropReason reason]

@@ -20,6 +20,12 @@ public sealed class DataplaneContext
     }
 
     public int Worker { get; }
+    /// <summary>
+    /// This context's worker is the dataplane's only one, so no other thread writes a receive ring
+    /// and deliveries skip the ring's writer lock (a locked instruction per frame, which also waits
+    /// for the frame's stores to drain). A context that may run beside a worker leaves it false.
+    /// </summary>
+    public bool SoleWriter { get; init; }
     /// <summary>This worker's batched underlay sender; null when the switch has no underlay (one host).</summary>
     public ITunnelSender? TunnelSender { get; internal set; }
     public OverlayProcessor Processor { get; }
@@ -41,6 +47,13 @@ public sealed class DataplaneContext
     {
         Processor.Drops.Increment(Worker, reason);
         at?.Increment(Worker, reason);
+    }
+
+    /// <summary>Runs on: this worker. Counts <paramref name="count"/> drops as <see cref="Drop(DropReason, DropCounters?)"/> does one.</summary>
+    public void Drop(DropReason reason, DropCounters at, long count)
+    {
+        Processor.Drops.Add(Worker, reason, count);
+        at.Add(Worker, reason, count);
     }
 
     /// <summary>Runs on: this worker. Remembers a port whose receive side needs <see cref="IDataplanePort.FlushReceive"/>.</summary>

@@ -41,7 +41,11 @@ public sealed partial class DataplaneWorker : IOverlayOutput, IDisposable
         _epoll = Epoll.Create();
         _wakeup = EventFd.Create();
         Epoll.Add(_epoll, _wakeup, EpollEvents.In, ulong.MaxValue);
-        _context = new DataplaneContext(index, new OverlayProcessor(tables, index, workerCount), this) { UnderlayCapture = underlayCapture ?? new() };
+        _context = new DataplaneContext(index, new OverlayProcessor(tables, index, workerCount), this)
+        {
+            UnderlayCapture = underlayCapture ?? new(),
+            SoleWriter = workerCount == 1,
+        };
         _thread = new Thread(Run) { Name = $"dataplane-{index}", IsBackground = true };
     }
 

@@ -11,7 +11,7 @@ namespace OverlaySwitch.Interop;
 /// </summary>
 public static class InetSocket
 {
-    /// <summary>A non-blocking UDP socket bound to <paramref name="address"/>:<paramref name="port"/> with a large receive buffer.</summary>
+    /// <summary>A non-blocking UDP socket bound to <paramref name="address"/>:<paramref name="port"/> with a large receive buffer; each read reports the datagrams dropped on a full receive queue (SO_RXQ_OVFL).</summary>
     /// <param name="coalesce">Turns UDP_GRO on: a read may return several datagrams of one size back to back.</param>
     public static FileDescriptor BindUdp(IPAddress address, ushort port, int receiveBufferBytes, bool coalesce = false)
     {
@@ -22,6 +22,7 @@ public static class InetSocket
             if (v6)
                 SetInt(fd, Libc.IPPROTO_IPV6, Libc.IPV6_V6ONLY, 1, "IPV6_V6ONLY");
             SetBuffer(fd, receive: true, receiveBufferBytes);
+            SetInt(fd, Libc.SOL_SOCKET, Libc.SO_RXQ_OVFL, 1, "SO_RXQ_OVFL");
             if (coalesce)
                 SetInt(fd, Libc.IPPROTO_UDP, Libc.UDP_GRO, 1, "UDP_GRO");
             Bind(fd, address, port);

@@ -17,6 +17,8 @@ internal static unsafe partial class Libc
     public const int IPPROTO_RAW = 255;
     public const int SO_REUSEADDR = 2;
     public const int SO_REUSEPORT = 15;
+    /// <summary>Linux 2.6.33+ (SOL_SOCKET): each read carries a cmsg with the socket's running count of datagrams dropped on a full receive queue (uint32).</summary>
+    public const int SO_RXQ_OVFL = 40;
     public const int SO_SNDBUF = 7;
     public const int SO_RCVBUF = 8;
     public const int SO_SNDBUFFORCE = 32;

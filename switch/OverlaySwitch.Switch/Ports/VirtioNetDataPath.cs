@@ -118,7 +118,7 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         return needed == 0 || (needed != ulong.MaxValue && (features & needed) == needed);
     }
 
-    /// <summary>The first header that asks for what was not negotiated is logged (it tells a broken or hostile driver); the rest are counted only.</summary>
+    /// <summary>The first header cut short or asking for what was not negotiated is logged (it tells a broken or hostile driver); the rest are counted only.</summary>
     private void NoteBadHeader(ReadOnlySpan<byte> chain, int length, int headerLength)
     {
         if (Interlocked.Exchange(ref _badHeaderLogged, 1) != 0)
@@ -172,7 +172,10 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         SplitVirtqueue ring = rx.Ring;
         bool delivered;
         // Several workers may deliver to one guest: its receive ring takes one writer at a time.
-        lock (ring.WriterLock)
+        bool locked = !context.SoleWriter;
+        if (locked)
+            ring.WriterLock.Enter();
+        try
         {
             delivered = WriteFrame(ring, offload, frame, queues.HeaderLength, queues.MergeableRxBuffers ? MaxChainsPerFrame : 1, context.ChainBuffers);
             if (delivered)
@@ -184,6 +187,11 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
                 NoteFault(ring, context);
             else
                 context.Drop(DropReason.NoReceiveBuffers, _drops);
+        }
+        finally
+        {
+            if (locked)
+                ring.WriterLock.Exit();
         }
         return delivered;
     }
@@ -313,7 +321,7 @@ internal sealed partial class VirtioNetDataPath(int portNumber, string portName,
         [LoggerMessage(EventId = Host.LogEvents.VhostUserRingBroken, Level = LogLevel.Warning, Message = "Port {Port}: the guest broke a ring ({Fault}); the ring stops until the device is reset")]
         public static partial void RingFault(ILogger logger, string port, VirtqueueFault fault);
 
-        [LoggerMessage(EventId = Host.LogEvents.VhostUserBadOffloadHeader, Level = LogLevel.Warning, Message = "Port {Port}: the guest sent a frame whose virtio-net header ({Header}) asks for offloads it did not negotiate; such frames are dropped and counted (BadOffloadHeader), this is logged once")]
+        [LoggerMessage(EventId = Host.LogEvents.VhostUserBadOffloadHeader, Level = LogLevel.Warning, Message = "Port {Port}: the guest sent a frame whose virtio-net header ({Header}) is cut short or asks for offloads it did not negotiate; such frames are dropped and counted (BadOffloadHeader), this is logged once")]
         public static partial void BadOffloadHeader(ILogger logger, string port, string header);
     }
 }

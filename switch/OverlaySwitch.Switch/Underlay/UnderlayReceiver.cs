@@ -13,7 +13,10 @@ namespace OverlaySwitch.Underlay;
 /// datagram handed with its source to the overlay's decapsulation. With UDP_GRO (the default) the
 /// kernel may hand over a run of equal-size datagrams from one source in one buffer (a sender's
 /// UDP_SEGMENT send, or what GRO coalesced on the way in) with their size in a cmsg; the run is
-/// split here and each datagram decapsulated on its own. Polled by one worker.
+/// split here and each datagram decapsulated on its own. Every datagram also carries the socket's
+/// running count of datagrams the kernel dropped on a full receive queue (SO_RXQ_OVFL, a cmsg once
+/// the count is not 0): its growth is counted as <see cref="DropReason.UnderlayReceiveQueueFull"/>,
+/// so an overloaded switch shows what it could not take. Polled by one worker.
 /// Runs on: its worker. Allocates nothing per datagram.
 /// </summary>
 public sealed class UnderlayReceiver : IPollable, IDisposable
@@ -21,8 +24,8 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
     private const int BatchSize = 32;
     /// <summary>The largest coalesced read: a whole IP packet's worth of datagrams.</summary>
     private const int CoalescedLength = 65536;
-    /// <summary>CMSG_SPACE(sizeof(int)): the UDP_GRO cmsg's segment size.</summary>
-    private static readonly int ControlLength = Libc.CmsgSpace(sizeof(int));
+    /// <summary>Room for two cmsgs of 4 bytes: UDP_GRO's segment size and SO_RXQ_OVFL's drop count.</summary>
+    private static readonly int ControlLength = 2 * Libc.CmsgSpace(sizeof(int));
 
     private readonly FileDescriptor _socket;
     private readonly int _fd;
@@ -35,6 +38,8 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
     private readonly unsafe Libc.MultiMessageHeader* _messages;
     private readonly unsafe byte* _control;
     private long _coalescedReads;
+    /// <summary>The socket's drop count (SO_RXQ_OVFL) as last read; it starts at 0 with the socket and wraps at 2^32.</summary>
+    private uint _kernelDrops;
 
     // SAFETY: allocates the native arrays with sizeof of their element types and links message i to
     // slot i, iovec i, address i and control buffer i only, for i < BatchSize.
@@ -48,7 +53,7 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
         // SAFETY: the socket lives as long as this receiver, which workers stop polling before disposing it.
         _fd = (int)_socket.DangerousGetHandle();
         _slotLength = coalesce ? Math.Max(maxDatagramLength, CoalescedLength) : maxDatagramLength;
-        _control = coalesce ? (byte*)NativeMemory.AllocZeroed((nuint)(BatchSize * ControlLength)) : null;
+        _control = (byte*)NativeMemory.AllocZeroed((nuint)(BatchSize * ControlLength));
         _slots = (byte*)NativeMemory.AllocZeroed((nuint)(BatchSize * _slotLength));
         _iov = (Libc.IoVec*)NativeMemory.AllocZeroed((nuint)(BatchSize * sizeof(Libc.IoVec)));
         _sources = (Libc.SockAddrIn6*)NativeMemory.AllocZeroed((nuint)(BatchSize * sizeof(Libc.SockAddrIn6)));
@@ -60,14 +65,14 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
             _messages[i].Header.Iov = &_iov[i];
             _messages[i].Header.IovLength = 1;
             _messages[i].Header.Name = &_sources[i];
-            _messages[i].Header.Control = _control is null ? null : _control + i * ControlLength;
+            _messages[i].Header.Control = _control + i * ControlLength;
         }
     }
 
     public IPAddress LocalVtep { get; }
     /// <summary>"In": datagrams received (whatever the overlay then decides about them).</summary>
     public TrafficCounters Traffic { get; }
-    /// <summary>Drops at the socket itself (truncated datagrams, receive errors); the overlay's are its processor's.</summary>
+    /// <summary>Drops at the socket itself (a full receive queue, truncated datagrams, receive errors); the overlay's are its processor's.</summary>
     public DropCounters Drops { get; }
     /// <summary>Reads that returned more than one datagram (UDP_GRO).</summary>
     public long CoalescedReads => Volatile.Read(ref _coalescedReads);
@@ -81,7 +86,7 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
         {
             _messages[i].Header.NameLength = (uint)sizeof(Libc.SockAddrIn6);
             _messages[i].Header.Flags = 0;
-            _messages[i].Header.ControlLength = _control is null ? 0 : (nuint)ControlLength;
+            _messages[i].Header.ControlLength = (nuint)ControlLength;
         }
         int n;
         do
@@ -99,6 +104,14 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
         for (int i = 0; i < n; i++)
         {
             Libc.MultiMessageHeader* m = _messages + i;
+            // SAFETY: the kernel wrote ControlLength <= the control buffer's ControlLength bytes.
+            var control = new ReadOnlySpan<byte>(m->Header.Control, (int)Math.Min(m->Header.ControlLength, (nuint)ControlLength));
+            ReadControl(control, out int segment, out uint? kernelDrops);
+            if (kernelDrops is uint count && count != _kernelDrops)
+            {
+                context.Drop(DropReason.UnderlayReceiveQueueFull, Drops, unchecked(count - _kernelDrops));
+                _kernelDrops = count;
+            }
             if ((m->Header.Flags & Libc.MSG_TRUNC) != 0)
             {
                 context.Drop(DropReason.UnderlayTruncated, Drops);
@@ -111,7 +124,6 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
                 : Ipv6Address.Read(new ReadOnlySpan<byte>(source->Address, 16));
             // SAFETY: the kernel wrote length <= _slotLength bytes into slot i.
             var run = new Span<byte>(_slots + i * _slotLength, length);
-            int segment = SegmentLength(&m->Header);
             if (segment <= 0 || segment >= length)
             {
                 Traffic.CountIn(context.Worker, length);
@@ -132,25 +144,31 @@ public sealed class UnderlayReceiver : IPollable, IDisposable
         return n;
     }
 
-    /// <summary>The segment size of a coalesced read (the UDP_GRO cmsg), or 0.</summary>
-    // SAFETY: walks only the control bytes the kernel reported (ControlLength, at most the buffer's),
-    // reading a cmsghdr only where a whole one fits and its data only within its own length.
-    private static unsafe int SegmentLength(Libc.MessageHeader* header)
+    /// <summary>
+    /// Reads a datagram's cmsgs: the segment size of a coalesced read (UDP_GRO; 0 without one) and
+    /// the socket's running drop count (SO_RXQ_OVFL; null without one: nothing dropped yet). A cmsg
+    /// that does not fit the bytes ends the walk; what it found so far stands.
+    /// </summary>
+    internal static void ReadControl(ReadOnlySpan<byte> control, out int segment, out uint? kernelDrops)
     {
-        if (header->Control is null)
-            return 0;
-        byte* control = (byte*)header->Control;
-        nuint total = header->ControlLength, offset = 0;
-        while (offset + (nuint)Libc.CmsgDataOffset <= total)
+        segment = 0;
+        kernelDrops = null;
+        int offset = 0;
+        while (offset + Libc.CmsgDataOffset <= control.Length)
         {
-            var cmsg = (Libc.ControlMessageHeader*)(control + offset);
-            if (cmsg->Length < (nuint)Libc.CmsgDataOffset || offset + cmsg->Length > total)
-                return 0;
-            if (cmsg->Level == Libc.IPPROTO_UDP && cmsg->Type == Libc.UDP_GRO && cmsg->Length >= (nuint)(Libc.CmsgDataOffset + sizeof(int)))
-                return *(int*)(control + offset + (nuint)Libc.CmsgDataOffset);
-            offset += Libc.CmsgAlign(cmsg->Length);
+            var cmsg = MemoryMarshal.Read<Libc.ControlMessageHeader>(control[offset..]);
+            if (cmsg.Length < (nuint)Libc.CmsgDataOffset || cmsg.Length > (nuint)(control.Length - offset))
+                return;
+            ReadOnlySpan<byte> data = control.Slice(offset + Libc.CmsgDataOffset, (int)cmsg.Length - Libc.CmsgDataOffset);
+            if (data.Length >= sizeof(int))
+            {
+                if (cmsg.Level == Libc.IPPROTO_UDP && cmsg.Type == Libc.UDP_GRO)
+                    segment = MemoryMarshal.Read<int>(data);
+                else if (cmsg.Level == Libc.SOL_SOCKET && cmsg.Type == Libc.SO_RXQ_OVFL)
+                    kernelDrops = MemoryMarshal.Read<uint>(data);
+            }
+            offset += (int)Libc.CmsgAlign(cmsg.Length);
         }
-        return 0;
     }
 
     public void CollectWakeupFds(List<WakeupFd> fds) => fds.Add(new WakeupFd(_socket, IsEventFd: false));

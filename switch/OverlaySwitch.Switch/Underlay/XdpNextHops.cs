@@ -42,6 +42,28 @@ public sealed class XdpNextHops : IDisposable
     /// <summary>Runs on: any worker. The next hop's MAC for a remote VTEP (its address as a big-endian number).</summary>
     public bool TryGet(uint vtep, out MacAddress mac) => Volatile.Read(ref _map).TryGetValue(vtep, out mac);
 
+    /// <summary>
+    /// Runs on: the worker owning <paramref name="cache"/>. As <see cref="TryGet(uint, out MacAddress)"/>,
+    /// answered from <paramref name="cache"/> while the VTEP and the published map are the ones it
+    /// holds (a refresh that changes anything publishes a new map, so a stale answer is never given).
+    /// </summary>
+    internal bool TryGet(uint vtep, ref Cache cache, out MacAddress mac)
+    {
+        Dictionary<uint, MacAddress> map = Volatile.Read(ref _map);
+        if (ReferenceEquals(map, cache.Map) && vtep == cache.Vtep)
+        {
+            mac = cache.Mac;
+            return true;
+        }
+        if (!map.TryGetValue(vtep, out mac))
+            return false;
+        cache = new Cache(map, vtep, mac);
+        return true;
+    }
+
+    /// <summary>One sender's last answer, and the map it came from.</summary>
+    internal readonly record struct Cache(Dictionary<uint, MacAddress>? Map, uint Vtep, MacAddress Mac);
+
     /// <summary>Runs on: any worker. Asks the next refresh to resolve <paramref name="vtep"/> (lossy: a few slots, overwritten in turn).</summary>
     public void Want(uint vtep)
     {

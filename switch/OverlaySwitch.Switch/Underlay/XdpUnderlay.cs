@@ -203,15 +203,18 @@ public sealed class XdpUnderlay : IDisposable
 
     /// <summary>
     /// One worker's sender: frames go into UMEM frames from the free stack and onto the TX ring
-    /// under the owner's lock (uncontended with one worker); <see cref="Flush"/> publishes the ring
-    /// once per batch and kicks the kernel only when it asks to (XDP_USE_NEED_WAKEUP; a veth in copy
-    /// mode always asks). Completions come back to the free stack when frames run short and at
-    /// each flush.
+    /// under the owner's lock, taken only when several workers share the ring (<see cref="DataplaneContext.SoleWriter"/>);
+    /// <see cref="Flush"/> publishes the ring once per batch and kicks the kernel only when it asks
+    /// to (XDP_USE_NEED_WAKEUP; a veth in copy mode always asks). Completions come back to the free
+    /// stack in batches: when frames run short and at each flush. The next hop of the last VTEP
+    /// sent to is remembered with the map it came from, so a run to one VTEP looks it up once.
     /// </summary>
     private sealed class XdpSender(XdpUnderlay owner, IUnderlaySender fallback) : IUnderlaySender
     {
         /// <summary>sendto() rounds per flush: the kernel sends at most 32 frames per call in copy mode.</summary>
         private const int MaxKicks = 80;
+
+        private XdpNextHops.Cache _lastHop;
 
         public TrafficCounters Traffic => fallback.Traffic;
         public DropCounters Drops => fallback.Drops;
@@ -224,7 +227,7 @@ public sealed class XdpUnderlay : IDisposable
                 return;
             }
             uint destination = BinaryPrimitives.ReadUInt32BigEndian(outerHeaders[Ipv4Packet.Field.Destination..]);
-            if (!owner._nextHops!.TryGet(destination, out MacAddress nextHop))
+            if (!owner._nextHops!.TryGet(destination, ref _lastHop, out MacAddress nextHop))
             {
                 owner._nextHops.Want(destination);
                 fallback.Send(tunnel, outerHeaders, innerFrame, context);
@@ -239,8 +242,15 @@ public sealed class XdpUnderlay : IDisposable
                 return;
             }
             bool queued;
-            lock (owner._tx)
+            if (context.SoleWriter)
+            {
                 queued = owner.TryQueue(nextHop, outerHeaders, innerFrame, length);
+            }
+            else
+            {
+                lock (owner._tx)
+                    queued = owner.TryQueue(nextHop, outerHeaders, innerFrame, length);
+            }
             if (queued)
             {
                 owner.Sent.CountOut(context.Worker, length - EthernetFrame.HeaderLength);
@@ -254,8 +264,15 @@ public sealed class XdpUnderlay : IDisposable
 
         public void Flush(DataplaneContext context)
         {
-            lock (owner._tx)
+            if (context.SoleWriter)
+            {
                 owner.SubmitAndKick(MaxKicks);
+            }
+            else
+            {
+                lock (owner._tx)
+                    owner.SubmitAndKick(MaxKicks);
+            }
             fallback.Flush(context);
         }
 
@@ -263,7 +280,8 @@ public sealed class XdpUnderlay : IDisposable
     }
 
     // SAFETY: the frame written is a free UMEM frame (FrameSize bytes, length checked against
-    // _maxFrameLength < FrameSize by the caller); the TX slot is one Free reported. Called under _tx.
+    // _maxFrameLength < FrameSize by the caller); the TX slot is one Free reported. Called under _tx
+    // or by the sole worker.
     private unsafe bool TryQueue(MacAddress nextHop, ReadOnlySpan<byte> outer, ReadOnlySpan<byte> inner, int length)
     {
         XdpRing tx = _socket!.Tx;
@@ -286,7 +304,7 @@ public sealed class XdpUnderlay : IDisposable
         return true;
     }
 
-    /// <summary>Completed TX frames back to the free stack. Called under _tx.</summary>
+    /// <summary>Completed TX frames back to the free stack. Called under _tx or by the sole worker.</summary>
     // SAFETY: each completion entry is a UMEM address (8 bytes); only addresses of the TX half are taken back.
     private unsafe void Reap()
     {
@@ -302,13 +320,15 @@ public sealed class XdpUnderlay : IDisposable
             completion.Release(n);
     }
 
-    /// <summary>Publishes the queued descriptors and, when the kernel asks for it, kicks it until it took them (bounded). Called under _tx.</summary>
+    /// <summary>Publishes the queued descriptors and, when the kernel asks for it, kicks it until it took them (bounded). Called under _tx or by the sole worker.</summary>
     // SAFETY: a zero-length send with no buffer or address: the kernel only learns the TX ring has descriptors.
     private unsafe void SubmitAndKick(int maxKicks)
     {
         XdpRing tx = _socket!.Tx;
         if (tx.Unsubmitted != 0)
             tx.Submit();
+        else if (_freeCount == _freeFrames.Length)
+            return; // nothing queued, nothing in flight: an idle round costs no lease and no ring reads
         using FileDescriptor.Lease f = _socket.Socket.Acquire();
         for (int k = 0; k < maxKicks && tx.Free(XdpSocket.RingSize) < XdpSocket.RingSize && tx.NeedsWakeup; k++)
         {

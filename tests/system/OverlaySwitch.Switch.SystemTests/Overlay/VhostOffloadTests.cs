@@ -21,7 +21,9 @@ public sealed partial class VhostOffloadTests(ITestOutputHelper output)
 {
     private const uint Vni = 100;
     private const int OverlayMtu = 1450, UnderlayMtu = 1500;
-    private const int TransferBytes = 4 << 20;
+    /// <summary>4 MiB each way; the bench asks for more (VHOST_OFFLOAD_MIB) to get past TCP's slow start, and then skips the captures (tshark would take minutes).</summary>
+    private static readonly int? BenchMib = int.TryParse(Environment.GetEnvironmentVariable("VHOST_OFFLOAD_MIB"), NumberStyles.Integer, CultureInfo.InvariantCulture, out int mib) && mib is > 0 and <= 256 ? mib : null;
+    private static readonly int TransferBytes = (BenchMib ?? 4) << 20;
     private const string MacA = "52:54:00:00:0f:01", MacB = "52:54:00:00:0f:02";
     private const string IpA = "192.168.95.1", IpB = "192.168.95.2";
     /// <summary>QEMU's virtio-net-pci with every offload this switch offers declined.</summary>
@@ -67,7 +69,7 @@ public sealed partial class VhostOffloadTests(ITestOutputHelper output)
             GuestCommandResult reach = a.WaitForPeer(IpB, 30);
             scope.Check(reach.ExitCode == 0, $"guest a never reached b:\n{reach}");
 
-            PacketCapture[] captures = [.. underlay.Hosts.Select(h => PacketCapture.Start(scope, h.Namespace, UnderlayHost.Interface, $"{name}-ul{h.Number}"))];
+            PacketCapture[] captures = BenchMib is null ? [.. underlay.Hosts.Select(h => PacketCapture.Start(scope, h.Namespace, UnderlayHost.Interface, $"{name}-ul{h.Number}"))] : [];
             double aToB = Transfer(scope, a, b, IpB, 5001, "A -> B");
             double bToA = Transfer(scope, b, a, IpA, 5002, "B -> A");
             IReadOnlyList<TsharkFrame>[] captured = [.. captures.Select(c => c.Stop())];

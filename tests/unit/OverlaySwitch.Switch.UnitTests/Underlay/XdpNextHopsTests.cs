@@ -57,6 +57,33 @@ public sealed class XdpNextHopsTests : IDisposable
         Assert.Equal(MacAddress.Parse("02:00:00:00:00:fd"), late);
     }
 
+    [Fact]
+    public void A_senders_cached_next_hop_follows_a_refresh_that_changes_it()
+    {
+        using var hops = new XdpNextHops("ul0", refresh: null, _dir);
+        uint vtep = Address("10.77.2.1");
+        var cache = default(XdpNextHops.Cache);
+        Assert.False(hops.TryGet(vtep, ref cache, out _));
+        hops.Want(vtep);
+        hops.Refresh();
+        Assert.True(hops.TryGet(vtep, ref cache, out MacAddress first));
+        Assert.Equal(MacAddress.Parse("02:00:00:00:00:fe"), first);
+        Assert.True(hops.TryGet(vtep, ref cache, out MacAddress again)); // answered from the cache
+        Assert.Equal(first, again);
+        Assert.False(hops.TryGet(Address("10.77.5.1"), ref cache, out _)); // another VTEP is looked up, not taken from the cache
+
+        // The gateway's MAC changes (a failover): the refresh publishes a new map and the cache no longer answers.
+        File.WriteAllText(Path.Combine(_dir, "arp"), Neighbours.Replace("02:00:00:00:00:fe", "02:00:00:00:00:ef", StringComparison.Ordinal));
+        hops.Refresh();
+        Assert.True(hops.TryGet(vtep, ref cache, out MacAddress moved));
+        Assert.Equal(MacAddress.Parse("02:00:00:00:00:ef"), moved);
+
+        // The neighbour goes away: no answer, cached or not.
+        File.WriteAllText(Path.Combine(_dir, "arp"), Neighbours.Replace("10.77.1.254      0x1         0x2", "10.77.1.254      0x1         0x0", StringComparison.Ordinal));
+        hops.Refresh();
+        Assert.False(hops.TryGet(vtep, ref cache, out _));
+    }
+
     private static uint Address(string a) => System.Buffers.Binary.BinaryPrimitives.ReadUInt32BigEndian(System.Net.IPAddress.Parse(a).GetAddressBytes());
 
     public void Dispose() => Directory.Delete(_dir, recursive: true);
