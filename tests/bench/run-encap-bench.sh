@@ -12,7 +12,7 @@
 #          onto sk0 through AF_PACKET (core $GEN_CORE); the switch decapsulates them into the
 #          vhost-user port, where a testpmd rxonly counts them (Rx-pps).
 # The machine is shared, so besides packets per second each row gives the CPU time the switch
-# (all its threads; for the ceilings testpmd's) spent per packet, from /proc/PID/task/*/schedstat:
+# (all its threads; for the ceilings testpmd's) spent per packet, from /proc/PID/task/*/stat:
 # that figure does not depend on how much of the core others took. Kernel work done in the
 # switch's system calls (and softirq work run on their way out) is in it; work done in ksoftirqd
 # is not. Each figure is the median of $RUNS runs. The switch is started per mode: SEND=Gso and Raw of
@@ -111,8 +111,13 @@ stop_from() {
   for pid in "${pids[@]:$1}"; do kill -KILL "$pid" 2>/dev/null || true; done
 }
 
-# cpu_ns PID: nanoseconds all threads of PID have run so far
-cpu_ns() { cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{s += $1} END {printf "%d\n", s}'; }
+# cpu_ns PID: nanoseconds all threads of PID have run so far: user + system time from each thread's
+# stat (clock ticks; schedstat's run time reads 0 on kernels built without schedstats).
+cpu_ns() {
+  local hz
+  hz=$(getconf CLK_TCK)
+  for task in /proc/"$1"/task/*; do sed 's/.*) //' "$task/stat" 2>/dev/null; done | awk -v hz="$hz" '{s += $12 + $13} END {printf "%.0f\n", s * 1e9 / hz}'
+}
 
 # per_packet CPU_NS PACKETS: "pps ns/packet"
 per_packet() { awk -v c="$1" -v n="$2" -v t="$seconds" 'BEGIN { printf "%d %d\n", n / t, (n > 0 ? c / n : 0) }'; }
