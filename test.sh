@@ -32,6 +32,9 @@ system_packages+=(tcpdump socat iputils-arping ethtool iperf3 netcat-openbsd)
 system_packages+=(chromium)
 # deploy/ system tests: the REST calls of deploy/README.md (curl, jq); setpriv is util-linux's.
 system_packages+=(curl jq)
+# The controller's kill -9 tests run kill (procps); the status socket's group test makes a group and
+# users (groupadd/useradd: passwd). Both may be missing from a minimal image.
+system_packages+=(procps passwd)
 # deploy/ system tests validate the units offline: systemd-analyze verify and security (Debian's systemd;
 # a container image may lack it even though systemd does not run there).
 system_packages+=(systemd)

@@ -217,6 +217,9 @@ public sealed partial class NamespacedSwitch : IDiagnosable, IDisposable
         _scope.Log($"overlay-switchd {Config.HostName} killed (SIGKILL)");
     }
 
+    /// <summary>Sends <paramref name="signal"/> by PID while the daemon runs (e.g. 19 = SIGSTOP, 18 = SIGCONT).</summary>
+    public void SendSignal(int signal) => _process.SendSignal(signal);
+
     /// <summary>Starts the daemon again with the same configuration file (after <see cref="Kill"/>).</summary>
     public void Restart()
     {

@@ -14,6 +14,7 @@ namespace OverlaySwitch.Tests.System.Overlay;
 public sealed class OverloadTests(ITestOutputHelper output)
 {
     private const uint Red = 100;
+    private const int SigStop = 19, SigCont = 18;
 
     /// <summary>Sends COUNT datagrams of 1000 bytes to ADDRESS:4789 (a VXLAN header with an unknown VNI), or for SECONDS when COUNT is 0.</summary>
     private const string Flood = """
@@ -50,7 +51,7 @@ public sealed class OverloadTests(ITestOutputHelper output)
 
             // Switch A stopped: 40,000 datagrams (40 MB) to its VTEP overflow its socket, whatever the buffer size.
             long kernelBefore = RcvbufErrors(hostA), countedBefore = switchA.Status().Drops.GetValueOrDefault("UnderlayReceiveQueueFull");
-            scope.Check(Signal(hostA, switchA.Pid, "STOP"), "could not stop switch A");
+            switchA.SendSignal(SigStop);
             try
             {
                 CommandResult flood = hostB.Exec(TimeSpan.FromSeconds(60), "python3", script, underlay[0].V4!, "40000", "0");
@@ -58,7 +59,7 @@ public sealed class OverloadTests(ITestOutputHelper output)
             }
             finally
             {
-                Signal(hostA, switchA.Pid, "CONT");
+                switchA.SendSignal(SigCont);
             }
             long kernelDropped = RcvbufErrors(hostA) - kernelBefore;
             scope.Check(kernelDropped > 1000, $"the kernel should have dropped datagrams at switch A's full socket, UdpRcvbufErrors moved by {kernelDropped}");
@@ -81,9 +82,6 @@ public sealed class OverloadTests(ITestOutputHelper output)
             scope.Check(!switchA.HasExited, "switch A exited under the flood");
             background.WaitForExit(scope.Bound(TimeSpan.FromSeconds(20)));
         });
-
-    private static bool Signal(NetworkNamespace ns, int pid, string signal) =>
-        ns.Exec("kill", $"-{signal}", pid.ToString(CultureInfo.InvariantCulture)).Ok;
 
     private static long RcvbufErrors(NetworkNamespace ns)
     {
